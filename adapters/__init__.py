@@ -1,0 +1,18 @@
+"""One module per backend, each implementing router.provider.Provider."""
+
+from __future__ import annotations
+
+from router.config import DeploymentConfig
+from router.provider import Provider
+
+
+def build_provider(deployment: DeploymentConfig) -> Provider:
+    """The provider for one deployment of the config; ValueError names what is wrong."""
+    if deployment.provider == "mock":
+        from adapters.mock import MockProvider
+
+        return MockProvider(deployment.model, deployment.options)
+    raise ValueError(
+        f"deployment {deployment.name!r}: provider {deployment.provider!r} is not available "
+        "(available: mock)"
+    )

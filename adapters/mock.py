@@ -1,0 +1,176 @@
+"""A deterministic provider for the embedded default, tests and benchmarks.
+
+Behaviour comes from the deployment's `options` and from the upstream model
+name, which may carry presets and query-style settings:
+
+    model: echo                          # answer with the last user message's words
+    model: slow                          # 1 s before the first token
+    model: error                         # every call fails (upstream_5xx)
+    model: flaky                         # half the calls fail
+    model: echo?tokens=20&tokens_per_second=50&fail_after_tokens=5
+
+Settings: latency_ms (before the first token), tokens_per_second (0: as fast as
+possible), tokens (answer length; `max_tokens` cuts it with finish reason
+"length"), error_rate (0..1, drawn from a seeded generator so runs repeat),
+error_kind (an ErrorKind value), fail_after_tokens (the stream breaks after N
+tokens), dimensions (embedding size), seed. Options override the model name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import math
+import random
+import struct
+import time
+from collections.abc import AsyncGenerator, Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+from urllib.parse import parse_qsl
+
+from router.errors import ErrorKind, ProviderError
+from router.types import Chunk, Embeddings, Request, Response, Usage
+
+_PRESETS: dict[str, dict[str, Any]] = {
+    "echo": {},
+    "slow": {"latency_ms": 1000.0},
+    "error": {"error_rate": 1.0},
+    "flaky": {"error_rate": 0.5},
+}
+_FILLER = "the quick brown fox jumps over the lazy dog".split()
+
+
+@dataclass(frozen=True, slots=True)
+class MockSettings:
+    latency_ms: float = 0.0
+    tokens_per_second: float = 0.0
+    tokens: int = 16
+    error_rate: float = 0.0
+    error_kind: ErrorKind = ErrorKind.UPSTREAM_5XX
+    fail_after_tokens: int = -1  # -1: never
+    dimensions: int = 8
+    seed: int = 0
+
+    @classmethod
+    def parse(cls, model: str, options: Mapping[str, Any]) -> MockSettings:
+        """Settings from `model` ("preset?key=value&...") overridden by `options`."""
+        preset, _, query = model.partition("?")
+        if preset not in _PRESETS:
+            raise ValueError(f"mock model {preset!r}: expected one of {sorted(_PRESETS)}")
+        raw: dict[str, Any] = {**_PRESETS[preset], **dict(parse_qsl(query)), **options}
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(raw) - set(known))
+        if unknown:
+            raise ValueError(f"mock: unknown settings {unknown}; known: {sorted(known)}")
+        settings = cls(**{k: _coerce(cls, k, v) for k, v in raw.items()})
+        if not 0.0 <= settings.error_rate <= 1.0:
+            raise ValueError(f"mock: error_rate must be in [0, 1], got {settings.error_rate}")
+        if min(settings.latency_ms, settings.tokens_per_second, settings.tokens) < 0:
+            raise ValueError("mock: latency_ms, tokens_per_second and tokens must be >= 0")
+        return settings
+
+
+def _coerce(cls: type[MockSettings], key: str, value: Any) -> Any:
+    kind = type(getattr(cls(), key))
+    try:
+        return kind(value)
+    except ValueError as exc:
+        raise ValueError(f"mock: {key}={value!r}: {exc}") from None
+
+
+class MockProvider:
+    """Answers with the last user message's words, paced and failing as configured."""
+
+    def __init__(self, model: str, options: Mapping[str, Any] | None = None) -> None:
+        self.model = model
+        self.settings = MockSettings.parse(model, options or {})
+        self._rng = random.Random(self.settings.seed)
+        # Observed by tests: streams running now, and streams stopped by their caller.
+        self.active_streams = 0
+        self.cancelled_streams = 0
+        self.calls = 0
+
+    def upstream_request(self, request: Request) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "messages": [{"role": m.role, "content": m.text()} for m in request.messages],
+            "max_tokens": request.params.max_tokens,
+            "settings": {k: str(v) for k, v in asdict(self.settings).items()},
+        }
+
+    async def generate(self, request: Request, deadline: float | None) -> Response:
+        text: list[str] = []
+        last = Chunk()
+        async for chunk in self.stream(request, deadline):
+            text.append(chunk.delta)
+            last = chunk
+        return Response("".join(text), last.finish_reason, last.usage or Usage())
+
+    async def stream(self, request: Request, deadline: float | None) -> AsyncGenerator[Chunk, None]:
+        settings = self.settings
+        self.calls += 1
+        self.active_streams += 1
+        try:
+            await _sleep(settings.latency_ms / 1000.0, deadline)
+            if settings.error_rate and self._rng.random() < settings.error_rate:
+                raise ProviderError(settings.error_kind, f"mock {self.model!r}: injected failure")
+            words, finish = _answer(request, settings.tokens)
+            interval = 1.0 / settings.tokens_per_second if settings.tokens_per_second else 0.0
+            for i, word in enumerate(words):
+                if i == settings.fail_after_tokens:
+                    raise ProviderError(
+                        ErrorKind.INTERRUPTED, f"mock {self.model!r}: stream cut after {i} tokens"
+                    )
+                if i and interval:
+                    await _sleep(interval, deadline)
+                yield Chunk(delta=word if i == 0 else " " + word)
+            usage = Usage(_count_words(request), len(words))
+            yield Chunk(finish_reason=finish, usage=usage)
+        except (asyncio.CancelledError, GeneratorExit):
+            self.cancelled_streams += 1
+            raise
+        finally:
+            self.active_streams -= 1
+
+    async def embed(self, texts: Sequence[str]) -> Embeddings:
+        vectors = [_vector(t, self.settings.dimensions) for t in texts]
+        return Embeddings(vectors, Usage(sum(len(t.split()) for t in texts), 0))
+
+    async def probe(self) -> None:
+        if self.settings.error_rate >= 1.0:
+            raise ProviderError(self.settings.error_kind, f"mock {self.model!r}: always fails")
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def _sleep(seconds: float, deadline: float | None) -> None:
+    if deadline is not None and time.monotonic() + seconds > deadline:
+        await asyncio.sleep(max(0.0, deadline - time.monotonic()))
+        raise ProviderError(ErrorKind.TIMEOUT, "mock: deadline passed")
+    if seconds > 0:
+        await asyncio.sleep(seconds)
+
+
+def _answer(request: Request, tokens: int) -> tuple[list[str], str]:
+    users = [m for m in request.messages if m.role == "user"]
+    source = (users[-1].text().split() if users else []) or _FILLER
+    limit = request.params.max_tokens
+    count, finish = (limit, "length") if limit is not None and limit < tokens else (tokens, "stop")
+    return [source[i % len(source)] for i in range(count)], finish
+
+
+def _count_words(request: Request) -> int:
+    return sum(len(m.text().split()) for m in request.messages)
+
+
+def _vector(text: str, dimensions: int) -> list[float]:
+    digest = b""
+    counter = 0
+    while len(digest) < 4 * dimensions:
+        digest += hashlib.blake2b(f"{counter}:{text}".encode()).digest()
+        counter += 1
+    raw = [v / 2**31 - 1.0 for v in struct.unpack(f"<{dimensions}I", digest[: 4 * dimensions])]
+    norm = math.sqrt(sum(v * v for v in raw)) or 1.0
+    return [v / norm for v in raw]

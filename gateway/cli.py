@@ -1,0 +1,128 @@
+"""`infergate` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+import tempfile
+from pathlib import Path
+
+from router.config import ConfigError, GatewayConfig, load_config
+
+log = logging.getLogger("infergate")
+DEFAULTS = Path(__file__).with_name("defaults.yaml")
+
+
+def _config(args: argparse.Namespace) -> GatewayConfig:
+    path = Path(args.config) if args.config else DEFAULTS
+    config = load_config(path)
+    overrides = {
+        k: v
+        for k, v in (("host", args.host), ("port", args.port), ("metrics_port", args.metrics_port))
+        if v is not None
+    }
+    if overrides:
+        server = config.server.model_copy(update=overrides)
+        config = config.model_copy(update={"server": server})
+    return config
+
+
+def _serve_one(config: GatewayConfig, reuse_port: bool, metrics: bool) -> None:
+    import uvloop
+
+    from gateway.server import serve
+
+    if metrics and config.server.metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(config.server.metrics_port, addr=config.server.host)
+        log.info("serving /metrics on %s:%d", config.server.host, config.server.metrics_port)
+    uvloop.run(serve(config, reuse_port=reuse_port))
+
+
+def _worker(config: GatewayConfig) -> None:
+    _logging()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent forwards SIGTERM
+    _serve_one(config, reuse_port=True, metrics=False)
+
+
+def _serve_many(config: GatewayConfig, workers: int) -> int:
+    """N processes on one port (SO_REUSEPORT); this one forwards signals and
+    serves the sum of their metrics."""
+    if config.server.port == 0:
+        raise ConfigError("--workers needs a fixed port: with port 0 each process gets its own")
+    # Children must see this before they import prometheus_client.
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="infergate-metrics-")
+    from prometheus_client import CollectorRegistry, multiprocess, start_http_server
+
+    context = multiprocessing.get_context("spawn")
+    procs = [context.Process(target=_worker, args=(config,), daemon=False) for _ in range(workers)]
+    for proc in procs:
+        proc.start()
+
+    def forward(signum: int, _frame: object) -> None:
+        for proc in procs:
+            if proc.pid is not None and proc.exitcode is None:
+                os.kill(proc.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    if config.server.metrics_port:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        start_http_server(config.server.metrics_port, addr=config.server.host, registry=registry)
+    failed = 0
+    for proc in procs:
+        proc.join()
+        multiprocess.mark_process_dead(proc.pid)
+        failed += proc.exitcode != 0
+    return 1 if failed else 0
+
+
+def _logging() -> None:
+    logging.basicConfig(
+        level=os.environ.get("INFERGATE_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="infergate", description="A gRPC-first inference gateway")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the gateway")
+    serve.add_argument("--config", help="YAML config (default: the embedded mock setup)")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--metrics-port", type=int, help="0 disables /metrics")
+    serve.add_argument("--workers", type=int, default=1, help="processes sharing the port")
+    check = commands.add_parser("check-config", help="validate a config file and exit")
+    check.add_argument("config")
+    args = parser.parse_args(argv)
+    _logging()
+    try:
+        if args.command == "check-config":
+            from adapters import build_provider
+            from router.router import Router
+
+            Router(load_config(args.config), build_provider)
+            print(f"{args.config}: ok")
+            return 0
+        config = _config(args)
+        if args.workers < 1:
+            raise ConfigError("--workers must be >= 1")
+        if args.workers > 1:
+            return _serve_many(config, args.workers)
+        _serve_one(config, reuse_port=False, metrics=True)
+        return 0
+    except ConfigError as exc:
+        print(f"infergate: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

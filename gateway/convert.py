@@ -1,0 +1,154 @@
+"""Protobuf <-> domain conversion for the Router service, in one place."""
+
+from __future__ import annotations
+
+from google.protobuf import json_format, struct_pb2
+
+from gateway.pb import router_pb2 as pb
+from router.router import Decision, Deployment, Model
+from router.types import (
+    Chunk,
+    ContentPart,
+    Message,
+    Params,
+    Request,
+    Response,
+    ResponseFormat,
+    Tool,
+    ToolCall,
+    Usage,
+)
+
+
+def request_from_pb(msg: pb.GenerateRequest) -> Request:
+    return Request(
+        model=msg.model,
+        messages=tuple(_message(m) for m in msg.messages),
+        params=_params(msg.params) if msg.HasField("params") else Params(),
+        deployment=msg.deployment,
+        metadata=dict(msg.metadata),
+        cache=msg.cache,
+    )
+
+
+def _message(m: pb.Message) -> Message:
+    return Message(
+        role=m.role,
+        content=m.content,
+        parts=tuple(_part(p) for p in m.parts),
+        name=m.name,
+        tool_calls=tuple(ToolCall(c.id, c.name, c.arguments) for c in m.tool_calls),
+        tool_call_id=m.tool_call_id,
+    )
+
+
+def _part(p: pb.ContentPart) -> ContentPart:
+    kind = p.WhichOneof("kind")
+    return ContentPart(image_url=p.image_url) if kind == "image_url" else ContentPart(text=p.text)
+
+
+def _params(p: pb.GenerationParams) -> Params:
+    fmt = p.response_format
+    return Params(
+        temperature=p.temperature if p.HasField("temperature") else None,
+        top_p=p.top_p if p.HasField("top_p") else None,
+        max_tokens=p.max_tokens if p.HasField("max_tokens") else None,
+        stop=tuple(p.stop),
+        response_format=ResponseFormat(
+            type=fmt.type,
+            schema_name=fmt.schema_name,
+            json_schema=_dict(fmt.json_schema) if fmt.HasField("json_schema") else None,
+        )
+        if p.HasField("response_format")
+        else None,
+        tools=tuple(
+            Tool(t.name, t.description, _dict(t.parameters) if t.HasField("parameters") else None)
+            for t in p.tools
+        ),
+        tool_choice=p.tool_choice,
+        seed=p.seed if p.HasField("seed") else None,
+    )
+
+
+def _dict(s: struct_pb2.Struct) -> dict[str, object]:
+    return json_format.MessageToDict(s)
+
+
+def _usage(u: Usage) -> pb.Usage:
+    return pb.Usage(
+        input_tokens=u.input_tokens, output_tokens=u.output_tokens, total_tokens=u.total_tokens
+    )
+
+
+def _tool_calls(calls: tuple[ToolCall, ...]) -> list[pb.ToolCall]:
+    return [pb.ToolCall(id=c.id, name=c.name, arguments=c.arguments) for c in calls]
+
+
+def response_to_pb(rid: str, model: str, deployment: str, r: Response) -> pb.GenerateResponse:
+    return pb.GenerateResponse(
+        id=rid,
+        model=model,
+        deployment=deployment,
+        text=r.text,
+        tool_calls=_tool_calls(r.tool_calls),
+        finish_reason=r.finish_reason,
+        usage=_usage(r.usage),
+    )
+
+
+def chunk_to_pb(rid: str, c: Chunk) -> pb.GenerateChunk:
+    msg = pb.GenerateChunk(id=rid, delta=c.delta, finish_reason=c.finish_reason)
+    if c.tool_calls:
+        msg.tool_calls.extend(_tool_calls(c.tool_calls))
+    if c.usage is not None:
+        msg.usage.CopyFrom(_usage(c.usage))
+    return msg
+
+
+def decision_to_pb(d: Decision) -> pb.RouteDecision:
+    upstream = struct_pb2.Struct()
+    upstream.update(d.upstream_request)
+    return pb.RouteDecision(
+        model=d.model,
+        strategy=d.strategy,
+        deployment=d.deployment,
+        provider=d.provider,
+        candidates=[
+            pb.RouteCandidate(
+                deployment=c.deployment, provider=c.provider, skip_reason=c.skip_reason
+            )
+            for c in d.candidates
+        ],
+        upstream_request=upstream,
+    )
+
+
+def model_to_pb(m: Model) -> pb.Model:
+    return pb.Model(
+        alias=m.alias,
+        strategy=m.config.strategy,
+        fallbacks=list(m.config.fallbacks),
+        deployments=[
+            pb.Deployment(
+                name=d.name,
+                provider=d.config.provider,
+                upstream_model=d.config.model,
+                weight=d.config.weight,
+            )
+            for d in m.deployments
+        ],
+    )
+
+
+def health_to_pb(m: Model, d: Deployment) -> pb.DeploymentHealth:
+    error = d.last_error
+    return pb.DeploymentHealth(
+        model=m.alias,
+        deployment=d.name,
+        provider=d.config.provider,
+        healthy=error is None,
+        reason="" if error is None else f"last call failed: {error.kind}: {error}",
+        ewma_latency_ms=d.ewma_latency_ms,
+        error_rate=d.failures / d.requests if d.requests else 0.0,
+        in_flight=d.in_flight,
+    )

@@ -1,0 +1,158 @@
+"""Prometheus metrics, recorded by a gRPC server interceptor.
+
+With `--workers N` the processes share one registry directory
+(PROMETHEUS_MULTIPROC_DIR) and the parent serves the sum; gauges say how
+they combine across processes.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from prometheus_client import Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
+)  # fmt: skip
+
+REQUESTS = Counter(
+    "infergate_grpc_requests", "RPCs finished, by method and status code", ["method", "code"]
+)
+LATENCY = Histogram(
+    "infergate_grpc_request_seconds", "RPC duration", ["method"], buckets=_LATENCY_BUCKETS
+)
+TIME_TO_FIRST_MESSAGE = Histogram(
+    "infergate_grpc_time_to_first_message_seconds",
+    "Server-streaming RPCs: time to the first message (time to first token for GenerateStream)",
+    ["method"],
+    buckets=_LATENCY_BUCKETS,
+)
+IN_FLIGHT = Gauge(
+    "infergate_grpc_in_flight", "RPCs running now", ["method"], multiprocess_mode="livesum"
+)
+TOKENS_STREAMED = Counter(
+    "infergate_tokens_streamed", "Output tokens streamed to clients, by model alias", ["model"]
+)
+
+
+def _code(context: grpc.aio.ServicerContext, default: str) -> str:
+    code = context.code()
+    if isinstance(code, grpc.StatusCode):
+        return code.name
+    if context.time_remaining() is not None and context.time_remaining() <= 0:
+        return "DEADLINE_EXCEEDED"
+    return default
+
+
+class _Instruments:
+    """The metric children for one method, resolved once."""
+
+    __slots__ = ("codes", "in_flight", "latency", "method", "ttfm")
+
+    def __init__(self, method: str) -> None:
+        self.method = method
+        self.latency = LATENCY.labels(method)
+        self.ttfm = TIME_TO_FIRST_MESSAGE.labels(method)
+        self.in_flight = IN_FLIGHT.labels(method)
+        self.codes: dict[str, Any] = {}
+
+    def done(self, started: float, code: str) -> None:
+        self.in_flight.dec()
+        self.latency.observe(time.perf_counter() - started)
+        counter = self.codes.get(code)
+        if counter is None:
+            counter = self.codes[code] = REQUESTS.labels(self.method, code)
+        counter.inc()
+
+
+class MetricsInterceptor(grpc.aio.ServerInterceptor):
+    """Counts, times and tracks in-flight RPCs; streams also get time to first message."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, grpc.RpcMethodHandler] = {}
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        method = details.method
+        cached = self._handlers.get(method)
+        if cached is not None:
+            return cached
+        handler = await continuation(details)
+        if handler is None:
+            return handler
+        wrapped = _wrap(handler, _Instruments(method))
+        self._handlers[method] = wrapped
+        return wrapped
+
+
+def _wrap(handler: grpc.RpcMethodHandler, m: _Instruments) -> grpc.RpcMethodHandler:
+    """The same handler, its behaviour timed. The request argument is a message or,
+    for client-streaming RPCs, an iterator of them: both pass through untouched."""
+    if handler.unary_unary or handler.stream_unary:
+        make = (
+            grpc.unary_unary_rpc_method_handler
+            if handler.unary_unary
+            else grpc.stream_unary_rpc_method_handler
+        )
+        return make(
+            _timed_unary(handler.unary_unary or handler.stream_unary, m),
+            handler.request_deserializer,
+            handler.response_serializer,
+        )
+    make = (
+        grpc.unary_stream_rpc_method_handler
+        if handler.unary_stream
+        else grpc.stream_stream_rpc_method_handler
+    )
+    behaviour = handler.unary_stream or handler.stream_stream
+    # A streaming handler is an async generator, or a coroutine that calls context.write().
+    timed = _timed_stream if inspect.isasyncgenfunction(behaviour) else _timed_unary
+    return make(
+        timed(behaviour, m),
+        handler.request_deserializer,
+        handler.response_serializer,
+    )
+
+
+def _timed_unary(behaviour: Any, m: _Instruments) -> Any:
+    async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        started = time.perf_counter()
+        m.in_flight.inc()
+        code = "OK"
+        try:
+            return await behaviour(request, context)
+        except BaseException:
+            code = _code(context, "CANCELLED")
+            raise
+        finally:
+            m.done(started, code if code != "OK" else _code(context, "OK"))
+
+    return unary
+
+
+def _timed_stream(behaviour: Any, m: _Instruments) -> Any:
+    async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        started = time.perf_counter()
+        m.in_flight.inc()
+        code = "OK"
+        first = True
+        try:
+            async for message in behaviour(request, context):
+                if first:
+                    m.ttfm.observe(time.perf_counter() - started)
+                    first = False
+                yield message
+        except BaseException:
+            code = _code(context, "CANCELLED")
+            raise
+        finally:
+            m.done(started, code if code != "OK" else _code(context, "OK"))
+
+    return stream

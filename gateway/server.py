@@ -1,0 +1,154 @@
+"""The gRPC server: services, health, reflection, interceptors, and a graceful stop.
+
+Shutdown order (SIGTERM): every health status flips to NOT_SERVING, the server
+keeps accepting for `drain_delay_s` so load balancers notice, then it refuses
+new RPCs and in-flight ones get `grace_period_s` to finish before they are
+cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from adapters import build_provider
+from gateway.metrics import MetricsInterceptor
+from gateway.pb import (
+    app_pb2,
+    app_pb2_grpc,
+    dataset_pb2,
+    dataset_pb2_grpc,
+    router_pb2,
+    router_pb2_grpc,
+    tasks_pb2,
+    tasks_pb2_grpc,
+)
+from gateway.router_service import RouterService
+from router.config import GatewayConfig, ServerConfig
+from router.router import Router
+
+log = logging.getLogger("infergate")
+
+SERVICE_NAMES = {
+    name: module.DESCRIPTOR.services_by_name[name].full_name
+    for name, module in (
+        ("Router", router_pb2),
+        ("Dataset", dataset_pb2),
+        ("App", app_pb2),
+        ("Tasks", tasks_pb2),
+    )
+}
+_NOT_YET = {  # service -> (add_to_server, the issue that builds it)
+    "Dataset": (dataset_pb2_grpc.add_DatasetServicer_to_server, 5),
+    "App": (app_pb2_grpc.add_AppServicer_to_server, 8),
+    "Tasks": (tasks_pb2_grpc.add_TasksServicer_to_server, 6),
+}
+
+
+class NotImplementedService:
+    """Answers every method of a service with UNIMPLEMENTED and a message saying why."""
+
+    def __init__(self, service: str, issue: int) -> None:
+        self._service = service
+        self._issue = issue
+
+    def __getattr__(self, method: str) -> Any:
+        message = (
+            f"{SERVICE_NAMES[self._service]}.{method} is not implemented yet "
+            f"in this gateway (tracked as issue #{self._issue})"
+        )
+
+        async def unimplemented(request: Any, context: grpc.aio.ServicerContext) -> None:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, message)
+
+        return unimplemented
+
+
+def server_options(cfg: ServerConfig, *, reuse_port: bool) -> list[tuple[str, int]]:
+    keepalive = cfg.keepalive
+    return [
+        ("grpc.max_send_message_length", cfg.max_message_bytes),
+        ("grpc.max_receive_message_length", cfg.max_message_bytes),
+        ("grpc.max_concurrent_streams", cfg.max_concurrent_streams),
+        ("grpc.keepalive_time_ms", int(keepalive.time_s * 1000)),
+        ("grpc.keepalive_timeout_ms", int(keepalive.timeout_s * 1000)),
+        ("grpc.keepalive_permit_without_calls", int(keepalive.permit_without_calls)),
+        (
+            "grpc.http2.min_recv_ping_interval_without_data_ms",
+            int(keepalive.min_client_ping_interval_s * 1000),
+        ),
+        ("grpc.http2.max_ping_strikes", 2),
+        # gRPC turns SO_REUSEPORT on by default, which lets a second gateway
+        # silently share a port by mistake; only --workers wants it.
+        ("grpc.so_reuseport", int(reuse_port)),
+    ]
+
+
+@dataclass
+class Gateway:
+    """A started server and what it serves."""
+
+    config: GatewayConfig
+    server: grpc.aio.Server
+    health: HealthServicer
+    router: Router
+    port: int
+
+    @property
+    def address(self) -> str:
+        return f"{self.config.server.host}:{self.port}"
+
+    @classmethod
+    async def start(cls, config: GatewayConfig, *, reuse_port: bool = False) -> Gateway:
+        router = Router(config, build_provider)
+        server = grpc.aio.server(
+            interceptors=[MetricsInterceptor()],
+            options=server_options(config.server, reuse_port=reuse_port),
+        )
+        router_pb2_grpc.add_RouterServicer_to_server(RouterService(router), server)
+        for name, (add, issue) in _NOT_YET.items():
+            add(NotImplementedService(name, issue), server)
+        health = HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health, server)
+        reflection.enable_server_reflection(
+            [*SERVICE_NAMES.values(), "grpc.health.v1.Health", reflection.SERVICE_NAME], server
+        )
+        port = server.add_insecure_port(f"{config.server.host}:{config.server.port}")
+        await server.start()
+        serving = health_pb2.HealthCheckResponse.SERVING
+        not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
+        await health.set("", serving)
+        for name, full_name in SERVICE_NAMES.items():
+            await health.set(full_name, not_serving if name in _NOT_YET else serving)
+        return cls(config, server, health, router, port)
+
+    async def shutdown(self) -> None:
+        """Drain and stop; returns once in-flight RPCs finished or the grace ran out."""
+        cfg = self.config.server
+        await self.health.enter_graceful_shutdown()
+        if cfg.drain_delay_s:
+            await asyncio.sleep(cfg.drain_delay_s)
+        await self.server.stop(cfg.grace_period_s)
+        await self.router.aclose()
+
+
+async def serve(config: GatewayConfig, *, reuse_port: bool = False) -> None:
+    """Run until SIGTERM or SIGINT, then shut down gracefully."""
+    gateway = await Gateway.start(config, reuse_port=reuse_port)
+    log.info("serving gRPC on %s", gateway.address)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down: draining for %.1fs", config.server.drain_delay_s)
+    await gateway.shutdown()
+    log.info("stopped")

@@ -1,0 +1,66 @@
+"""The router's one exception tree. gateway/errors.py maps it to gRPC codes once."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from enum import StrEnum
+
+
+class ErrorKind(StrEnum):
+    TIMEOUT = "timeout"
+    RATE_LIMITED = "rate_limited"
+    AUTH = "auth"
+    BAD_REQUEST = "bad_request"
+    NOT_FOUND = "not_found"
+    UNAVAILABLE = "unavailable"
+    UPSTREAM_5XX = "upstream_5xx"
+    INTERRUPTED = "interrupted"  # the upstream stream broke after it started
+    CANCELLED = "cancelled"
+
+
+class RouterError(Exception):
+    """Base of every error the router raises."""
+
+
+class InvalidRequest(RouterError):
+    """The request itself is wrong; `field` names the offending field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+class ModelNotFound(RouterError):
+    def __init__(self, model: str) -> None:
+        super().__init__(f"model {model!r} is not configured")
+        self.model = model
+
+
+class ProviderError(RouterError):
+    """A failure of one upstream call, already translated from the vendor's."""
+
+    def __init__(self, kind: ErrorKind, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.retry_after = retry_after
+
+    @property
+    def retryable(self) -> bool:
+        """Whether another attempt (here or on another deployment) may succeed."""
+        return self.kind not in (ErrorKind.BAD_REQUEST, ErrorKind.CANCELLED)
+
+
+class AllProvidersFailed(RouterError):
+    """Every candidate deployment failed; `attempts` holds each one's error."""
+
+    def __init__(self, model: str, attempts: Sequence[tuple[str, ProviderError]]) -> None:
+        detail = "; ".join(f"{name}: {err.kind}: {err}" for name, err in attempts)
+        super().__init__(f"all deployments of {model!r} failed ({detail})")
+        self.model = model
+        self.attempts = list(attempts)
+
+    @property
+    def kind(self) -> ErrorKind:
+        """The attempts' common kind, or UNAVAILABLE when they differ."""
+        kinds = {err.kind for _, err in self.attempts}
+        return kinds.pop() if len(kinds) == 1 else ErrorKind.UNAVAILABLE

@@ -1,0 +1,38 @@
+"""The interface every backend in adapters/ implements."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Sequence
+from typing import Any, Protocol
+
+from router.types import Chunk, Embeddings, Request, Response
+
+
+class Provider(Protocol):
+    """One deployment's upstream.
+
+    Deadlines are absolute `time.monotonic()` values (None: no deadline); a
+    provider raises `ProviderError(TIMEOUT)` when one passes. Every method raises
+    only `ProviderError` for upstream failures. Cancelling the calling task (or
+    closing a stream's iterator) stops the upstream work and releases its
+    connection. None of the methods is idempotent on the upstream's side: the
+    router decides what may be retried.
+    """
+
+    async def generate(self, request: Request, deadline: float | None) -> Response: ...
+
+    def stream(self, request: Request, deadline: float | None) -> AsyncGenerator[Chunk, None]:
+        """Chunks in upstream order; the last one carries finish reason and usage."""
+        ...
+
+    async def embed(self, texts: Sequence[str]) -> Embeddings: ...
+
+    async def probe(self) -> None:
+        """A cheap health call; raises ProviderError when the upstream is unhealthy."""
+        ...
+
+    def upstream_request(self, request: Request) -> dict[str, Any]:
+        """The exact body `generate` would send, for dry runs. No I/O."""
+        ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,109 @@
+"""The unified request and stream types every provider speaks."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+ROLES = frozenset({"system", "user", "assistant", "tool"})
+
+
+@dataclass(frozen=True, slots=True)
+class ContentPart:
+    text: str | None = None
+    image_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    id: str
+    name: str
+    arguments: str  # JSON text, as the model produced it
+
+
+@dataclass(frozen=True, slots=True)
+class Tool:
+    name: str
+    description: str = ""
+    parameters: Mapping[str, Any] | None = None  # JSON Schema
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseFormat:
+    type: str = "text"  # "text", "json_object", "json_schema"
+    schema_name: str = ""
+    json_schema: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    role: str
+    content: str = ""
+    parts: tuple[ContentPart, ...] = ()
+    name: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str = ""
+
+    def text(self) -> str:
+        """The message's text, from `content` or its text parts."""
+        if self.content or not self.parts:
+            return self.content
+        return "".join(p.text for p in self.parts if p.text)
+
+
+@dataclass(frozen=True, slots=True)
+class Params:
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    stop: tuple[str, ...] = ()
+    response_format: ResponseFormat | None = None
+    tools: tuple[Tool, ...] = ()
+    tool_choice: str = ""
+    seed: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    model: str
+    messages: tuple[Message, ...]
+    params: Params = Params()
+    deployment: str = ""  # manual override
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    cache: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """One piece of a stream: a text delta, and on the last chunk the finish
+    reason and the upstream's own usage counts."""
+
+    delta: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()
+    finish_reason: str = ""
+    usage: Usage | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    text: str
+    finish_reason: str
+    usage: Usage
+    tool_calls: tuple[ToolCall, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Embeddings:
+    vectors: list[list[float]]
+    usage: Usage

@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+import pytest
+
+from gateway.pb import router_pb2 as pb
+from gateway.pb import router_pb2_grpc
+from gateway.server import Gateway
+from router.config import GatewayConfig, parse_config
+
+MODELS: dict[str, Any] = {
+    "chat": {"deployments": [{"name": "chat-a", "provider": "mock", "model": "echo?tokens=8"}]},
+    "paced": {
+        "deployments": [
+            {"name": "paced-a", "provider": "mock", "model": "echo",
+             "options": {"tokens": 20, "tokens_per_second": 100}}
+        ]
+    },
+    "slow": {"deployments": [{"name": "slow-a", "provider": "mock", "model": "slow"}]},
+    "cut": {
+        "deployments": [
+            {"name": "cut-a", "provider": "mock", "model": "echo?fail_after_tokens=3"}
+        ]
+    },
+    "failover": {
+        "deployments": [
+            {"name": "bad", "provider": "mock", "model": "error", "weight": 5},
+            {"name": "good", "provider": "mock", "model": "echo?tokens=4"},
+        ]
+    },
+    "embed": {"deployments": [{"name": "embed-a", "provider": "mock", "model": "echo"}]},
+}  # fmt: skip
+
+
+def make_config(models: dict[str, Any] | None = None, **server: Any) -> GatewayConfig:
+    return parse_config(
+        {
+            "server": {"port": 0, "metrics_port": 0, "grace_period_s": 1, **server},
+            "models": models or MODELS,
+        }
+    )
+
+
+def chat(model: str, text: str = "hello world", **fields: Any) -> pb.GenerateRequest:
+    return pb.GenerateRequest(
+        model=model, messages=[pb.Message(role="user", content=text)], **fields
+    )
+
+
+StartGateway = Callable[..., Awaitable[Gateway]]
+
+
+@pytest.fixture
+async def start_gateway() -> AsyncIterator[StartGateway]:
+    started: list[Gateway] = []
+
+    async def start(models: dict[str, Any] | None = None, **server: Any) -> Gateway:
+        gateway = await Gateway.start(make_config(models, **server))
+        started.append(gateway)
+        return gateway
+
+    yield start
+    for gateway in started:
+        await gateway.server.stop(None)
+        await gateway.router.aclose()
+
+
+@pytest.fixture
+async def gateway(start_gateway: StartGateway) -> Gateway:
+    return await start_gateway()
+
+
+@pytest.fixture
+async def channel(gateway: Gateway) -> AsyncIterator[grpc.aio.Channel]:
+    async with grpc.aio.insecure_channel(gateway.address) as channel:
+        yield channel
+
+
+@pytest.fixture
+def stub(channel: grpc.aio.Channel) -> router_pb2_grpc.RouterStub:
+    return router_pb2_grpc.RouterStub(channel)

@@ -1,0 +1,185 @@
+"""The real CLI in a subprocess: graceful shutdown, --workers, port conflicts."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from gateway.pb import router_pb2_grpc
+from tests.conftest import chat
+
+CONFIG = """
+server: {{drain_delay_s: {drain}, grace_period_s: {grace}}}
+models:
+  paced:
+    deployments:
+      - {{name: p, provider: mock, model: echo, options: {{tokens: 20, tokens_per_second: 20}}}}
+  chat:
+    deployments:
+      - {{name: c, provider: mock, model: echo}}
+"""
+SERVING = re.compile(r"serving gRPC on (\S+)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Served:
+    def __init__(self, tmp: Path, *args: str, drain: float = 0.5, grace: float = 5) -> None:
+        config = tmp / "config.yaml"
+        config.write_text(CONFIG.format(drain=drain, grace=grace))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config), *args],
+            stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        self.log: list[str] = []
+
+    def wait_serving(self, count: int = 1) -> str:
+        address = ""
+        assert self.proc.stderr is not None
+        deadline = time.monotonic() + 20
+        while count and time.monotonic() < deadline:
+            line = self.proc.stderr.readline()
+            assert line, f"gateway exited early: {''.join(self.log)}"
+            self.log.append(line)
+            if match := SERVING.search(line):
+                address, count = match.group(1), count - 1
+        assert not count, "gateway did not start in time"
+        return address
+
+    def wait_exit(self, timeout: float = 20) -> int:
+        code = self.proc.wait(timeout)
+        assert self.proc.stderr is not None
+        self.log.append(self.proc.stderr.read())
+        return code
+
+
+def scrape(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return str(response.read().decode())
+
+
+async def read_rest(call: grpc.aio.UnaryStreamCall) -> list[Any]:
+    messages = []
+    while (message := await call.read()) is not grpc.aio.EOF:
+        messages.append(message)
+    return messages
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[list[Served]]:
+    procs: list[Served] = []
+    yield procs
+    for s in procs:
+        if s.proc.poll() is None:
+            s.proc.kill()
+            s.proc.wait()
+        assert s.proc.stderr is not None
+        s.proc.stderr.close()
+
+
+async def test_sigterm_flips_health_then_finishes_the_in_flight_stream(
+    tmp_path: Path, served: list[Served]
+) -> None:
+    server = Served(tmp_path, "--port", "0", "--metrics-port", "0")
+    served.append(server)
+    address = server.wait_serving()
+    async with grpc.aio.insecure_channel(address) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        check = health_pb2.HealthCheckRequest(service="infergate.v1.Router")
+        assert (await health.Check(check)).status == health_pb2.HealthCheckResponse.SERVING
+        call = router_pb2_grpc.RouterStub(channel).GenerateStream(chat("paced", "x"))
+        first = await call.read()
+        assert first.delta == "x"
+        server.proc.send_signal(signal.SIGTERM)
+        status = None
+        for _ in range(40):  # the drain delay is 0.5 s: health flips well inside it
+            status = (await health.Check(check)).status
+            if status == health_pb2.HealthCheckResponse.NOT_SERVING:
+                break
+            await asyncio.sleep(0.01)
+        assert status == health_pb2.HealthCheckResponse.NOT_SERVING
+        rest = await read_rest(call)
+        assert await call.code() is grpc.StatusCode.OK
+        assert "".join(c.delta for c in rest).split() == ["x"] * 19
+        assert rest[-1].usage.output_tokens == 20
+    assert server.wait_exit() == 0
+    assert "stopped" in "".join(server.log)
+
+
+async def test_streams_past_the_grace_period_are_cut_and_the_exit_is_clean(
+    tmp_path: Path, served: list[Served]
+) -> None:
+    server = Served(tmp_path, "--port", "0", "--metrics-port", "0", drain=0, grace=0.2)
+    served.append(server)
+    address = server.wait_serving()
+    async with grpc.aio.insecure_channel(address) as channel:
+        call = router_pb2_grpc.RouterStub(channel).GenerateStream(chat("paced"))
+        await call.read()
+        server.proc.send_signal(signal.SIGTERM)
+        with pytest.raises(grpc.aio.AioRpcError) as exc:
+            await read_rest(call)
+        assert exc.value.code() in (grpc.StatusCode.CANCELLED, grpc.StatusCode.UNAVAILABLE)
+    assert server.wait_exit() == 0
+
+
+async def test_workers_share_the_port_and_sum_their_metrics(
+    tmp_path: Path, served: list[Served]
+) -> None:
+    port, metrics_port = free_port(), free_port()
+    server = Served(
+        tmp_path, "--port", str(port), "--metrics-port", str(metrics_port), "--workers", "2"
+    )
+    served.append(server)
+    server.wait_serving(count=2)
+    children = (await asyncio.to_thread(
+        subprocess.run,
+        ["pgrep", "-P", str(server.proc.pid)], capture_output=True, text=True, check=False,
+    )).stdout.split()  # fmt: skip
+    assert len(children) >= 2  # the two workers (spawn may add a resource tracker)
+    for _ in range(20):  # new connections: the kernel spreads them over the workers
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            reply = await router_pb2_grpc.RouterStub(channel).Generate(chat("chat"))
+            assert reply.deployment == "c"
+    text = await asyncio.to_thread(scrape, f"http://127.0.0.1:{metrics_port}/metrics")
+    line = 'infergate_grpc_requests_total{code="OK",method="/infergate.v1.Router/Generate"}'
+    assert f"{line} 20.0" in text
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.wait_exit() == 0
+
+
+def test_a_taken_port_fails_clearly(tmp_path: Path, served: list[Served]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        server = Served(tmp_path, "--port", str(port), "--metrics-port", "0")
+        served.append(server)
+        code = server.wait_exit()
+    assert code != 0
+    assert str(port) in "".join(server.log)
+
+
+def test_workers_need_a_fixed_port(tmp_path: Path, served: list[Served]) -> None:
+    server = Served(tmp_path, "--port", "0", "--workers", "2")
+    served.append(server)
+    assert server.wait_exit() == 2
+    assert "--workers needs a fixed port" in "".join(server.log)
+    assert os.environ.get("PROMETHEUS_MULTIPROC_DIR") is None

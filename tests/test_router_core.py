@@ -1,0 +1,168 @@
+"""The router core on its own: no gRPC, mock providers."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from adapters import build_provider
+from router.balance import SmoothWeightedRoundRobin
+from router.config import ConfigError
+from router.errors import (
+    AllProvidersFailed,
+    ErrorKind,
+    InvalidRequest,
+    ModelNotFound,
+    ProviderError,
+)
+from router.router import Router
+from router.types import Message, Params, Request
+from tests.conftest import make_config
+
+
+def request(model: str, text: str = "one two three", **kw: object) -> Request:
+    return Request(model=model, messages=(Message("user", text),), **kw)  # type: ignore[arg-type]
+
+
+def test_smooth_wrr_interleaves_exactly() -> None:
+    wrr = SmoothWeightedRoundRobin([3, 1])
+    picks = [wrr.pick() for _ in range(8)]
+    assert picks == [0, 0, 1, 0, 0, 0, 1, 0]
+
+
+def test_smooth_wrr_matches_weights_per_cycle_over_10000_picks() -> None:
+    weights = [5, 3, 2]
+    wrr = SmoothWeightedRoundRobin(weights)
+    for _ in range(10_000 // sum(weights)):
+        cycle = [wrr.pick() for _ in range(sum(weights))]
+        assert [cycle.count(i) for i in range(3)] == weights
+        # smooth: never more than 2 of the heaviest in a row within a cycle of 5:3:2
+        assert max(len(list(g)) for _, g in itertools.groupby(cycle)) <= 2
+
+
+def test_smooth_wrr_peek_does_not_advance() -> None:
+    wrr = SmoothWeightedRoundRobin([1, 1])
+    assert wrr.peek() == wrr.peek() == wrr.pick()
+    assert wrr.peek() == 1
+
+
+def test_smooth_wrr_rejects_bad_weights() -> None:
+    with pytest.raises(ValueError):
+        SmoothWeightedRoundRobin([1, 0])
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        (Params(temperature=2.5), "params.temperature"),
+        (Params(temperature=-0.1), "params.temperature"),
+        (Params(top_p=1.5), "params.top_p"),
+        (Params(max_tokens=0), "params.max_tokens"),
+        (Params(stop=("",)), "params.stop[0]"),
+    ],
+)
+async def test_invalid_params_name_the_field(params: Params, field: str) -> None:
+    router = Router(make_config(), build_provider)
+    with pytest.raises(InvalidRequest) as exc:
+        await router.generate(request("chat", params=params))
+    assert exc.value.field == field
+
+
+async def test_bad_role_and_empty_messages() -> None:
+    router = Router(make_config(), build_provider)
+    with pytest.raises(InvalidRequest, match=r"messages\[0\]\.role"):
+        await router.generate(Request("chat", (Message("robot", "hi"),)))
+    with pytest.raises(InvalidRequest, match="messages: must not be empty"):
+        await router.generate(Request("chat", ()))
+
+
+async def test_unknown_model_and_unknown_deployment() -> None:
+    router = Router(make_config(), build_provider)
+    with pytest.raises(ModelNotFound):
+        await router.generate(request("nope"))
+    with pytest.raises(InvalidRequest) as exc:
+        await router.generate(request("chat", deployment="nope"))
+    assert exc.value.field == "deployment"
+
+
+async def test_failover_before_first_token_records_the_failure() -> None:
+    router = Router(make_config(), build_provider)
+    routed = await router.generate(request("failover"))
+    assert routed.deployment == "good"
+    assert routed.response.text == "one two three one"
+    bad, good = router.model("failover").deployments
+    assert (bad.requests, bad.failures, bad.in_flight) == (1, 1, 0)
+    assert bad.last_error is not None and bad.last_error.kind is ErrorKind.UPSTREAM_5XX
+    assert (good.requests, good.failures, good.last_error) == (1, 0, None)
+
+
+async def test_all_failed_carries_every_attempt() -> None:
+    models = {
+        "dead": {
+            "deployments": [
+                {"name": "x", "provider": "mock", "model": "error"},
+                {"name": "y", "provider": "mock", "model": "error?error_kind=rate_limited"},
+            ]
+        }
+    }
+    router = Router(make_config(models), build_provider)
+    with pytest.raises(AllProvidersFailed) as exc:
+        await router.generate(request("dead"))
+    assert [name for name, _ in exc.value.attempts] == ["x", "y"]
+    assert exc.value.kind is ErrorKind.UNAVAILABLE  # kinds differ
+
+
+async def test_fallback_alias_is_tried_after_own_deployments() -> None:
+    models = {
+        "primary": {
+            "deployments": [{"name": "p", "provider": "mock", "model": "error"}],
+            "fallbacks": ["backup"],
+        },
+        "backup": {"deployments": [{"name": "b", "provider": "mock", "model": "echo"}]},
+    }
+    router = Router(make_config(models), build_provider)
+    assert (await router.generate(request("primary"))).deployment == "b"
+
+
+async def test_stream_failure_after_first_token_is_raised_not_retried() -> None:
+    models = {
+        "cut": {
+            "deployments": [
+                {"name": "c", "provider": "mock", "model": "echo?fail_after_tokens=2"},
+                {"name": "ok", "provider": "mock", "model": "echo"},
+            ]
+        }
+    }
+    router = Router(make_config(models), build_provider)
+    stream = router.stream(request("cut"))
+    got = []
+    with pytest.raises(ProviderError) as exc:
+        async for chunk in stream:
+            got.append(chunk.delta)
+    assert got == ["one", " two"]
+    assert exc.value.kind is ErrorKind.INTERRUPTED
+    assert stream.deployment == "c"
+    assert router.model("cut").deployments[1].requests == 0
+
+
+async def test_route_is_a_dry_run() -> None:
+    router = Router(make_config(), build_provider)
+    bad = router.model("failover").deployments[0].provider
+    decision = router.route(request("failover"))
+    assert (decision.deployment, decision.strategy) == ("bad", "weighted_round_robin")
+    assert [c.deployment for c in decision.candidates] == ["bad", "good"]
+    assert decision.upstream_request["model"] == "error"
+    assert decision.upstream_request["messages"] == [{"role": "user", "content": "one two three"}]
+    assert bad.calls == 0  # type: ignore[attr-defined]
+    # no balancer state consumed: the next real pick is the one announced
+    assert router.route(request("failover")).deployment == "bad"
+
+
+def test_provider_errors_name_the_deployment_path() -> None:
+    models = {"m": {"deployments": [{"name": "d", "provider": "nope", "model": "x"}]}}
+    with pytest.raises(ConfigError, match=r"models\.m\.deployments\.0: .*'nope' is not available"):
+        Router(make_config(models), build_provider)
+    models = {"m": {"deployments": [{"name": "d", "provider": "mock", "model": "echo?bogus=1"}]}}
+    with pytest.raises(ConfigError, match=r"models\.m\.deployments\.0: .*unknown settings"):
+        Router(make_config(models), build_provider)
