@@ -100,12 +100,25 @@ class MockProvider:
         }
 
     async def generate(self, request: Request, deadline: float | None) -> Response:
-        text: list[str] = []
-        last = Chunk()
-        async for chunk in self.stream(request, deadline):
-            text.append(chunk.delta)
-            last = chunk
-        return Response("".join(text), last.finish_reason, last.usage or Usage())
+        settings = self.settings
+        self.calls += 1
+        await _sleep(settings.latency_ms / 1000.0, deadline)
+        self._maybe_fail()
+        words, finish = _answer(request, settings.tokens)
+        if settings.tokens_per_second and len(words) > 1:
+            await _sleep((len(words) - 1) / settings.tokens_per_second, deadline)
+        if 0 <= settings.fail_after_tokens < len(words):
+            raise self._cut(settings.fail_after_tokens)
+        return Response(" ".join(words), finish, Usage(_count_words(request), len(words)))
+
+    def _maybe_fail(self) -> None:
+        if self.settings.error_rate and self._rng.random() < self.settings.error_rate:
+            raise ProviderError(self.settings.error_kind, f"mock {self.model!r}: injected failure")
+
+    def _cut(self, tokens: int) -> ProviderError:
+        return ProviderError(
+            ErrorKind.INTERRUPTED, f"mock {self.model!r}: stream cut after {tokens} tokens"
+        )
 
     async def stream(self, request: Request, deadline: float | None) -> AsyncGenerator[Chunk, None]:
         settings = self.settings
@@ -113,15 +126,12 @@ class MockProvider:
         self.active_streams += 1
         try:
             await _sleep(settings.latency_ms / 1000.0, deadline)
-            if settings.error_rate and self._rng.random() < settings.error_rate:
-                raise ProviderError(settings.error_kind, f"mock {self.model!r}: injected failure")
+            self._maybe_fail()
             words, finish = _answer(request, settings.tokens)
             interval = 1.0 / settings.tokens_per_second if settings.tokens_per_second else 0.0
             for i, word in enumerate(words):
                 if i == settings.fail_after_tokens:
-                    raise ProviderError(
-                        ErrorKind.INTERRUPTED, f"mock {self.model!r}: stream cut after {i} tokens"
-                    )
+                    raise self._cut(i)
                 if i and interval:
                     await _sleep(interval, deadline)
                 yield Chunk(delta=word if i == 0 else " " + word)

@@ -23,7 +23,7 @@ from router.types import (
 def request_from_pb(msg: pb.GenerateRequest) -> Request:
     return Request(
         model=msg.model,
-        messages=tuple(_message(m) for m in msg.messages),
+        messages=tuple([_message(m) for m in msg.messages]),
         params=_params(msg.params) if msg.HasField("params") else Params(),
         deployment=msg.deployment,
         metadata=dict(msg.metadata),

@@ -121,3 +121,17 @@ async def test_probe_fails_only_for_always_failing() -> None:
     await MockProvider("flaky").probe()
     with pytest.raises(ProviderError):
         await MockProvider("error").probe()
+
+
+async def test_generate_matches_the_stream() -> None:
+    for model in ("echo?tokens=7", "echo?tokens=3", "echo?tokens=0"):
+        provider = MockProvider(model)
+        chunks = [c async for c in provider.stream(req(max_tokens=5), None)]
+        response = await provider.generate(req(max_tokens=5), None)
+        assert response.text == "".join(c.delta for c in chunks)
+        assert (response.finish_reason, response.usage) == (
+            chunks[-1].finish_reason,
+            chunks[-1].usage,
+        )
+    with pytest.raises(ProviderError, match="cut after 2 tokens"):
+        await MockProvider("echo?fail_after_tokens=2").generate(req(), None)
