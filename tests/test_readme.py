@@ -1,0 +1,43 @@
+"""The README's first lines and its example client stay true."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+from pathlib import Path
+
+from gateway.cli import DEFAULTS
+from gateway.server import Gateway
+from router.config import load_config
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+
+
+def test_first_lines_are_the_run_and_test_commands() -> None:
+    block = README.split("```sh\n", 1)[1].split("```", 1)[0].splitlines()
+    assert block[0].startswith("make run ")
+    assert block[1].startswith("make test ")
+    assert "make test" in (ROOT / ".ci" / "run").read_text().splitlines()[-1]
+
+
+async def test_example_client_streams_from_the_embedded_defaults() -> None:
+    config = load_config(DEFAULTS)
+    server = config.server.model_copy(update={"port": 0, "metrics_port": 0})
+    gateway = await Gateway.start(config.model_copy(update={"server": server}))
+    try:
+        code = re.search(r"```python\n(.*?)```", README, re.S)
+        assert code is not None
+        script = code.group(1).replace("127.0.0.1:50051", gateway.address)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", script, cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+    finally:
+        await gateway.server.stop(None)
+    assert proc.returncode == 0, err.decode()
+    lines = out.decode().splitlines()
+    assert lines[0] == " ".join(["tell me about gateways"] * 4)
+    assert lines[1] == "[length] 16 tokens"
