@@ -25,12 +25,13 @@ import random
 import struct
 import time
 from collections.abc import AsyncGenerator, Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
 from typing import Any
 from urllib.parse import parse_qsl
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
 from router.errors import ErrorKind, ProviderError
-from router.types import Chunk, Embeddings, Request, Response, Usage
+from router.types import Chunk, Embeddings, Message, Request, Response, Usage
 
 _PRESETS: dict[str, dict[str, Any]] = {
     "echo": {},
@@ -41,42 +42,34 @@ _PRESETS: dict[str, dict[str, Any]] = {
 _FILLER = "the quick brown fox jumps over the lazy dog".split()
 
 
-@dataclass(frozen=True, slots=True)
-class MockSettings:
-    latency_ms: float = 0.0
-    tokens_per_second: float = 0.0
-    tokens: int = 16
-    error_rate: float = 0.0
+class MockSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    latency_ms: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    tokens_per_second: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    tokens: int = Field(default=16, ge=0, le=1 << 20)
+    error_rate: float = Field(default=0.0, ge=0, le=1)
     error_kind: ErrorKind = ErrorKind.UPSTREAM_5XX
-    fail_after_tokens: int = -1  # -1: never
-    dimensions: int = 8
+    fail_after_tokens: int = Field(default=-1, ge=-1, description="-1: never")
+    dimensions: int = Field(default=8, ge=1, le=65536)
     seed: int = 0
 
     @classmethod
     def parse(cls, model: str, options: Mapping[str, Any]) -> MockSettings:
-        """Settings from `model` ("preset?key=value&...") overridden by `options`."""
+        """Settings from `model` ("preset?key=value&...") overridden by `options`;
+        ValueError names each bad setting."""
         preset, _, query = model.partition("?")
         if preset not in _PRESETS:
             raise ValueError(f"mock model {preset!r}: expected one of {sorted(_PRESETS)}")
-        raw: dict[str, Any] = {**_PRESETS[preset], **dict(parse_qsl(query)), **options}
-        known = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(raw) - set(known))
-        if unknown:
-            raise ValueError(f"mock: unknown settings {unknown}; known: {sorted(known)}")
-        settings = cls(**{k: _coerce(cls, k, v) for k, v in raw.items()})
-        if not 0.0 <= settings.error_rate <= 1.0:
-            raise ValueError(f"mock: error_rate must be in [0, 1], got {settings.error_rate}")
-        if min(settings.latency_ms, settings.tokens_per_second, settings.tokens) < 0:
-            raise ValueError("mock: latency_ms, tokens_per_second and tokens must be >= 0")
-        return settings
-
-
-def _coerce(cls: type[MockSettings], key: str, value: Any) -> Any:
-    kind = type(getattr(cls(), key))
-    try:
-        return kind(value)
-    except ValueError as exc:
-        raise ValueError(f"mock: {key}={value!r}: {exc}") from None
+        raw = {**_PRESETS[preset], **dict(parse_qsl(query)), **options}
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc']))}={e.get('input')!r}: {e['msg']}"
+                for e in exc.errors()
+            )
+            raise ValueError(f"mock: {problems}") from None
 
 
 class MockProvider:
@@ -94,9 +87,9 @@ class MockProvider:
     def upstream_request(self, request: Request) -> dict[str, Any]:
         return {
             "model": self.model,
-            "messages": [{"role": m.role, "content": m.text()} for m in request.messages],
+            "messages": [_wire_message(m) for m in request.messages],
             "max_tokens": request.params.max_tokens,
-            "settings": {k: str(v) for k, v in asdict(self.settings).items()},
+            "settings": self.settings.model_dump(mode="json"),
         }
 
     async def generate(self, request: Request, deadline: float | None) -> Response:
@@ -153,6 +146,18 @@ class MockProvider:
 
     async def aclose(self) -> None:
         return None
+
+
+def _wire_message(message: Message) -> dict[str, Any]:
+    if not message.parts:
+        return {"role": message.role, "content": message.content}
+    parts = [
+        {"type": "image_url", "image_url": p.image_url}
+        if p.image_url
+        else {"type": "text", "text": p.text}
+        for p in message.parts
+    ]
+    return {"role": message.role, "content": parts}
 
 
 async def _sleep(seconds: float, deadline: float | None) -> None:

@@ -11,7 +11,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from router.config import ConfigError, GatewayConfig, load_config
+from gateway.config import GatewayConfig, load_config
+from router.config import ConfigError
 
 log = logging.getLogger("infergate")
 DEFAULTS = Path(__file__).with_name("defaults.yaml")

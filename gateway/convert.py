@@ -5,6 +5,7 @@ from __future__ import annotations
 from google.protobuf import json_format, struct_pb2
 
 from gateway.pb import router_pb2 as pb
+from router.errors import InvalidRequest
 from router.router import Decision, Deployment, Model
 from router.types import (
     Chunk,
@@ -55,23 +56,34 @@ def _params(p: pb.GenerationParams) -> Params:
         max_tokens=p.max_tokens if p.HasField("max_tokens") else None,
         stop=tuple(p.stop),
         response_format=ResponseFormat(
-            type=fmt.type,
+            type=fmt.type or "text",
             schema_name=fmt.schema_name,
-            json_schema=_dict(fmt.json_schema) if fmt.HasField("json_schema") else None,
+            json_schema=_dict(fmt.json_schema, "params.response_format.json_schema")
+            if fmt.HasField("json_schema")
+            else None,
         )
         if p.HasField("response_format")
         else None,
         tools=tuple(
-            Tool(t.name, t.description, _dict(t.parameters) if t.HasField("parameters") else None)
-            for t in p.tools
+            Tool(
+                t.name,
+                t.description,
+                _dict(t.parameters, f"params.tools[{i}].parameters")
+                if t.HasField("parameters")
+                else None,
+            )
+            for i, t in enumerate(p.tools)
         ),
         tool_choice=p.tool_choice,
         seed=p.seed if p.HasField("seed") else None,
     )
 
 
-def _dict(s: struct_pb2.Struct) -> dict[str, object]:
-    return json_format.MessageToDict(s)
+def _dict(s: struct_pb2.Struct, field: str) -> dict[str, object]:
+    try:
+        return json_format.MessageToDict(s)
+    except (ValueError, json_format.Error) as exc:  # NaN / Infinity have no JSON form
+        raise InvalidRequest(field, f"not representable as JSON: {exc}") from None
 
 
 def _usage(u: Usage) -> pb.Usage:

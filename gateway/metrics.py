@@ -7,6 +7,8 @@ they combine across processes.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -39,13 +41,20 @@ TOKENS_STREAMED = Counter(
 )
 
 
-def _code(context: grpc.aio.ServicerContext, default: str) -> str:
+def _code(context: grpc.aio.ServicerContext, error: BaseException | None) -> str:
+    """The status the client sees: the one the handler set (abort), else what
+    the way it ended implies."""
     code = context.code()
     if isinstance(code, grpc.StatusCode):
         return code.name
-    if context.time_remaining() is not None and context.time_remaining() <= 0:
+    if error is None:
+        return "OK"
+    remaining = context.time_remaining()
+    if remaining is not None and remaining <= 0:
         return "DEADLINE_EXCEEDED"
-    return default
+    if isinstance(error, asyncio.CancelledError | GeneratorExit):
+        return "CANCELLED"
+    return "UNKNOWN"  # what grpc.aio answers for an unexpected exception
 
 
 class _Instruments:
@@ -125,14 +134,14 @@ def _timed_unary(behaviour: Any, m: _Instruments) -> Any:
     async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
         started = time.perf_counter()
         m.in_flight.inc()
-        code = "OK"
+        error: BaseException | None = None
         try:
             return await behaviour(request, context)
-        except BaseException:
-            code = _code(context, "CANCELLED")
+        except BaseException as exc:
+            error = exc
             raise
         finally:
-            m.done(started, code if code != "OK" else _code(context, "OK"))
+            m.done(started, _code(context, error))
 
     return unary
 
@@ -141,18 +150,19 @@ def _timed_stream(behaviour: Any, m: _Instruments) -> Any:
     async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         started = time.perf_counter()
         m.in_flight.inc()
-        code = "OK"
+        error: BaseException | None = None
         first = True
         try:
-            async for message in behaviour(request, context):
-                if first:
-                    m.ttfm.observe(time.perf_counter() - started)
-                    first = False
-                yield message
-        except BaseException:
-            code = _code(context, "CANCELLED")
+            async with contextlib.aclosing(behaviour(request, context)) as messages:
+                async for message in messages:
+                    if first:
+                        m.ttfm.observe(time.perf_counter() - started)
+                        first = False
+                    yield message
+        except BaseException as exc:
+            error = exc
             raise
         finally:
-            m.done(started, code if code != "OK" else _code(context, "OK"))
+            m.done(started, _code(context, error))
 
     return stream

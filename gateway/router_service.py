@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -51,29 +52,32 @@ class RouterService(router_pb2_grpc.RouterServicer):
     ) -> AsyncIterator[pb.GenerateChunk]:
         deltas = 0  # chunks with text sent so far
         upstream_count: int | None = None  # the upstream's own output token count
+        alias = ""  # set once the router accepted the request: bounded metric labels
         try:
             req = convert.request_from_pb(request)
             if request.dry_run:
                 raise InvalidRequest("dry_run", "not supported on a stream; use Route or Generate")
             stream = self.router.stream(req, _deadline(context))
+            alias = req.model
             rid = _request_id()
             first = True
-            async for chunk in stream:
-                msg = convert.chunk_to_pb(rid, chunk)
-                if first:
-                    msg.deployment = stream.deployment
-                    first = False
-                if chunk.delta:
-                    deltas += 1
-                if chunk.usage is not None:
-                    upstream_count = chunk.usage.output_tokens
-                yield msg
+            async with contextlib.aclosing(stream.chunks()) as chunks:
+                async for chunk in chunks:
+                    msg = convert.chunk_to_pb(rid, chunk)
+                    if first:
+                        msg.deployment = stream.deployment
+                        first = False
+                    if chunk.delta:
+                        deltas += 1
+                    if chunk.usage is not None:
+                        upstream_count = chunk.usage.output_tokens
+                    yield msg
         except RouterError as exc:
             await abort(context, exc)
         finally:
-            metrics.TOKENS_STREAMED.labels(request.model).inc(
-                deltas if upstream_count is None else upstream_count
-            )
+            count = deltas if upstream_count is None else upstream_count
+            if alias and count:
+                metrics.TOKENS_STREAMED.labels(alias).inc(count)
 
     async def Embed(
         self, request: pb.EmbedRequest, context: grpc.aio.ServicerContext

@@ -20,6 +20,7 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from adapters import build_provider
+from gateway.config import GatewayConfig, ServerConfig
 from gateway.metrics import MetricsInterceptor
 from gateway.pb import (
     app_pb2,
@@ -32,7 +33,6 @@ from gateway.pb import (
     tasks_pb2_grpc,
 )
 from gateway.router_service import RouterService
-from router.config import GatewayConfig, ServerConfig
 from router.router import Router
 
 log = logging.getLogger("infergate")

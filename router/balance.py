@@ -28,9 +28,10 @@ class SmoothWeightedRoundRobin:
         current[best] -= self._total
         return best
 
-    def order(self) -> list[int]:
-        """All indexes: the next pick first, the rest by weight (then config order)."""
-        first = self.pick()
+    def order(self, advance: bool = True) -> list[int]:
+        """All indexes: the next pick first, the rest by weight (then config order).
+        With advance=False the state is left as it was (dry runs, fallbacks)."""
+        first = self.pick() if advance else self.peek()
         rest = sorted(
             (i for i in range(len(self._weights)) if i != first), key=lambda i: -self._weights[i]
         )

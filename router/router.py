@@ -7,13 +7,14 @@ re-raised so the client sees an explicit error, never a silently short answer.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from router.balance import SmoothWeightedRoundRobin
-from router.config import ConfigError, DeploymentConfig, GatewayConfig, ModelConfig
+from router.config import ConfigError, DeploymentConfig, ModelConfig, RouterConfig
 from router.errors import (
     AllProvidersFailed,
     ErrorKind,
@@ -99,11 +100,8 @@ class Model:
                 "deployment", f"model {self.alias!r} has no deployment {name!r}"
             ) from None
 
-    def ordered(self) -> list[Deployment]:
-        return [self.deployments[i] for i in self._balancer.order()]
-
-    def next_choice(self) -> Deployment:
-        return self.deployments[self._balancer.peek()]
+    def ordered(self, advance: bool = True) -> list[Deployment]:
+        return [self.deployments[i] for i in self._balancer.order(advance)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +138,7 @@ class RoutedEmbeddings:
 class Router:
     """Serves requests for the aliases of one config snapshot."""
 
-    def __init__(self, config: GatewayConfig, factory: ProviderFactory) -> None:
+    def __init__(self, config: RouterConfig, factory: ProviderFactory) -> None:
         self.config = config
         self.models = {alias: Model(alias, m, factory) for alias, m in config.models.items()}
 
@@ -150,30 +148,30 @@ class Router:
         except KeyError:
             raise ModelNotFound(alias) from None
 
-    def candidates(self, request: Request) -> list[Deployment]:
-        """The deployments to try, in order: the alias's, then its fallbacks'."""
+    def candidates(self, request: Request, advance: bool = True) -> list[Deployment]:
+        """The deployments to try, in order: the alias's, then its fallbacks'.
+        Only the alias's own balancer advances, and only when `advance`."""
         model = self.model(request.model)
         if request.deployment:
             return [model.deployment(request.deployment)]
-        ordered = model.ordered()
+        ordered = model.ordered(advance)
         for fallback in model.config.fallbacks:
-            ordered += self.models[fallback].ordered()
+            ordered += self.models[fallback].ordered(advance=False)
         return ordered
 
     def route(self, request: Request) -> Decision:
-        """Dry run: no upstream call and no change to the balancer's state."""
+        """Dry run: the order the next real call would try, with no upstream
+        call and no change to any balancer's state."""
         validate(request)
         model = self.model(request.model)
-        chosen = model.deployment(request.deployment) if request.deployment else model.next_choice()
-        others = [d for d in model.deployments if d is not chosen]
-        for fallback in model.config.fallbacks:
-            others += self.models[fallback].deployments
+        candidates = self.candidates(request, advance=False)
+        chosen = candidates[0]
         return Decision(
             model=model.alias,
             strategy="manual" if request.deployment else model.config.strategy,
             deployment=chosen.name,
             provider=chosen.config.provider,
-            candidates=tuple(Candidate(d.name, d.config.provider) for d in [chosen, *others]),
+            candidates=tuple(Candidate(d.name, d.config.provider) for d in candidates),
             upstream_request=chosen.provider.upstream_request(request),
         )
 
@@ -192,6 +190,8 @@ class Router:
         return RoutedStream(request, self.candidates(request), deadline)
 
     async def embed(self, model: str, texts: Sequence[str]) -> RoutedEmbeddings:
+        if not model:
+            raise InvalidRequest("model", "is required")
         if not texts:
             raise InvalidRequest("inputs", "must not be empty")
         candidates = self.model(model).ordered()
@@ -248,19 +248,21 @@ class RoutedStream:
         self._deadline = deadline
 
     def __aiter__(self) -> AsyncIterator[Chunk]:
-        return self._chunks()
+        return self.chunks()
 
-    async def _chunks(self) -> AsyncIterator[Chunk]:
+    async def chunks(self) -> AsyncGenerator[Chunk, None]:
+        """The chunks; close the generator (contextlib.aclosing) to stop early."""
         attempts: list[tuple[str, ProviderError]] = []
         for deployment in self._candidates:
             started = time.monotonic()
             deployment.in_flight += 1
-            upstream = deployment.provider.stream(self._request, self._deadline)
             try:
-                async for chunk in upstream:
-                    if not self.deployment:
-                        self.deployment = deployment.name
-                    yield chunk
+                upstream = deployment.provider.stream(self._request, self._deadline)
+                async with contextlib.aclosing(upstream):
+                    async for chunk in upstream:
+                        if not self.deployment:
+                            self.deployment = deployment.name
+                        yield chunk
             except ProviderError as err:
                 deployment.record(started, err)
                 if self.deployment:  # the client has tokens: no retry, say it failed
@@ -273,5 +275,4 @@ class RoutedStream:
                 return
             finally:
                 deployment.in_flight -= 1
-                await upstream.aclose()
         raise AllProvidersFailed(self._request.model, attempts)

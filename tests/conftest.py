@@ -6,10 +6,10 @@ from typing import Any
 import grpc
 import pytest
 
+from gateway.config import GatewayConfig, parse_config
 from gateway.pb import router_pb2 as pb
 from gateway.pb import router_pb2_grpc
 from gateway.server import Gateway
-from router.config import GatewayConfig, parse_config
 
 MODELS: dict[str, Any] = {
     "chat": {"deployments": [{"name": "chat-a", "provider": "mock", "model": "echo?tokens=8"}]},

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from gateway.cli import DEFAULTS
-from router.config import ConfigError, load_config, parse_config
+from gateway.config import load_config, parse_config
+from router.config import ConfigError
 
 GOOD = {"models": {"m": {"deployments": [{"name": "d", "provider": "mock", "model": "echo"}]}}}
 

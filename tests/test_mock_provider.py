@@ -27,11 +27,15 @@ def test_settings_from_name_then_options() -> None:
     ("model", "options", "message"),
     [
         ("nosuch", {}, "expected one of"),
-        ("echo?colour=red", {}, "unknown settings"),
+        ("echo?colour=red", {}, "colour='red': Extra inputs are not permitted"),
         ("echo?tokens=many", {}, "tokens='many'"),
-        ("echo", {"error_rate": 2}, "error_rate must be in"),
-        ("echo", {"latency_ms": -1}, "must be >= 0"),
-        ("echo?error_kind=weird", {}, "error_kind"),
+        ("echo", {"tokens": 2.9}, "tokens=2.9: .*fractional part"),
+        ("echo", {"tokens": None}, "tokens=None"),
+        ("echo", {"tokens": [1]}, r"tokens=\[1\]"),
+        ("echo", {"error_rate": 2}, "error_rate=2: .*less than or equal to 1"),
+        ("echo", {"latency_ms": -1}, "latency_ms=-1"),
+        ("echo", {"dimensions": -3}, "dimensions=-3"),
+        ("echo?error_kind=weird", {}, "error_kind='weird'"),
     ],
 )
 def test_bad_settings_are_named(model: str, options: dict[str, object], message: str) -> None:

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 from gateway.cli import DEFAULTS
+from gateway.config import load_config
 from gateway.server import Gateway
-from router.config import load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()

@@ -164,5 +164,43 @@ def test_provider_errors_name_the_deployment_path() -> None:
     with pytest.raises(ConfigError, match=r"models\.m\.deployments\.0: .*'nope' is not available"):
         Router(make_config(models), build_provider)
     models = {"m": {"deployments": [{"name": "d", "provider": "mock", "model": "echo?bogus=1"}]}}
-    with pytest.raises(ConfigError, match=r"models\.m\.deployments\.0: .*unknown settings"):
+    with pytest.raises(
+        ConfigError, match=r"models\.m\.deployments\.0: mock: bogus=.1.: Extra inputs"
+    ):
         Router(make_config(models), build_provider)
+
+
+async def test_dry_run_order_is_the_real_order_and_fallbacks_keep_their_rotation() -> None:
+    models = {
+        "primary": {
+            "deployments": [
+                {"name": "p1", "provider": "mock", "model": "error"},
+                {"name": "p2", "provider": "mock", "model": "error"},
+            ],
+            "fallbacks": ["backup"],
+        },
+        "backup": {
+            "deployments": [
+                {"name": "b1", "provider": "mock", "model": "echo"},
+                {"name": "b2", "provider": "mock", "model": "echo"},
+            ]
+        },
+    }
+    router = Router(make_config(models), build_provider)
+    for _ in range(3):
+        planned = [c.deployment for c in router.route(request("primary")).candidates]
+        assert planned == [d.name for d in router.candidates(request("primary"))]
+    # primary's traffic never rotated backup's own balancer
+    assert [d.name for d in router.candidates(request("backup"))] == ["b1", "b2"]
+    assert [d.name for d in router.candidates(request("backup"))] == ["b2", "b1"]
+
+
+def test_a_model_cannot_fall_back_to_itself() -> None:
+    models = {
+        "m": {
+            "deployments": [{"name": "d", "provider": "mock", "model": "echo"}],
+            "fallbacks": ["m"],
+        }
+    }
+    with pytest.raises(ConfigError, match="cannot fall back to itself"):
+        make_config(models)

@@ -1,0 +1,45 @@
+"""The whole config file: the router's models plus the gRPC server's settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from router import config as router_config
+from router.config import Frozen, RouterConfig
+
+
+class KeepaliveConfig(Frozen):
+    time_s: float = Field(default=30, gt=0, description="server pings an idle client this often")
+    timeout_s: float = Field(default=10, gt=0, description="and drops it if no ack by then")
+    min_client_ping_interval_s: float = Field(default=10, gt=0)
+    permit_without_calls: bool = True
+
+
+class ServerConfig(Frozen):
+    host: str = "127.0.0.1"
+    port: int = Field(default=50051, ge=0, le=65535)
+    metrics_port: int = Field(default=9464, ge=0, le=65535, description="0 disables /metrics")
+    max_message_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    max_concurrent_streams: int = Field(default=1024, ge=1)
+    keepalive: KeepaliveConfig = KeepaliveConfig()
+    drain_delay_s: float = Field(
+        default=0, ge=0, description="after SIGTERM: NOT_SERVING this long before refusing RPCs"
+    )
+    grace_period_s: float = Field(
+        default=15, ge=0, description="then in-flight RPCs get this long to finish"
+    )
+
+
+class GatewayConfig(RouterConfig):
+    server: ServerConfig = ServerConfig()
+
+
+def parse_config(data: Any, source: str = "<config>") -> GatewayConfig:
+    return router_config.parse_config(data, source, GatewayConfig)
+
+
+def load_config(path: str | Path) -> GatewayConfig:
+    return router_config.load_config(path, GatewayConfig)
