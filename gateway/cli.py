@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import ctypes
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -45,42 +48,73 @@ def _serve_one(config: GatewayConfig, reuse_port: bool, metrics: bool) -> None:
     uvloop.run(serve(config, reuse_port=reuse_port))
 
 
-def _worker(config: GatewayConfig) -> None:
+def _worker(config: GatewayConfig, parent: int) -> None:
     _logging()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent forwards SIGTERM
+    _die_with_parent(parent)
     _serve_one(config, reuse_port=True, metrics=False)
 
 
+def _die_with_parent(parent: int) -> None:
+    """Ask Linux for SIGTERM when the supervising process dies, so no orphan
+    keeps holding the port."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        log.warning("cannot follow the parent's death on this platform")
+    if os.getppid() != parent:  # it died before prctl took effect
+        sys.exit(1)
+
+
 def _serve_many(config: GatewayConfig, workers: int) -> int:
-    """N processes on one port (SO_REUSEPORT); this one forwards signals and
-    serves the sum of their metrics."""
+    """N processes on one port (SO_REUSEPORT). This one forwards signals, serves
+    the sum of their metrics, and stops them all if one dies unasked."""
     if config.server.port == 0:
         raise ConfigError("--workers needs a fixed port: with port 0 each process gets its own")
+    metrics_dir = tempfile.mkdtemp(prefix="infergate-metrics-")
     # Children must see this before they import prometheus_client.
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="infergate-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    try:
+        return _supervise(config, workers)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _supervise(config: GatewayConfig, workers: int) -> int:
     from prometheus_client import CollectorRegistry, multiprocess, start_http_server
 
     context = multiprocessing.get_context("spawn")
-    procs = [context.Process(target=_worker, args=(config,), daemon=False) for _ in range(workers)]
-    for proc in procs:
-        proc.start()
+    procs = [context.Process(target=_worker, args=(config, os.getpid())) for _ in range(workers)]
+    stopping = False
 
-    def forward(signum: int, _frame: object) -> None:
+    def stop_all(signum: int | None = None, frame: object = None) -> None:
+        nonlocal stopping
+        stopping = True
         for proc in procs:
             if proc.pid is not None and proc.exitcode is None:
                 os.kill(proc.pid, signal.SIGTERM)
 
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, stop_all)
+    signal.signal(signal.SIGINT, stop_all)
+    for proc in procs:
+        proc.start()
     if config.server.metrics_port:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
         start_http_server(config.server.metrics_port, addr=config.server.host, registry=registry)
-    failed = 0
-    for proc in procs:
-        proc.join()
-        multiprocess.mark_process_dead(proc.pid)
-        failed += proc.exitcode != 0
+    failed = False
+    alive = {proc.sentinel: proc for proc in procs}
+    while alive:
+        for sentinel in multiprocessing.connection.wait(list(alive)):
+            proc = alive.pop(sentinel)  # type: ignore[call-overload]
+            proc.join()
+            multiprocess.mark_process_dead(proc.pid)
+            if not stopping:
+                log.error(
+                    "worker %d exited (code %s): stopping the others", proc.pid, proc.exitcode
+                )
+                stop_all()
+            failed |= proc.exitcode != 0 or not stopping
     return 1 if failed else 0
 
 

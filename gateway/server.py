@@ -9,6 +9,7 @@ cancelled.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ from gateway.pb import (
     tasks_pb2_grpc,
 )
 from gateway.router_service import RouterService
-from router.router import Router
+from router.router import ProviderFactory, Router
 
 log = logging.getLogger("infergate")
 
@@ -72,6 +73,59 @@ class NotImplementedService:
         return unimplemented
 
 
+_FINAL_STATUSES = (
+    health_pb2.HealthCheckResponse.NOT_SERVING,
+    health_pb2.HealthCheckResponse.SERVICE_UNKNOWN,
+)
+
+
+class _Watcher:
+    """A Watch's context that notes when the watcher was sent a final status."""
+
+    def __init__(self, context: grpc.aio.ServicerContext) -> None:
+        self._context = context
+        self.told = asyncio.Event()
+
+    async def write(self, message: health_pb2.HealthCheckResponse) -> None:
+        await self._context.write(message)
+        if message.status in _FINAL_STATUSES:
+            self.told.set()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._context, name)
+
+
+class Health(HealthServicer):
+    """grpc.health.v1 whose Watch streams end (status OK) when the server stops,
+    so that they do not hold a graceful stop for its whole grace period.
+    (Cancelling a handler's task would not do: gRPC leaves such an RPC open.)"""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._watchers: set[_Watcher] = set()
+        self._closing = asyncio.Event()
+
+    async def Watch(self, request: Any, context: grpc.aio.ServicerContext) -> None:
+        watcher = _Watcher(context)
+        self._watchers.add(watcher)
+        inner = asyncio.ensure_future(super().Watch(request, watcher))
+        closing = asyncio.ensure_future(self._closing.wait())
+        try:
+            await asyncio.wait({inner, closing}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            inner.cancel()
+            closing.cancel()
+            self._watchers.discard(watcher)
+
+    async def end_watches(self, patience: float = 1.0) -> None:
+        """End the Watch streams once every watcher was sent its final status,
+        or after `patience` seconds."""
+        told = [w.told.wait() for w in self._watchers]
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*told), patience)
+        self._closing.set()
+
+
 def server_options(cfg: ServerConfig, *, reuse_port: bool) -> list[tuple[str, int]]:
     keepalive = cfg.keepalive
     return [
@@ -98,7 +152,7 @@ class Gateway:
 
     config: GatewayConfig
     server: grpc.aio.Server
-    health: HealthServicer
+    health: Health
     router: Router
     port: int
 
@@ -107,8 +161,14 @@ class Gateway:
         return f"{self.config.server.host}:{self.port}"
 
     @classmethod
-    async def start(cls, config: GatewayConfig, *, reuse_port: bool = False) -> Gateway:
-        router = Router(config, build_provider)
+    async def start(
+        cls,
+        config: GatewayConfig,
+        *,
+        reuse_port: bool = False,
+        factory: ProviderFactory = build_provider,
+    ) -> Gateway:
+        router = Router(config, factory)
         server = grpc.aio.server(
             interceptors=[MetricsInterceptor()],
             options=server_options(config.server, reuse_port=reuse_port),
@@ -116,7 +176,7 @@ class Gateway:
         router_pb2_grpc.add_RouterServicer_to_server(RouterService(router), server)
         for name, (add, issue) in _NOT_YET.items():
             add(NotImplementedService(name, issue), server)
-        health = HealthServicer()
+        health = Health()
         health_pb2_grpc.add_HealthServicer_to_server(health, server)
         reflection.enable_server_reflection(
             [*SERVICE_NAMES.values(), "grpc.health.v1.Health", reflection.SERVICE_NAME], server
@@ -136,6 +196,7 @@ class Gateway:
         await self.health.enter_graceful_shutdown()
         if cfg.drain_delay_s:
             await asyncio.sleep(cfg.drain_delay_s)
+        await self.health.end_watches()
         await self.server.stop(cfg.grace_period_s)
         await self.router.aclose()
 

@@ -57,8 +57,11 @@ StartGateway = Callable[..., Awaitable[Gateway]]
 async def start_gateway() -> AsyncIterator[StartGateway]:
     started: list[Gateway] = []
 
-    async def start(models: dict[str, Any] | None = None, **server: Any) -> Gateway:
-        gateway = await Gateway.start(make_config(models, **server))
+    async def start(
+        models: dict[str, Any] | None = None, factory: Any = None, **server: Any
+    ) -> Gateway:
+        extra = {"factory": factory} if factory else {}
+        gateway = await Gateway.start(make_config(models, **server), **extra)
         started.append(gateway)
         return gateway
 

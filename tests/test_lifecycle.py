@@ -45,9 +45,10 @@ class Served:
     def __init__(self, tmp: Path, *args: str, drain: float = 0.5, grace: float = 5) -> None:
         config = tmp / "config.yaml"
         config.write_text(CONFIG.format(drain=drain, grace=grace))
+        self.tmp = tmp
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config), *args],
-            stderr=subprocess.PIPE, text=True,
+            stderr=subprocess.PIPE, text=True, env={**os.environ, "TMPDIR": str(tmp)},
         )  # fmt: skip
         self.log: list[str] = []
 
@@ -69,6 +70,10 @@ class Served:
         assert self.proc.stderr is not None
         self.log.append(self.proc.stderr.read())
         return code
+
+
+def leftovers(tmp: Path) -> list[Path]:
+    return list(tmp.glob("infergate-metrics-*"))
 
 
 def scrape(url: str) -> str:
@@ -163,6 +168,38 @@ async def test_workers_share_the_port_and_sum_their_metrics(
     assert f"{line} 20.0" in text
     server.proc.send_signal(signal.SIGTERM)
     assert server.wait_exit() == 0
+    assert not leftovers(tmp_path), "metrics directory left behind"
+
+
+async def test_a_worker_dying_unasked_stops_the_rest_and_fails(
+    tmp_path: Path, served: list[Served]
+) -> None:
+    server = Served(tmp_path, "--port", str(free_port()), "--metrics-port", "0", "--workers", "2")
+    served.append(server)
+    server.wait_serving(count=2)
+    pids = [int(line.split()[3]) for line in server.log if SERVING.search(line)]
+    os.kill(pids[0], signal.SIGKILL)
+    assert await asyncio.to_thread(server.wait_exit) == 1
+    assert "stopping the others" in "".join(server.log)
+    with pytest.raises(ProcessLookupError):
+        os.kill(pids[1], 0)
+    assert not leftovers(tmp_path)
+
+
+async def test_open_health_watches_do_not_hold_the_stop_for_the_grace_period(
+    tmp_path: Path, served: list[Served]
+) -> None:
+    server = Served(tmp_path, "--port", "0", "--metrics-port", "0", drain=0, grace=10)
+    served.append(server)
+    address = server.wait_serving()
+    async with grpc.aio.insecure_channel(address) as channel:
+        watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest())
+        assert (await watch.read()).status == health_pb2.HealthCheckResponse.SERVING
+        started = time.monotonic()
+        server.proc.send_signal(signal.SIGTERM)
+        assert (await watch.read()).status == health_pb2.HealthCheckResponse.NOT_SERVING
+        assert await asyncio.to_thread(server.wait_exit) == 0
+    assert time.monotonic() - started < 5
 
 
 def test_a_taken_port_fails_clearly(tmp_path: Path, served: list[Served]) -> None:
@@ -182,4 +219,3 @@ def test_workers_need_a_fixed_port(tmp_path: Path, served: list[Served]) -> None
     served.append(server)
     assert server.wait_exit() == 2
     assert "--workers needs a fixed port" in "".join(server.log)
-    assert os.environ.get("PROMETHEUS_MULTIPROC_DIR") is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import grpc
 import pytest
@@ -12,10 +13,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from prometheus_client import REGISTRY
 
+from adapters import build_provider
+from adapters.mock import MockProvider
 from gateway.pb import dataset_pb2, dataset_pb2_grpc, router_pb2_grpc, tasks_pb2, tasks_pb2_grpc
 from gateway.pb import router_pb2 as pb
 from gateway.server import Gateway
-from tests.conftest import chat
+from router.config import DeploymentConfig
+from tests.conftest import MODELS, chat
 
 Stub = router_pb2_grpc.RouterStub
 
@@ -227,3 +231,49 @@ async def test_metrics_from_the_interceptor(stub: Stub) -> None:
     )
     assert [a - b for a, b in zip(after, before, strict=True)] == [1, 1, 1, 8]
     assert _sample("infergate_grpc_in_flight", {"method": method}) == 0
+
+
+class Exploding(MockProvider):
+    """A provider with a bug: it raises something that is not a ProviderError."""
+
+    async def generate(self, request: Any, deadline: float | None) -> Any:
+        raise RuntimeError("bug")
+
+
+async def test_metrics_codes_for_cancel_deadline_and_unexpected_errors(
+    start_gateway: Any,
+) -> None:
+    def factory(d: DeploymentConfig) -> Any:
+        return Exploding(d.model) if d.name == "boom" else build_provider(d)
+
+    models = {
+        **MODELS,
+        "boom": {"deployments": [{"name": "boom", "provider": "mock", "model": "echo"}]},
+    }
+    gateway = await start_gateway(models, factory=factory)
+    unary, stream = "/infergate.v1.Router/Generate", "/infergate.v1.Router/GenerateStream"
+    watched = [(unary, "UNKNOWN"), (unary, "DEADLINE_EXCEEDED"), (stream, "CANCELLED")]
+
+    def counts() -> list[float]:
+        return [
+            _sample("infergate_grpc_requests_total", {"method": m, "code": c}) for m, c in watched
+        ]
+
+    before = counts()
+    async with grpc.aio.insecure_channel(gateway.address) as channel:
+        stub = Stub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as exc:
+            await stub.Generate(chat("boom"))
+        assert exc.value.code() is grpc.StatusCode.UNKNOWN
+        with pytest.raises(grpc.aio.AioRpcError):
+            await stub.Generate(chat("slow"), timeout=0.1)
+        call = stub.GenerateStream(chat("paced"))
+        await call.read()
+        call.cancel()
+        for _ in range(100):
+            if counts()[2] > before[2]:
+                break
+            await asyncio.sleep(0.01)
+    assert [a - b for a, b in zip(counts(), before, strict=True)] == [1, 1, 1]
+    for method in (unary, stream):
+        assert _sample("infergate_grpc_in_flight", {"method": method}) == 0
