@@ -153,14 +153,26 @@ def model_to_pb(m: Model) -> pb.Model:
 
 
 def health_to_pb(m: Model, d: Deployment) -> pb.DeploymentHealth:
-    error = d.last_error
-    return pb.DeploymentHealth(
+    state = d.state
+    calls, failed = state.breaker.window()
+    reason = state.skip_reason()
+    health = pb.DeploymentHealth(
         model=m.alias,
         deployment=d.name,
         provider=d.config.provider,
-        healthy=error is None,
-        reason="" if error is None else f"last call failed: {error.kind}: {error}",
-        ewma_latency_ms=d.ewma_latency_ms,
-        error_rate=d.failures / d.requests if d.requests else 0.0,
-        in_flight=d.in_flight,
+        healthy=not reason,
+        reason=reason,
+        breaker_state=state.breaker.state.value,
+        ewma_ttft_ms=(state.ewma_ttft_s or 0.0) * 1000.0,
+        ewma_ms_per_token=(state.ewma_token_s or 0.0) * 1000.0,
+        error_rate=failed / calls if calls else 0.0,
+        in_flight=state.in_flight,
+        last_error=""
+        if state.last_error is None
+        else f"{state.last_error.kind}: {state.last_error}",
+        requests=state.requests,
+        failures=state.failures,
     )
+    if state.last_probe_time is not None:
+        health.last_probe_time.FromNanoseconds(int(state.last_probe_time * 1e9))
+    return health

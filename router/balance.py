@@ -1,7 +1,9 @@
 """Smooth weighted round robin, as nginx does it.
 
 Weights 3:1 give the exact interleaving a a b a (per cycle of 4), not a random
-approximation. Synchronous and allocation-free per pick.
+approximation. Picks among the usable members only, so an open breaker's share
+goes to the others in the same proportions. Synchronous, no allocation per pick
+beyond the returned order.
 """
 
 from __future__ import annotations
@@ -14,30 +16,35 @@ class SmoothWeightedRoundRobin:
         if not weights or min(weights) < 1:
             raise ValueError("weights must be a non-empty sequence of positive integers")
         self._weights = list(weights)
-        self._total = sum(weights)
         self._current = [0] * len(weights)
 
-    def pick(self) -> int:
-        """The next index, advancing the state."""
-        current = self._current
-        best = 0
-        for i, weight in enumerate(self._weights):
-            current[i] += weight
-            if current[i] > current[best]:
-                best = i
-        current[best] -= self._total
+    def pick(self, usable: Sequence[int] | None = None, advance: bool = True) -> int:
+        """The next index among `usable` (default: all)."""
+        members = range(len(self._weights)) if usable is None else usable
+        current, weights = self._current, self._weights
+        best, best_score, total = -1, 0, 0
+        for i in members:
+            score = current[i] + weights[i]
+            total += weights[i]
+            if best < 0 or score > best_score:
+                best, best_score = i, score
+        if best < 0:
+            raise ValueError("no usable member to pick")
+        if advance:
+            for i in members:
+                current[i] += weights[i]
+            current[best] -= total
         return best
 
-    def order(self, advance: bool = True) -> list[int]:
-        """All indexes: the next pick first, the rest by weight (then config order).
-        With advance=False the state is left as it was (dry runs, fallbacks)."""
-        first = self.pick() if advance else self.peek()
-        rest = sorted(
-            (i for i in range(len(self._weights)) if i != first), key=lambda i: -self._weights[i]
-        )
+    def order(self, usable: Sequence[int] | None = None, advance: bool = True) -> list[int]:
+        """`usable` (default: all): the next pick first, the rest by weight."""
+        members = list(range(len(self._weights)) if usable is None else usable)
+        if not members:
+            return []
+        first = self.pick(members, advance)
+        rest = sorted((i for i in members if i != first), key=lambda i: -self._weights[i])
         return [first, *rest]
 
     def peek(self) -> int:
         """What `pick` would return, without advancing."""
-        scores = [c + w for c, w in zip(self._current, self._weights, strict=True)]
-        return scores.index(max(scores))
+        return self.pick(advance=False)

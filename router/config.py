@@ -10,9 +10,17 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-STRATEGIES = ("weighted_round_robin",)
+STRATEGIES = ("weighted_round_robin", "lowest_latency", "least_in_flight")
+Strategy = Literal["weighted_round_robin", "lowest_latency", "least_in_flight"]
 
 
 class ConfigError(ValueError):
@@ -33,24 +41,156 @@ class DeploymentConfig(Frozen):
     options: dict[str, Any] = Field(default_factory=dict, description="provider settings")
 
 
-class ModelConfig(Frozen):
-    strategy: Literal[STRATEGIES] = "weighted_round_robin"  # type: ignore[valid-type]
-    deployments: tuple[DeploymentConfig, ...] = Field(min_length=1)
-    fallbacks: tuple[str, ...] = ()
+class BreakerConfig(Frozen):
+    """A deployment's circuit breaker (the Hystrix model)."""
+
+    window_s: float = Field(default=30, gt=0, description="rolling window for the failure rate")
+    buckets: int = Field(default=10, ge=1, le=600)
+    min_requests: int = Field(default=10, ge=1, description="no rate verdict below this volume")
+    failure_rate: float = Field(default=0.5, gt=0, le=1)
+    consecutive_failures: int = Field(default=5, ge=1)
+    cooldown_s: float = Field(default=15, gt=0, description="open this long, then half-open")
+    half_open_probes: int = Field(default=1, ge=1, description="trial calls let through")
+    auth_cooldown_s: float = Field(
+        default=300, gt=0, description="after the upstream refused our key"
+    )
+
+
+class RetryConfig(Frozen):
+    retries: int = Field(default=1, ge=0, le=10, description="extra rounds over the candidates")
+    backoff_base_s: float = Field(default=0.05, ge=0)
+    backoff_max_s: float = Field(default=2.0, ge=0)
+    attempt_timeout_s: float = Field(
+        default=60, gt=0, description="per attempt: the whole call, or a stream's first chunk"
+    )
+    inter_token_timeout_s: float = Field(default=30, gt=0, description="a stalled stream is cut")
+
+
+class RuleAction(Frozen):
+    strategy: Literal[
+        "weighted_round_robin", "lowest_latency", "least_in_flight", "specific_provider"
+    ]
+    provider: str = Field(default="", description="the deployment, for specific_provider")
 
     @model_validator(mode="after")
-    def _unique_names(self) -> ModelConfig:
+    def _provider_named(self) -> RuleAction:
+        if (self.strategy == "specific_provider") != bool(self.provider):
+            raise ValueError("provider is required with specific_provider, and only with it")
+        return self
+
+
+class Rule(Frozen):
+    when: dict[str, str] = Field(min_length=1, description="request metadata that must match")
+    then: RuleAction
+
+
+class RoutingStrategyConfig(Frozen):
+    default: Strategy = "weighted_round_robin"
+    override: tuple[Rule, ...] = ()
+
+
+class ModelConfig(Frozen):
+    routing_strategy: RoutingStrategyConfig = RoutingStrategyConfig()
+    deployments: tuple[DeploymentConfig, ...] = Field(min_length=1)
+    fallbacks: tuple[str, ...] = ()
+    retry: RetryConfig | None = Field(default=None, description="default: the top-level retry")
+    breaker: BreakerConfig | None = Field(default=None, description="default: top-level breaker")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _strategy_shorthand(cls, data: Any) -> Any:
+        """`strategy: X` is short for `routing_strategy: {default: X}`."""
+        if isinstance(data, dict) and "strategy" in data:
+            data = dict(data)
+            if "routing_strategy" in data:
+                raise ValueError("give strategy or routing_strategy, not both")
+            data["routing_strategy"] = {"default": data.pop("strategy")}
+        return data
+
+    @model_validator(mode="after")
+    def _names(self) -> ModelConfig:
         names = [d.name for d in self.deployments]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"deployment names must be unique, repeated: {dupes}")
+        for i, rule in enumerate(self.routing_strategy.override):
+            if rule.then.provider and rule.then.provider not in names:
+                raise ValueError(
+                    f"routing_strategy.override.{i}.then.provider: no deployment "
+                    f"{rule.then.provider!r} (have {names})"
+                )
         return self
+
+    @property
+    def strategy(self) -> str:
+        return self.routing_strategy.default
+
+
+class CacheConfig(Frozen):
+    """The request cache (router/cache.py): exact-match answers for deterministic
+    or opted-in requests."""
+
+    enabled: bool = False
+    ttl_s: float = Field(default=300.0, gt=0, allow_inf_nan=False)
+    max_bytes: int = Field(default=64 << 20, ge=1024, description="memory backend only")
+    backend: Literal["memory", "redis"] = "memory"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    key_prefix: str = "infergate:cache:"
+
+
+class FilterConfig(Frozen):
+    """Terms to catch in model output, and what to do when one appears."""
+
+    terms: tuple[str, ...]
+    action: Literal["mask", "block"] = "mask"
+    case_sensitive: bool = False
+    mask_char: str = "*"
+
+    @field_validator("terms")
+    @classmethod
+    def _terms_not_blank(cls, terms: tuple[str, ...]) -> tuple[str, ...]:
+        if not terms:
+            raise ValueError("give at least one term")
+        blank = [i for i, term in enumerate(terms) if not term.strip()]
+        if blank:
+            raise ValueError(f"terms must not be empty or blank (positions {blank})")
+        return terms
+
+    @field_validator("mask_char")
+    @classmethod
+    def _one_char(cls, mask_char: str) -> str:
+        if len(mask_char) != 1:
+            raise ValueError(f"mask_char must be exactly one character, got {mask_char!r}")
+        return mask_char
+
+
+class RoutingConfig(Frozen):
+    debug: bool = Field(
+        default=False, description="ROUTING_DEBUG lines (or INFERGATE_ROUTING_DEBUG=1)"
+    )
+    exploration: float = Field(
+        default=0.05, ge=0, le=0.5, description="lowest_latency: share of picks that explore"
+    )
+    ewma_alpha: float = Field(default=0.3, gt=0, le=1)
+    probe_interval_s: float = Field(default=15, ge=0, description="0 disables active probes")
+    probe_timeout_s: float = Field(default=5, gt=0)
 
 
 class RouterConfig(Frozen):
     """The router's part of the config file; gateway.config adds the server's."""
 
     models: dict[str, ModelConfig] = Field(min_length=1)
+    routing: RoutingConfig = RoutingConfig()
+    retry: RetryConfig = RetryConfig()
+    breaker: BreakerConfig = BreakerConfig()
+    cache: CacheConfig = CacheConfig()
+    filter: FilterConfig | None = Field(default=None, description="over every model's output")
+
+    def retry_for(self, alias: str) -> RetryConfig:
+        return self.models[alias].retry or self.retry
+
+    def breaker_for(self, alias: str) -> BreakerConfig:
+        return self.models[alias].breaker or self.breaker
 
     @model_validator(mode="after")
     def _fallbacks_exist(self) -> RouterConfig:

@@ -51,16 +51,35 @@ class ProviderError(RouterError):
 
 
 class AllProvidersFailed(RouterError):
-    """Every candidate deployment failed; `attempts` holds each one's error."""
+    """No deployment served the call: `attempts` holds each try's error and
+    `skipped` each deployment not tried, with the reason."""
 
-    def __init__(self, model: str, attempts: Sequence[tuple[str, ProviderError]]) -> None:
-        detail = "; ".join(f"{name}: {err.kind}: {err}" for name, err in attempts)
-        super().__init__(f"all deployments of {model!r} failed ({detail})")
+    def __init__(
+        self,
+        model: str,
+        attempts: Sequence[tuple[str, ProviderError]],
+        skipped: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        parts = [f"{name}: {err.kind}: {err}" for name, err in attempts]
+        parts += [f"{name} skipped: {reason}" for name, reason in skipped]
+        head = (
+            f"all deployments of {model!r} failed"
+            if attempts
+            else f"no deployment of {model!r} is available"
+        )
+        super().__init__(f"{head} ({'; '.join(parts)})")
         self.model = model
         self.attempts = list(attempts)
+        self.skipped = list(skipped)
 
     @property
     def kind(self) -> ErrorKind:
-        """The attempts' common kind, or UNAVAILABLE when they differ."""
+        """The attempts' common kind, or UNAVAILABLE when they differ or none ran."""
         kinds = {err.kind for _, err in self.attempts}
         return kinds.pop() if len(kinds) == 1 else ErrorKind.UNAVAILABLE
+
+    @property
+    def retry_after(self) -> float | None:
+        """The soonest an upstream said to come back, if any did."""
+        waits = [err.retry_after for _, err in self.attempts if err.retry_after]
+        return min(waits) if waits else None

@@ -1,20 +1,33 @@
-"""The router: model alias -> ordered candidate deployments -> the first that works.
+"""The router: model alias -> a plan (ordered deployments, and those skipped and
+why) -> bounded attempts inside the caller's deadline -> the first that works.
 
-Routing decisions are synchronous and in-process; only provider calls await.
+Planning is synchronous and in-process; only provider calls and backoff await.
 Retries happen only before a stream's first chunk: after it, a failure is
 re-raised so the client sees an explicit error, never a silently short answer.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
+import logging
+import os
+import random
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
-from router.balance import SmoothWeightedRoundRobin
-from router.config import ConfigError, DeploymentConfig, ModelConfig, RouterConfig
+from router import strategy as strategies
+from router.config import (
+    ConfigError,
+    DeploymentConfig,
+    ModelConfig,
+    RetryConfig,
+    RouterConfig,
+    RoutingConfig,
+)
 from router.errors import (
     AllProvidersFailed,
     ErrorKind,
@@ -23,76 +36,55 @@ from router.errors import (
     ProviderError,
 )
 from router.provider import Provider
+from router.state import DeploymentState
 from router.types import Chunk, Embeddings, Request, Response
 from router.validate import validate
 
 ProviderFactory = Callable[[DeploymentConfig], Provider]
-T = TypeVar("T")
+Clock = Callable[[], float]
+log = logging.getLogger("infergate.routing")
 
-_EWMA_ALPHA = 0.2
 
-
+@dataclass(slots=True)
 class Deployment:
-    """One upstream of an alias, with the traffic statistics the router keeps."""
+    """One upstream of an alias in one config snapshot."""
 
-    __slots__ = (
-        "config",
-        "ewma_latency_ms",
-        "failures",
-        "in_flight",
-        "last_error",
-        "provider",
-        "requests",
-    )
-
-    def __init__(self, config: DeploymentConfig, provider: Provider) -> None:
-        self.config = config
-        self.provider = provider
-        self.in_flight = 0
-        self.requests = 0
-        self.failures = 0
-        self.ewma_latency_ms = 0.0
-        self.last_error: ProviderError | None = None  # passive health: the last call's
+    config: DeploymentConfig
+    provider: Provider
+    state: DeploymentState
 
     @property
     def name(self) -> str:
         return self.config.name
 
-    def record(self, started: float, error: ProviderError | None) -> None:
-        self.requests += 1
-        if error is not None and error.kind is not ErrorKind.BAD_REQUEST:
-            self.failures += 1
-            self.last_error = error
-            return
-        self.last_error = None
-        latency_ms = (time.monotonic() - started) * 1000.0
-        if self.ewma_latency_ms == 0.0:
-            self.ewma_latency_ms = latency_ms
-        else:
-            self.ewma_latency_ms += _EWMA_ALPHA * (latency_ms - self.ewma_latency_ms)
-
-
-def _build(factory: ProviderFactory, config: DeploymentConfig, where: str) -> Provider:
-    try:
-        return factory(config)
-    except ValueError as exc:
-        raise ConfigError(f"{where}: {exc}") from exc
-
 
 class Model:
-    """An alias: its deployments and the strategy that orders them."""
+    """An alias: its deployments, strategies and override rules."""
 
-    def __init__(self, alias: str, config: ModelConfig, factory: ProviderFactory) -> None:
+    def __init__(
+        self,
+        alias: str,
+        config: ModelConfig,
+        deployments: list[Deployment],
+        routing: RoutingConfig,
+        rng: random.Random,
+    ) -> None:
         self.alias = alias
         self.config = config
-        self.deployments = [
-            Deployment(d, _build(factory, d, f"models.{alias}.deployments.{i}"))
-            for i, d in enumerate(config.deployments)
-        ]
-        self._by_name = {d.name: d for d in self.deployments}
-        self._balancer = SmoothWeightedRoundRobin([d.config.weight for d in self.deployments])
+        self.deployments = deployments
+        self._by_name = {d.name: i for i, d in enumerate(deployments)}
+        self._states = [d.state for d in deployments]
+        weights = [d.config.weight for d in deployments]
+        names = {config.strategy} | {
+            r.then.strategy
+            for r in config.routing_strategy.override
+            if r.then.strategy != "specific_provider"
+        }
+        self._strategies = {
+            name: strategies.build(name, weights, routing.exploration, rng) for name in names
+        }
 
-    def deployment(self, name: str) -> Deployment:
+    def index(self, name: str) -> int:
         try:
             return self._by_name[name]
         except KeyError:
@@ -100,8 +92,42 @@ class Model:
                 "deployment", f"model {self.alias!r} has no deployment {name!r}"
             ) from None
 
-    def ordered(self, advance: bool = True) -> list[Deployment]:
-        return [self.deployments[i] for i in self._balancer.order(advance)]
+    def plan(
+        self, request: Request, stream: bool, advance: bool, rules: bool = True
+    ) -> tuple[str, list[Deployment], list[tuple[Deployment, str]]]:
+        """(strategy, deployments to try in order, deployments skipped with why)."""
+        name = self.config.strategy
+        pinned: int | None = None
+        if request.deployment:
+            name, pinned = "manual", self.index(request.deployment)
+        elif rules:
+            for rule in self.config.routing_strategy.override:
+                if all(request.metadata.get(k) == v for k, v in rule.when.items()):
+                    name = rule.then.strategy
+                    if rule.then.provider:
+                        pinned = self.index(rule.then.provider)
+                    break
+        members = range(len(self.deployments)) if pinned is None else (pinned,)
+        usable: list[int] = []
+        skipped: list[tuple[Deployment, str]] = []
+        for i in members:
+            reason = self._states[i].skip_reason()
+            if reason:
+                skipped.append((self.deployments[i], reason))
+            else:
+                usable.append(i)
+        if pinned is None and usable:
+            usable = self._strategies[name].order(usable, self._states, stream, advance)
+        return name, [self.deployments[i] for i in usable], skipped
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    alias: str
+    strategy: str
+    candidates: list[Deployment]
+    skipped: list[tuple[Deployment, str]]
+    retry: RetryConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,12 +161,58 @@ class RoutedEmbeddings:
     deployment: str
 
 
-class Router:
-    """Serves requests for the aliases of one config snapshot."""
+def backoff(round_: int, retry: RetryConfig, rng: random.Random) -> float:
+    """Full jitter: uniform in [0, min(max, base * 2^round))."""
+    return rng.uniform(0.0, min(retry.backoff_max_s, retry.backoff_base_s * 2.0**round_))
 
-    def __init__(self, config: RouterConfig, factory: ProviderFactory) -> None:
+
+class Router:
+    """Serves requests for the aliases of one config snapshot.
+
+    Pass the previous snapshot's Router as `previous` (hot reload): deployments
+    that keep their name, provider, model and options keep their state
+    (breaker, latencies) and their provider client; `retired` lists the
+    providers the new snapshot no longer uses, to close once the old one is idle.
+    """
+
+    def __init__(
+        self,
+        config: RouterConfig,
+        factory: ProviderFactory,
+        *,
+        previous: Router | None = None,
+        clock: Clock = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
         self.config = config
-        self.models = {alias: Model(alias, m, factory) for alias, m in config.models.items()}
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.debug = config.routing.debug or os.environ.get("INFERGATE_ROUTING_DEBUG", "") in (
+            "1",
+            "true",
+        )
+        self.active = 0  # calls running on this snapshot
+        old = {
+            (m.alias, d.name): d
+            for m in (previous.models.values() if previous else ())
+            for d in m.deployments
+        }
+        kept: set[int] = set()
+        self.models: dict[str, Model] = {}
+        for alias, model_config in config.models.items():
+            deployments = []
+            for i, dc in enumerate(model_config.deployments):
+                before = old.get((alias, dc.name))
+                if before is not None and _same_upstream(before.config, dc):
+                    before.state.breaker.configure(config.breaker_for(alias))
+                    deployments.append(Deployment(dc, before.provider, before.state))
+                    kept.add(id(before.provider))
+                    continue
+                state = DeploymentState(config.breaker_for(alias), clock, config.routing.ewma_alpha)
+                provider = _build(factory, dc, f"models.{alias}.deployments.{i}")
+                deployments.append(Deployment(dc, provider, state))
+            self.models[alias] = Model(alias, model_config, deployments, config.routing, self.rng)
+        self.retired = [d.provider for d in old.values() if id(d.provider) not in kept]
 
     def model(self, alias: str) -> Model:
         try:
@@ -148,91 +220,236 @@ class Router:
         except KeyError:
             raise ModelNotFound(alias) from None
 
-    def candidates(self, request: Request, advance: bool = True) -> list[Deployment]:
-        """The deployments to try, in order: the alias's, then its fallbacks'.
-        Only the alias's own balancer advances, and only when `advance`."""
+    def plan(self, request: Request, stream: bool, advance: bool = True) -> Plan:
+        """The alias's deployments in the order to try them, then its fallbacks'
+        (whose own balancers do not advance); a manual or pinned choice gets no
+        fallbacks."""
         model = self.model(request.model)
-        if request.deployment:
-            return [model.deployment(request.deployment)]
-        ordered = model.ordered(advance)
-        for fallback in model.config.fallbacks:
-            ordered += self.models[fallback].ordered(advance=False)
-        return ordered
+        name, candidates, skipped = model.plan(request, stream, advance)
+        if request.deployment == "" and name != "specific_provider":
+            for alias in model.config.fallbacks:
+                _, more, more_skipped = self.models[alias].plan(request, stream, False, rules=False)
+                candidates += more
+                skipped += more_skipped
+        return Plan(model.alias, name, candidates, skipped, self.config.retry_for(model.alias))
 
     def route(self, request: Request) -> Decision:
-        """Dry run: the order the next real call would try, with no upstream
-        call and no change to any balancer's state."""
+        """Dry run: what the next real call would do, with no upstream call and
+        no change to any strategy's state."""
         validate(request)
-        model = self.model(request.model)
-        candidates = self.candidates(request, advance=False)
-        chosen = candidates[0]
+        plan = self.plan(request, stream=False, advance=False)
+        chosen = plan.candidates[0] if plan.candidates else None
         return Decision(
-            model=model.alias,
-            strategy="manual" if request.deployment else model.config.strategy,
-            deployment=chosen.name,
-            provider=chosen.config.provider,
-            candidates=tuple(Candidate(d.name, d.config.provider) for d in candidates),
-            upstream_request=chosen.provider.upstream_request(request),
+            model=plan.alias,
+            strategy=plan.strategy,
+            deployment=chosen.name if chosen else "",
+            provider=chosen.config.provider if chosen else "",
+            candidates=tuple(
+                [Candidate(d.name, d.config.provider) for d in plan.candidates]
+                + [Candidate(d.name, d.config.provider, why) for d, why in plan.skipped]
+            ),
+            upstream_request=chosen.provider.upstream_request(request) if chosen else {},
         )
 
     async def generate(self, request: Request, deadline: float | None = None) -> Routed:
         validate(request)
-        name, response = await self._first_success(
-            request.model,
-            self.candidates(request),
-            deadline,
-            lambda d: d.provider.generate(request, deadline),
-        )
-        return Routed(response, name)
+        plan = self.plan(request, stream=False)
+        self._log_plan(request, plan)
+        walk = Walk(self, plan, deadline)
+        self.active += 1
+        try:
+            while (deployment := await walk.next()) is not None:
+                state = deployment.state
+                started = self.clock()
+                state.in_flight += 1
+                try:
+                    async with asyncio.timeout(walk.budget(plan.retry.attempt_timeout_s)):
+                        response = await deployment.provider.generate(request, deadline)
+                except TimeoutError:
+                    error = walk.timed_out("no answer", plan.retry.attempt_timeout_s)
+                except ProviderError as exc:
+                    error = exc
+                except BaseException:
+                    state.breaker.release()
+                    raise
+                else:
+                    state.succeeded(started, None, response.usage.output_tokens)
+                    return Routed(response, deployment.name)
+                finally:
+                    state.in_flight -= 1
+                walk.failed(deployment, error)
+            raise walk.exhausted()
+        finally:
+            self.active -= 1
 
     def stream(self, request: Request, deadline: float | None = None) -> RoutedStream:
         validate(request)
-        return RoutedStream(request, self.candidates(request), deadline)
+        plan = self.plan(request, stream=True)
+        self._log_plan(request, plan)
+        return RoutedStream(self, plan, request, deadline)
 
     async def embed(self, model: str, texts: Sequence[str]) -> RoutedEmbeddings:
         if not model:
             raise InvalidRequest("model", "is required")
         if not texts:
             raise InvalidRequest("inputs", "must not be empty")
-        candidates = self.model(model).ordered()
-        name, result = await self._first_success(
-            model, candidates, None, lambda d: d.provider.embed(texts)
-        )
-        return RoutedEmbeddings(result, name)
+        plan = self.plan(Request(model, ()), stream=False)
+        walk = Walk(self, plan, None)
+        while (deployment := await walk.next()) is not None:
+            state = deployment.state
+            started = self.clock()
+            state.in_flight += 1
+            try:
+                async with asyncio.timeout(walk.budget(plan.retry.attempt_timeout_s)):
+                    result = await deployment.provider.embed(texts)
+            except TimeoutError:
+                error = walk.timed_out("no answer", plan.retry.attempt_timeout_s)
+            except ProviderError as exc:
+                error = exc
+            except BaseException:
+                state.breaker.release()
+                raise
+            else:
+                state.succeeded(started, None, 0)
+                return RoutedEmbeddings(result, deployment.name)
+            finally:
+                state.in_flight -= 1
+            walk.failed(deployment, error)
+        raise walk.exhausted()
+
+    async def probe(self, limit_s: float) -> None:
+        """Run every deployment's probe() once, concurrently; record the verdicts."""
+
+        async def one(deployment: Deployment) -> None:
+            state = deployment.state
+            try:
+                async with asyncio.timeout(limit_s):
+                    await deployment.provider.probe()
+            except TimeoutError:
+                state.probe_error = f"no answer within {limit_s:g}s"
+            except ProviderError as exc:
+                state.probe_error = f"{exc.kind}: {exc}"
+            except Exception as exc:  # a provider bug must not stop the probing
+                state.probe_error = f"probe raised {type(exc).__name__}: {exc}"
+            else:
+                state.probe_error = ""
+            state.last_probe_time = time.time()
+
+        await asyncio.gather(*(one(d) for m in self.models.values() for d in m.deployments))
 
     async def aclose(self) -> None:
         for model in self.models.values():
             for deployment in model.deployments:
                 await deployment.provider.aclose()
 
-    async def _first_success(
-        self,
-        alias: str,
-        candidates: Sequence[Deployment],
-        deadline: float | None,
-        call: Callable[[Deployment], Awaitable[T]],
-    ) -> tuple[str, T]:
-        attempts: list[tuple[str, ProviderError]] = []
-        for deployment in candidates:
-            started = time.monotonic()
-            deployment.in_flight += 1
-            try:
-                result = await call(deployment)
-            except ProviderError as err:
-                deployment.record(started, err)
-                attempts.append((deployment.name, err))
-                if not _worth_another(err, deadline):
-                    break
-            else:
-                deployment.record(started, None)
-                return deployment.name, result
-            finally:
-                deployment.in_flight -= 1
-        raise AllProvidersFailed(alias, attempts)
+    def _log_plan(self, request: Request, plan: Plan) -> None:
+        if not self.debug:
+            return
+        candidates = [{"deployment": d.name, "skip": ""} for d in plan.candidates]
+        candidates += [{"deployment": d.name, "skip": why} for d, why in plan.skipped]
+        line = {
+            "request_id": request.request_id,
+            "alias": plan.alias,
+            "strategy": plan.strategy,
+            "candidates": candidates,
+            "chosen": plan.candidates[0].name if plan.candidates else None,
+        }
+        log.info("ROUTING_DEBUG %s", json.dumps(line, separators=(",", ":")))
 
 
-def _worth_another(error: ProviderError, deadline: float | None) -> bool:
-    return error.retryable and (deadline is None or time.monotonic() < deadline)
+def _same_upstream(a: DeploymentConfig, b: DeploymentConfig) -> bool:
+    return (a.provider, a.model, a.options) == (b.provider, b.model, b.options)
+
+
+def _build(factory: ProviderFactory, config: DeploymentConfig, where: str) -> Provider:
+    try:
+        return factory(config)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+
+
+class Walk:
+    """The attempts of one call: the plan's candidates, then up to `retries`
+    more rounds after a full-jitter backoff, skipping deployments that became
+    unusable, never past the deadline."""
+
+    def __init__(self, router: Router, plan: Plan, deadline: float | None) -> None:
+        self._router = router
+        self._plan = plan
+        self._deadline = deadline
+        self._round = 0
+        self._next = 0
+        self.attempts: list[tuple[str, ProviderError]] = []
+        self._skipped = {d.name: why for d, why in plan.skipped}
+        self._retryable = True
+
+    def budget(self, limit: float) -> float:
+        """Seconds an attempt step may take: `limit`, cut to the deadline."""
+        if self._deadline is None:
+            return limit
+        return max(0.0, min(limit, self._deadline - self._router.clock()))
+
+    def timed_out(self, what: str, limit: float) -> ProviderError:
+        """The error for a step that ran out of time: its own limit, or the deadline."""
+        if self._deadline is not None and self._router.clock() >= self._deadline:
+            return ProviderError(ErrorKind.TIMEOUT, f"{what}: the caller's deadline passed")
+        return ProviderError(ErrorKind.TIMEOUT, f"{what} within {limit:g}s")
+
+    async def next(self) -> Deployment | None:
+        plan, clock = self._plan, self._router.clock
+        while self._retryable:
+            if self._next == len(plan.candidates):
+                self._round += 1
+                self._next = 0
+                if self._round > plan.retry.retries or not plan.candidates:
+                    return None
+                if not await self._pause():
+                    return None
+            deployment = plan.candidates[self._next]
+            self._next += 1
+            if self._deadline is not None and clock() >= self._deadline:
+                return None
+            why = deployment.state.skip_reason()
+            if why or not deployment.state.breaker.acquire():
+                self._skipped[deployment.name] = why or "circuit half-open: trial calls in flight"
+                continue
+            return deployment
+        return None
+
+    def failed(self, deployment: Deployment, error: ProviderError) -> None:
+        deployment.state.failed(error)
+        self.attempts.append((deployment.name, error))
+        self._retryable = error.retryable
+        if self._router.debug:
+            log.info(
+                "ROUTING_DEBUG %s",
+                json.dumps(
+                    {"alias": self._plan.alias, "failed": deployment.name,
+                     "kind": str(error.kind), "error": str(error)},
+                    separators=(",", ":"),
+                ),
+            )  # fmt: skip
+
+    def exhausted(self) -> AllProvidersFailed:
+        tried = {name for name, _ in self.attempts}
+        skipped = [(n, why) for n, why in self._skipped.items() if n not in tried]
+        return AllProvidersFailed(self._plan.alias, self.attempts, skipped)
+
+    async def _pause(self) -> bool:
+        """Back off before another round; False when that would pass the deadline,
+        or when every candidate is rate limited for longer than backoff_max_s."""
+        retry, clock = self._plan.retry, self._router.clock
+        delay = backoff(self._round - 1, retry, self._router.rng)
+        now = clock()
+        waits = [d.state.rate_limited_until - now for d in self._plan.candidates]
+        if all(w > 0 for w in waits):
+            if min(waits) > retry.backoff_max_s:
+                return False
+            delay = max(delay, min(waits))
+        if self._deadline is not None and now + delay >= self._deadline:
+            return False
+        await asyncio.sleep(delay)
+        return True
 
 
 class RoutedStream:
@@ -240,39 +457,65 @@ class RoutedStream:
     the first chunk has arrived."""
 
     def __init__(
-        self, request: Request, candidates: Sequence[Deployment], deadline: float | None
+        self, router: Router, plan: Plan, request: Request, deadline: float | None
     ) -> None:
         self.deployment = ""
+        self._router = router
+        self._plan = plan
         self._request = request
-        self._candidates = candidates
         self._deadline = deadline
 
     def __aiter__(self) -> AsyncIterator[Chunk]:
         return self.chunks()
 
     async def chunks(self) -> AsyncGenerator[Chunk, None]:
-        """The chunks; close the generator (contextlib.aclosing) to stop early."""
-        attempts: list[tuple[str, ProviderError]] = []
-        for deployment in self._candidates:
-            started = time.monotonic()
-            deployment.in_flight += 1
-            try:
-                upstream = deployment.provider.stream(self._request, self._deadline)
-                async with contextlib.aclosing(upstream):
-                    async for chunk in upstream:
-                        if not self.deployment:
-                            self.deployment = deployment.name
-                        yield chunk
-            except ProviderError as err:
-                deployment.record(started, err)
-                if self.deployment:  # the client has tokens: no retry, say it failed
+        """The chunks; close the generator (contextlib.aclosing) to stop early,
+        which stops the upstream."""
+        router, retry = self._router, self._plan.retry
+        walk = Walk(router, self._plan, self._deadline)
+        router.active += 1
+        try:
+            while (deployment := await walk.next()) is not None:
+                state = deployment.state
+                started = router.clock()
+                first_at: float | None = None
+                output_tokens = 0
+                state.in_flight += 1
+                try:
+                    upstream = deployment.provider.stream(self._request, self._deadline)
+                    async with contextlib.aclosing(upstream):
+                        while True:
+                            waiting = first_at is None
+                            limit = (
+                                retry.attempt_timeout_s if waiting else retry.inter_token_timeout_s
+                            )
+                            try:
+                                async with asyncio.timeout(walk.budget(limit)):
+                                    chunk = await anext(upstream)
+                            except StopAsyncIteration:
+                                break
+                            except TimeoutError:
+                                what = "no first chunk" if waiting else "stream stalled: no chunk"
+                                raise walk.timed_out(what, limit) from None
+                            if waiting:
+                                first_at = router.clock()
+                                self.deployment = deployment.name
+                            if chunk.usage is not None:
+                                output_tokens = chunk.usage.output_tokens
+                            yield chunk
+                except ProviderError as error:
+                    walk.failed(deployment, error)
+                    if first_at is not None:  # the client has tokens: say it failed
+                        raise
+                    continue
+                except BaseException:
+                    state.breaker.release()
                     raise
-                attempts.append((deployment.name, err))
-                if not _worth_another(err, self._deadline):
-                    break
-            else:
-                deployment.record(started, None)
-                return
-            finally:
-                deployment.in_flight -= 1
-        raise AllProvidersFailed(self._request.model, attempts)
+                else:
+                    state.succeeded(started, first_at, output_tokens)
+                    return
+                finally:
+                    state.in_flight -= 1
+            raise walk.exhausted()
+        finally:
+            router.active -= 1

@@ -72,6 +72,7 @@ class Request:
     deployment: str = ""  # manual override
     metadata: Mapping[str, str] = field(default_factory=dict)
     cache: bool = False
+    request_id: str = ""  # for logs (ROUTING_DEBUG) only
 
 
 @dataclass(frozen=True, slots=True)

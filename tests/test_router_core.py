@@ -92,9 +92,10 @@ async def test_failover_before_first_token_records_the_failure() -> None:
     assert routed.deployment == "good"
     assert routed.response.text == "one two three one"
     bad, good = router.model("failover").deployments
-    assert (bad.requests, bad.failures, bad.in_flight) == (1, 1, 0)
-    assert bad.last_error is not None and bad.last_error.kind is ErrorKind.UPSTREAM_5XX
-    assert (good.requests, good.failures, good.last_error) == (1, 0, None)
+    assert (bad.state.requests, bad.state.failures, bad.state.in_flight) == (1, 1, 0)
+    assert bad.state.last_error is not None
+    assert bad.state.last_error.kind is ErrorKind.UPSTREAM_5XX
+    assert (good.state.requests, good.state.failures, good.state.last_error) == (1, 0, None)
 
 
 async def test_all_failed_carries_every_attempt() -> None:
@@ -109,7 +110,8 @@ async def test_all_failed_carries_every_attempt() -> None:
     router = Router(make_config(models), build_provider)
     with pytest.raises(AllProvidersFailed) as exc:
         await router.generate(request("dead"))
-    assert [name for name, _ in exc.value.attempts] == ["x", "y"]
+    # two rounds (retries: 1 by default) over both deployments
+    assert [name for name, _ in exc.value.attempts] == ["x", "y", "x", "y"]
     assert exc.value.kind is ErrorKind.UNAVAILABLE  # kinds differ
 
 
@@ -143,7 +145,7 @@ async def test_stream_failure_after_first_token_is_raised_not_retried() -> None:
     assert got == ["one", " two"]
     assert exc.value.kind is ErrorKind.INTERRUPTED
     assert stream.deployment == "c"
-    assert router.model("cut").deployments[1].requests == 0
+    assert router.model("cut").deployments[1].state.requests == 0
 
 
 async def test_route_is_a_dry_run() -> None:
@@ -189,10 +191,10 @@ async def test_dry_run_order_is_the_real_order_and_fallbacks_keep_their_rotation
     router = Router(make_config(models), build_provider)
     for _ in range(3):
         planned = [c.deployment for c in router.route(request("primary")).candidates]
-        assert planned == [d.name for d in router.candidates(request("primary"))]
+        assert planned == [d.name for d in router.plan(request("primary"), False).candidates]
     # primary's traffic never rotated backup's own balancer
-    assert [d.name for d in router.candidates(request("backup"))] == ["b1", "b2"]
-    assert [d.name for d in router.candidates(request("backup"))] == ["b2", "b1"]
+    assert [d.name for d in router.plan(request("backup"), False).candidates] == ["b1", "b2"]
+    assert [d.name for d in router.plan(request("backup"), False).candidates] == ["b2", "b1"]
 
 
 def test_a_model_cannot_fall_back_to_itself() -> None:

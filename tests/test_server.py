@@ -166,9 +166,12 @@ async def test_failover_and_health_report(stub: Stub) -> None:
     assert reply.deployment == "good"
     health = await stub.GetModelHealth(pb.GetModelHealthRequest(model="failover"))
     by_name = {d.deployment: d for d in health.deployments}
-    assert not by_name["bad"].healthy and "upstream_5xx" in by_name["bad"].reason
-    assert by_name["bad"].error_rate == 1.0
-    assert by_name["good"].healthy and by_name["good"].error_rate == 0.0
+    bad, good = by_name["bad"], by_name["good"]
+    assert "upstream_5xx" in bad.last_error
+    assert (bad.requests, bad.failures, bad.error_rate, bad.breaker_state) == (1, 1, 1.0, "closed")
+    assert bad.healthy  # one failure does not open its breaker (5 consecutive do)
+    assert good.healthy and good.error_rate == 0.0 and not good.last_error
+    assert good.ewma_ms_per_token > 0
     everything = await stub.GetModelHealth(pb.GetModelHealthRequest())
     assert len(everything.deployments) == 7
 

@@ -227,28 +227,36 @@ class GetModelHealthRequest(_message.Message):
     def __init__(self, model: _Optional[str] = ...) -> None: ...
 
 class DeploymentHealth(_message.Message):
-    __slots__ = ("model", "deployment", "provider", "healthy", "reason", "breaker_state", "ewma_latency_ms", "error_rate", "in_flight", "last_probe_time")
+    __slots__ = ("model", "deployment", "provider", "healthy", "reason", "breaker_state", "ewma_ttft_ms", "error_rate", "in_flight", "last_probe_time", "ewma_ms_per_token", "last_error", "requests", "failures")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     HEALTHY_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     BREAKER_STATE_FIELD_NUMBER: _ClassVar[int]
-    EWMA_LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    EWMA_TTFT_MS_FIELD_NUMBER: _ClassVar[int]
     ERROR_RATE_FIELD_NUMBER: _ClassVar[int]
     IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
     LAST_PROBE_TIME_FIELD_NUMBER: _ClassVar[int]
+    EWMA_MS_PER_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    FAILURES_FIELD_NUMBER: _ClassVar[int]
     model: str
     deployment: str
     provider: str
     healthy: bool
     reason: str
     breaker_state: str
-    ewma_latency_ms: float
+    ewma_ttft_ms: float
     error_rate: float
     in_flight: int
     last_probe_time: _timestamp_pb2.Timestamp
-    def __init__(self, model: _Optional[str] = ..., deployment: _Optional[str] = ..., provider: _Optional[str] = ..., healthy: _Optional[bool] = ..., reason: _Optional[str] = ..., breaker_state: _Optional[str] = ..., ewma_latency_ms: _Optional[float] = ..., error_rate: _Optional[float] = ..., in_flight: _Optional[int] = ..., last_probe_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    ewma_ms_per_token: float
+    last_error: str
+    requests: int
+    failures: int
+    def __init__(self, model: _Optional[str] = ..., deployment: _Optional[str] = ..., provider: _Optional[str] = ..., healthy: _Optional[bool] = ..., reason: _Optional[str] = ..., breaker_state: _Optional[str] = ..., ewma_ttft_ms: _Optional[float] = ..., error_rate: _Optional[float] = ..., in_flight: _Optional[int] = ..., last_probe_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ewma_ms_per_token: _Optional[float] = ..., last_error: _Optional[str] = ..., requests: _Optional[int] = ..., failures: _Optional[int] = ...) -> None: ...
 
 class ModelHealth(_message.Message):
     __slots__ = ("deployments",)

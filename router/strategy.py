@@ -1,0 +1,91 @@
+"""Routing strategies: each orders an alias's usable deployments for one call.
+
+Pure and synchronous: they read in-process state and never do I/O.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from typing import Protocol
+
+from router.balance import SmoothWeightedRoundRobin
+from router.state import DeploymentState
+
+
+class Strategy(Protocol):
+    name: str
+
+    def order(
+        self, usable: Sequence[int], states: Sequence[DeploymentState], stream: bool, advance: bool
+    ) -> list[int]:
+        """`usable` indexes in the order to try them. With advance=False (dry
+        runs, fallbacks) the strategy's own state is left as it was."""
+        ...
+
+
+class WeightedRoundRobin:
+    """Smooth WRR among the usable deployments; the rest follow by weight."""
+
+    name = "weighted_round_robin"
+
+    def __init__(self, weights: Sequence[int]) -> None:
+        self._wrr = SmoothWeightedRoundRobin(weights)
+
+    def order(
+        self, usable: Sequence[int], states: Sequence[DeploymentState], stream: bool, advance: bool
+    ) -> list[int]:
+        return self._wrr.order(usable, advance)
+
+
+class LowestLatency:
+    """Fastest first by EWMA: time to first chunk for streams, seconds per
+    output token for unary calls. A deployment with no sample yet goes first
+    (so every one gets measured); an `exploration` share of picks puts a random
+    other one first, so a recovered deployment is tried again."""
+
+    name = "lowest_latency"
+
+    def __init__(self, exploration: float, rng: random.Random) -> None:
+        self._exploration = exploration
+        self._rng = rng
+
+    def order(
+        self, usable: Sequence[int], states: Sequence[DeploymentState], stream: bool, advance: bool
+    ) -> list[int]:
+        def score(i: int) -> float:
+            s = states[i].ewma_ttft_s if stream else states[i].ewma_token_s
+            return -1.0 if s is None else s
+
+        ordered = sorted(usable, key=score)
+        if advance and len(ordered) > 1 and self._rng.random() < self._exploration:
+            ordered.insert(0, ordered.pop(self._rng.randrange(1, len(ordered))))
+        return ordered
+
+
+class LeastInFlight:
+    """Fewest calls in flight first; ties rotate so equal load spreads."""
+
+    name = "least_in_flight"
+
+    def __init__(self) -> None:
+        self._turn = 0
+
+    def order(
+        self, usable: Sequence[int], states: Sequence[DeploymentState], stream: bool, advance: bool
+    ) -> list[int]:
+        n = len(states) or 1
+        turn = self._turn
+        if advance:
+            self._turn += 1
+        return sorted(usable, key=lambda i: (states[i].in_flight, (i - turn) % n))
+
+
+def build(name: str, weights: Sequence[int], exploration: float, rng: random.Random) -> Strategy:
+    if name == "weighted_round_robin":
+        return WeightedRoundRobin(weights)
+    if name == "lowest_latency":
+        return LowestLatency(exploration, rng)
+    if name == "least_in_flight":
+        return LeastInFlight()
+    raise ValueError(f"unknown strategy {name!r}")
