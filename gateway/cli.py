@@ -35,7 +35,9 @@ def _config(args: argparse.Namespace) -> GatewayConfig:
     return config
 
 
-def _serve_one(config: GatewayConfig, reuse_port: bool, metrics: bool) -> None:
+def _serve_one(
+    config: GatewayConfig, reuse_port: bool, metrics: bool, path: Path | None = None
+) -> None:
     import uvloop
 
     from gateway.server import serve
@@ -45,13 +47,13 @@ def _serve_one(config: GatewayConfig, reuse_port: bool, metrics: bool) -> None:
 
         start_http_server(config.server.metrics_port, addr=config.server.host)
         log.info("serving /metrics on %s:%d", config.server.host, config.server.metrics_port)
-    uvloop.run(serve(config, reuse_port=reuse_port))
+    uvloop.run(serve(config, reuse_port=reuse_port, config_path=path))
 
 
-def _worker(config: GatewayConfig, parent: int) -> None:
+def _worker(config: GatewayConfig, parent: int, path: Path | None) -> None:
     _logging()
     _die_with_parent(parent)
-    _serve_one(config, reuse_port=True, metrics=False)
+    _serve_one(config, reuse_port=True, metrics=False, path=path)
 
 
 def _die_with_parent(parent: int) -> None:
@@ -66,7 +68,7 @@ def _die_with_parent(parent: int) -> None:
         sys.exit(1)
 
 
-def _serve_many(config: GatewayConfig, workers: int) -> int:
+def _serve_many(config: GatewayConfig, workers: int, path: Path | None) -> int:
     """N processes on one port (SO_REUSEPORT). This one forwards signals, serves
     the sum of their metrics, and stops them all if one dies unasked."""
     if config.server.port == 0:
@@ -75,16 +77,18 @@ def _serve_many(config: GatewayConfig, workers: int) -> int:
     # Children must see this before they import prometheus_client.
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     try:
-        return _supervise(config, workers)
+        return _supervise(config, workers, path)
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
-def _supervise(config: GatewayConfig, workers: int) -> int:
+def _supervise(config: GatewayConfig, workers: int, path: Path | None) -> int:
     from prometheus_client import CollectorRegistry, multiprocess, start_http_server
 
     context = multiprocessing.get_context("spawn")
-    procs = [context.Process(target=_worker, args=(config, os.getpid())) for _ in range(workers)]
+    procs = [
+        context.Process(target=_worker, args=(config, os.getpid(), path)) for _ in range(workers)
+    ]
     stopping = False
 
     def stop_all(signum: int | None = None, frame: object = None) -> None:
@@ -150,9 +154,10 @@ def main(argv: list[str] | None = None) -> int:
         config = _config(args)
         if args.workers < 1:
             raise ConfigError("--workers must be >= 1")
+        path = Path(args.config) if args.config else None  # watched and reloaded
         if args.workers > 1:
-            return _serve_many(config, args.workers)
-        _serve_one(config, reuse_port=False, metrics=True)
+            return _serve_many(config, args.workers, path)
+        _serve_one(config, reuse_port=False, metrics=True, path=path)
         return 0
     except ConfigError as exc:
         print(f"infergate: {exc}", file=sys.stderr)

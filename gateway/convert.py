@@ -21,14 +21,16 @@ from router.types import (
 )
 
 
-def request_from_pb(msg: pb.GenerateRequest) -> Request:
+def request_from_pb(msg: pb.GenerateRequest, request_id: str = "", deployment: str = "") -> Request:
+    """`deployment` (from metadata) applies when the message names none."""
     return Request(
         model=msg.model,
         messages=tuple([_message(m) for m in msg.messages]),
         params=_params(msg.params) if msg.HasField("params") else Params(),
-        deployment=msg.deployment,
+        deployment=msg.deployment or deployment,
         metadata=dict(msg.metadata),
         cache=msg.cache,
+        request_id=request_id,
     )
 
 

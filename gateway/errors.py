@@ -40,5 +40,9 @@ def status_code(error: RouterError) -> grpc.StatusCode:
 
 
 async def abort(context: grpc.aio.ServicerContext, error: RouterError) -> NoReturn:
-    await context.abort(status_code(error), str(error))
+    """End the call with the error's status; an upstream's Retry-After travels
+    as `retry-after` trailing metadata (seconds)."""
+    retry_after = getattr(error, "retry_after", None)
+    trailers = (("retry-after", f"{retry_after:g}"),) if retry_after else ()
+    await context.abort(status_code(error), str(error), trailers)
     raise AssertionError("unreachable: abort raises")

@@ -1,4 +1,10 @@
-"""The Router gRPC service: decode -> router -> encode, nothing else."""
+"""The Router gRPC service: decode -> router -> encode, nothing else.
+
+Metadata read: `x-request-id` (else one is made; it names the request in
+ROUTING_DEBUG lines and in the response id) and `x-infergate-deployment`
+(manual override, as the request's `deployment` field). Metadata written:
+`x-infergate-cache: hit` on answers from the cache.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +21,9 @@ from gateway.pb import router_pb2 as pb
 from gateway.pb import router_pb2_grpc
 from router.errors import InvalidRequest, RouterError
 from router.router import Router
+from router.types import Request
+
+_CACHE_HIT = (("x-infergate-cache", "hit"),)
 
 
 def _deadline(context: grpc.aio.ServicerContext) -> float | None:
@@ -22,30 +31,49 @@ def _deadline(context: grpc.aio.ServicerContext) -> float | None:
     return None if remaining is None else time.monotonic() + remaining
 
 
-def _request_id() -> str:
-    return "gen-" + secrets.token_hex(12)
+def _decode(message: pb.GenerateRequest, context: grpc.aio.ServicerContext) -> Request:
+    request_id = override = ""
+    for key, value in context.invocation_metadata() or ():
+        if key == "x-request-id":
+            request_id = str(value)
+        elif key == "x-infergate-deployment":
+            override = str(value)
+    return convert.request_from_pb(message, request_id or "gen-" + secrets.token_hex(12), override)
 
 
 class RouterService(router_pb2_grpc.RouterServicer):
+    """Serves the current snapshot; a hot reload swaps `router`, and calls
+    already running finish on the one they started with."""
+
     def __init__(self, router: Router) -> None:
         self.router = router
 
     async def Generate(
         self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext
     ) -> pb.GenerateResponse:
+        router = self.router
         try:
-            req = convert.request_from_pb(request)
+            req = _decode(request, context)
             if request.dry_run:
-                decision = self.router.route(req)
+                decision = router.route(req)
                 return pb.GenerateResponse(
+                    id=req.request_id,
                     model=req.model,
                     deployment=decision.deployment,
                     route=convert.decision_to_pb(decision),
                 )
-            routed = await self.router.generate(req, _deadline(context))
+            routed = await router.generate(req, _deadline(context))
         except RouterError as exc:
             await abort(context, exc)
-        return convert.response_to_pb(_request_id(), req.model, routed.deployment, routed.response)
+        if routed.cache:
+            metrics.CACHE.labels(routed.cache).inc()
+            if routed.cache == "hit":
+                await context.send_initial_metadata(_CACHE_HIT)
+        reply = convert.response_to_pb(
+            req.request_id, req.model, routed.deployment, routed.response
+        )
+        reply.cached = routed.cache == "hit"
+        return reply
 
     async def GenerateStream(
         self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext
@@ -54,19 +82,23 @@ class RouterService(router_pb2_grpc.RouterServicer):
         upstream_count: int | None = None  # the upstream's own output token count
         alias = ""  # set once the router accepted the request: bounded metric labels
         try:
-            req = convert.request_from_pb(request)
+            req = _decode(request, context)
             if request.dry_run:
                 raise InvalidRequest("dry_run", "not supported on a stream; use Route or Generate")
             stream = self.router.stream(req, _deadline(context))
             alias = req.model
-            rid = _request_id()
             first = True
             async with contextlib.aclosing(stream.chunks()) as chunks:
                 async for chunk in chunks:
-                    msg = convert.chunk_to_pb(rid, chunk)
+                    msg = convert.chunk_to_pb(req.request_id, chunk)
                     if first:
-                        msg.deployment = stream.deployment
                         first = False
+                        msg.deployment = stream.deployment
+                        if stream.cache:
+                            metrics.CACHE.labels(stream.cache).inc()
+                        if stream.cache == "hit":
+                            msg.cached = True
+                            await context.send_initial_metadata(_CACHE_HIT)
                     if chunk.delta:
                         deltas += 1
                     if chunk.usage is not None:
@@ -106,10 +138,9 @@ class RouterService(router_pb2_grpc.RouterServicer):
     async def GetModelHealth(
         self, request: pb.GetModelHealthRequest, context: grpc.aio.ServicerContext
     ) -> pb.ModelHealth:
+        router = self.router
         try:
-            models = (
-                [self.router.model(request.model)] if request.model else self.router.models.values()
-            )
+            models = [router.model(request.model)] if request.model else router.models.values()
         except RouterError as exc:
             await abort(context, exc)
         return pb.ModelHealth(
@@ -120,6 +151,6 @@ class RouterService(router_pb2_grpc.RouterServicer):
         self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext
     ) -> pb.RouteDecision:
         try:
-            return convert.decision_to_pb(self.router.route(convert.request_from_pb(request)))
+            return convert.decision_to_pb(self.router.route(_decode(request, context)))
         except RouterError as exc:
             await abort(context, exc)

@@ -12,7 +12,9 @@ import asyncio
 import contextlib
 import logging
 import signal
-from dataclasses import dataclass
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -21,6 +23,7 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from adapters import build_provider
+from adapters.redis_cache import build_cache
 from gateway.config import GatewayConfig, ServerConfig
 from gateway.metrics import MetricsInterceptor
 from gateway.pb import (
@@ -33,7 +36,9 @@ from gateway.pb import (
     tasks_pb2,
     tasks_pb2_grpc,
 )
+from gateway.reload import Reloader
 from gateway.router_service import RouterService
+from router.cache import ResponseCache
 from router.router import ProviderFactory, Router
 
 log = logging.getLogger("infergate")
@@ -153,12 +158,25 @@ class Gateway:
     config: GatewayConfig
     server: grpc.aio.Server
     health: Health
-    router: Router
+    service: RouterService
+    factory: ProviderFactory
+    cache: ResponseCache | None
     port: int
+    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    reloader: Reloader | None = None
 
     @property
     def address(self) -> str:
         return f"{self.config.server.host}:{self.port}"
+
+    @property
+    def router(self) -> Router:
+        """The snapshot new calls get."""
+        return self.service.router
+
+    def swap(self, router: Router, cache: ResponseCache | None) -> None:
+        self.service.router = router
+        self.cache = cache
 
     @classmethod
     async def start(
@@ -167,13 +185,17 @@ class Gateway:
         *,
         reuse_port: bool = False,
         factory: ProviderFactory = build_provider,
+        config_path: Path | None = None,
     ) -> Gateway:
-        router = Router(config, factory)
+        """Serve `config`. With `config_path`, the file is watched and SIGHUP
+        reloads it (see gateway/reload.py)."""
+        cache = build_cache(config.cache) if config.cache.enabled else None
+        service = RouterService(Router(config, factory, cache=cache))
         server = grpc.aio.server(
             interceptors=[MetricsInterceptor()],
             options=server_options(config.server, reuse_port=reuse_port),
         )
-        router_pb2_grpc.add_RouterServicer_to_server(RouterService(router), server)
+        router_pb2_grpc.add_RouterServicer_to_server(service, server)
         for name, (add, issue) in _NOT_YET.items():
             add(NotImplementedService(name, issue), server)
         health = Health()
@@ -188,7 +210,29 @@ class Gateway:
         await health.set("", serving)
         for name, full_name in SERVICE_NAMES.items():
             await health.set(full_name, not_serving if name in _NOT_YET else serving)
-        return cls(config, server, health, router, port)
+        gateway = cls(config, server, health, service, factory, cache, port)
+        if config.routing.probe_interval_s:
+            gateway.spawn(gateway._probe_forever())
+        if config_path is not None:
+            reloader = gateway.reloader = Reloader(gateway, config_path)
+            gateway.spawn(reloader.watch())
+            asyncio.get_running_loop().add_signal_handler(
+                signal.SIGHUP, lambda: gateway.spawn(reloader.reload())
+            )
+        return gateway
+
+    def spawn(self, work: Coroutine[Any, Any, Any]) -> None:
+        """Run in the background until done or until close()."""
+        task = asyncio.create_task(work)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _probe_forever(self) -> None:
+        """Active health checks: every deployment's probe(), at the configured interval."""
+        while True:
+            routing = self.router.config.routing
+            await self.router.probe(routing.probe_timeout_s)
+            await asyncio.sleep(routing.probe_interval_s)
 
     async def shutdown(self) -> None:
         """Drain and stop; returns once in-flight RPCs finished or the grace ran out."""
@@ -198,12 +242,24 @@ class Gateway:
             await asyncio.sleep(cfg.drain_delay_s)
         await self.health.end_watches()
         await self.server.stop(cfg.grace_period_s)
+        await self.close()
+
+    async def close(self) -> None:
+        """Stop the background tasks and close the providers and the cache."""
+        tasks = list(self.tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self.router.aclose()
+        if self.cache is not None:
+            await self.cache.aclose()
 
 
-async def serve(config: GatewayConfig, *, reuse_port: bool = False) -> None:
+async def serve(
+    config: GatewayConfig, *, reuse_port: bool = False, config_path: Path | None = None
+) -> None:
     """Run until SIGTERM or SIGINT, then shut down gracefully."""
-    gateway = await Gateway.start(config, reuse_port=reuse_port)
+    gateway = await Gateway.start(config, reuse_port=reuse_port, config_path=config_path)
     log.info("serving gRPC on %s", gateway.address)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -16,10 +16,11 @@ import os
 import random
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from router import strategy as strategies
+from router.cache import CachedAnswer, ResponseCache, cache_key
 from router.config import (
     ConfigError,
     DeploymentConfig,
@@ -35,9 +36,10 @@ from router.errors import (
     ModelNotFound,
     ProviderError,
 )
+from router.filter import SensitiveWords, StreamFilter
 from router.provider import Provider
 from router.state import DeploymentState
-from router.types import Chunk, Embeddings, Request, Response
+from router.types import Chunk, Embeddings, Request, Response, ToolCall, Usage
 from router.validate import validate
 
 ProviderFactory = Callable[[DeploymentConfig], Provider]
@@ -152,7 +154,8 @@ class Decision:
 @dataclass(frozen=True, slots=True)
 class Routed:
     response: Response
-    deployment: str
+    deployment: str  # "" for an answer from the cache
+    cache: str = ""  # "hit", "miss", or "" when the request is not cacheable
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,8 +186,12 @@ class Router:
         previous: Router | None = None,
         clock: Clock = time.monotonic,
         rng: random.Random | None = None,
+        cache: ResponseCache | None = None,
     ) -> None:
         self.config = config
+        self.cache = cache if config.cache.enabled else None
+        self.words = SensitiveWords(config.filter) if config.filter else None
+        self._writes: set[asyncio.Task[None]] = set()
         self.clock = clock
         self.rng = rng or random.Random()
         self.debug = config.routing.debug or os.environ.get("INFERGATE_ROUTING_DEBUG", "") in (
@@ -192,6 +199,8 @@ class Router:
             "true",
         )
         self.active = 0  # calls running on this snapshot
+        self._idle = asyncio.Event()
+        self._idle.set()
         old = {
             (m.alias, d.name): d
             for m in (previous.models.values() if previous else ())
@@ -213,6 +222,19 @@ class Router:
                 deployments.append(Deployment(dc, provider, state))
             self.models[alias] = Model(alias, model_config, deployments, config.routing, self.rng)
         self.retired = [d.provider for d in old.values() if id(d.provider) not in kept]
+
+    def enter(self) -> None:
+        self.active += 1
+        self._idle.clear()
+
+    def leave(self) -> None:
+        self.active -= 1
+        if not self.active:
+            self._idle.set()
+
+    async def idle(self) -> None:
+        """Return once no call is running on this snapshot."""
+        await self._idle.wait()
 
     def model(self, alias: str) -> Model:
         try:
@@ -253,10 +275,16 @@ class Router:
 
     async def generate(self, request: Request, deadline: float | None = None) -> Routed:
         validate(request)
+        cache, key = self.cache, None
+        if cache is not None and (key := cache_key(request)) is not None:
+            hit = await cache.get(key)
+            if hit is not None:
+                answer = Response(hit.text, hit.finish_reason, hit.usage, hit.tool_calls)
+                return Routed(self._filtered(answer), "", "hit")
         plan = self.plan(request, stream=False)
         self._log_plan(request, plan)
         walk = Walk(self, plan, deadline)
-        self.active += 1
+        self.enter()
         try:
             while (deployment := await walk.next()) is not None:
                 state = deployment.state
@@ -274,19 +302,37 @@ class Router:
                     raise
                 else:
                     state.succeeded(started, None, response.usage.output_tokens)
-                    return Routed(response, deployment.name)
+                    if key is not None:
+                        self.remember(key, _answer(response))
+                    return Routed(self._filtered(response), deployment.name, "miss" if key else "")
                 finally:
                     state.in_flight -= 1
                 walk.failed(deployment, error)
             raise walk.exhausted()
         finally:
-            self.active -= 1
+            self.leave()
 
     def stream(self, request: Request, deadline: float | None = None) -> RoutedStream:
         validate(request)
-        plan = self.plan(request, stream=True)
-        self._log_plan(request, plan)
-        return RoutedStream(self, plan, request, deadline)
+        model = self.model(request.model)
+        if request.deployment:
+            model.index(request.deployment)  # an unknown name fails now, not mid-stream
+        key = cache_key(request) if self.cache is not None else None
+        return RoutedStream(self, request, deadline, key)
+
+    def remember(self, key: str, answer: CachedAnswer) -> None:
+        """Store an answer in the background: a slow cache never delays a reply."""
+        assert self.cache is not None
+        task = asyncio.create_task(self.cache.put(key, answer))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    def _filtered(self, response: Response) -> Response:
+        if self.words is None:
+            return response
+        text, blocked = self.words.apply(response.text)
+        finish = "content_filter" if blocked else response.finish_reason
+        return replace(response, text=text, finish_reason=finish)
 
     async def embed(self, model: str, texts: Sequence[str]) -> RoutedEmbeddings:
         if not model:
@@ -338,6 +384,8 @@ class Router:
         await asyncio.gather(*(one(d) for m in self.models.values() for d in m.deployments))
 
     async def aclose(self) -> None:
+        if self._writes:
+            await asyncio.gather(*self._writes, return_exceptions=True)
         for model in self.models.values():
             for deployment in model.deployments:
                 await deployment.provider.aclose()
@@ -453,27 +501,75 @@ class Walk:
 
 
 class RoutedStream:
-    """An async iterator of chunks; `deployment` names the one serving it once
-    the first chunk has arrived."""
+    """An async iterator of chunks. Once the first chunk has arrived,
+    `deployment` names the deployment serving it ("" for a cache hit) and
+    `cache` says "hit", "miss" or "" (not cacheable)."""
 
     def __init__(
-        self, router: Router, plan: Plan, request: Request, deadline: float | None
+        self, router: Router, request: Request, deadline: float | None, key: str | None
     ) -> None:
         self.deployment = ""
+        self.cache = "" if key is None else "miss"
         self._router = router
-        self._plan = plan
         self._request = request
         self._deadline = deadline
+        self._key = key
 
     def __aiter__(self) -> AsyncIterator[Chunk]:
         return self.chunks()
 
-    async def chunks(self) -> AsyncGenerator[Chunk, None]:
+    def chunks(self) -> AsyncGenerator[Chunk, None]:
         """The chunks; close the generator (contextlib.aclosing) to stop early,
         which stops the upstream."""
-        router, retry = self._router, self._plan.retry
-        walk = Walk(router, self._plan, self._deadline)
-        router.active += 1
+        if self._key is None and self._router.words is None:
+            return self._upstream()
+        return self._post_processed()
+
+    async def _post_processed(self) -> AsyncGenerator[Chunk, None]:
+        source: AsyncGenerator[Chunk, None]
+        cache, key = self._router.cache, self._key
+        hit = await cache.get(key) if cache is not None and key is not None else None
+        if hit is not None:
+            self.cache = "hit"
+            source = _replay(hit.chunks())
+        elif self._key is not None:
+            source = self._recorded(self._upstream(), self._key)
+        else:
+            source = self._upstream()
+        if self._router.words is not None:
+            source = _filtered(source, self._router.words.stream())
+        async with contextlib.aclosing(source):
+            async for chunk in source:
+                yield chunk
+
+    async def _recorded(
+        self, source: AsyncGenerator[Chunk, None], key: str
+    ) -> AsyncGenerator[Chunk, None]:
+        """Pass chunks through; a stream that completes is remembered."""
+        deltas: list[str] = []
+        calls: list[ToolCall] = []
+        last: Chunk | None = None
+        async with contextlib.aclosing(source):
+            async for chunk in source:
+                if chunk.delta:
+                    deltas.append(chunk.delta)
+                calls += chunk.tool_calls
+                if chunk.finish_reason:
+                    last = chunk
+                yield chunk
+        if last is not None:
+            usage = last.usage or Usage()
+            self._router.remember(
+                key, CachedAnswer(tuple(deltas), last.finish_reason, usage, tuple(calls))
+            )
+
+    async def _upstream(self) -> AsyncGenerator[Chunk, None]:
+        router = self._router
+        plan = router.plan(self._request, stream=True)
+        router._log_plan(self._request, plan)
+        retry = plan.retry
+        walk = Walk(router, plan, self._deadline)
+        router.enter()
         try:
             while (deployment := await walk.next()) is not None:
                 state = deployment.state
@@ -518,4 +614,36 @@ class RoutedStream:
                     state.in_flight -= 1
             raise walk.exhausted()
         finally:
-            router.active -= 1
+            router.leave()
+
+
+def _answer(response: Response) -> CachedAnswer:
+    return CachedAnswer(
+        (response.text,), response.finish_reason, response.usage, response.tool_calls
+    )
+
+
+async def _replay(chunks: Sequence[Chunk]) -> AsyncGenerator[Chunk, None]:
+    for chunk in chunks:
+        yield chunk
+
+
+async def _filtered(
+    source: AsyncGenerator[Chunk, None], words: StreamFilter
+) -> AsyncGenerator[Chunk, None]:
+    """Chunks with sensitive terms masked, or cut at the first one ("block":
+    the stream then ends with finish reason content_filter). Text that may be
+    the start of a term is held back until the next chunk tells."""
+    async with contextlib.aclosing(source):
+        async for chunk in source:
+            text = words.feed(chunk.delta) if chunk.delta else ""
+            if words.blocked:
+                yield Chunk(delta=text, finish_reason="content_filter")
+                return
+            if chunk.finish_reason or chunk.usage is not None:
+                text += words.finish()
+            if text or chunk.tool_calls or chunk.finish_reason or chunk.usage is not None:
+                yield replace(chunk, delta=text) if text != chunk.delta else chunk
+    tail = words.finish()
+    if tail:
+        yield Chunk(delta=tail)

@@ -35,9 +35,15 @@ MODELS: dict[str, Any] = {
 }  # fmt: skip
 
 
-def make_config(models: dict[str, Any] | None = None, **server: Any) -> GatewayConfig:
+def make_config(
+    models: dict[str, Any] | None = None, top: dict[str, Any] | None = None, **server: Any
+) -> GatewayConfig:
+    """A test config: port 0, no metrics port, active probes off unless `top`
+    (top-level sections: routing, retry, breaker, cache, filter) says otherwise."""
     return parse_config(
         {
+            "routing": {"probe_interval_s": 0},
+            **(top or {}),
             "server": {"port": 0, "metrics_port": 0, "grace_period_s": 1, **server},
             "models": models or MODELS,
         }
@@ -58,17 +64,22 @@ async def start_gateway() -> AsyncIterator[StartGateway]:
     started: list[Gateway] = []
 
     async def start(
-        models: dict[str, Any] | None = None, factory: Any = None, **server: Any
+        models: dict[str, Any] | None = None,
+        factory: Any = None,
+        top: dict[str, Any] | None = None,
+        config_path: Any = None,
+        **server: Any,
     ) -> Gateway:
         extra = {"factory": factory} if factory else {}
-        gateway = await Gateway.start(make_config(models, **server), **extra)
+        config = make_config(models, top, **server)
+        gateway = await Gateway.start(config, config_path=config_path, **extra)
         started.append(gateway)
         return gateway
 
     yield start
     for gateway in started:
         await gateway.server.stop(None)
-        await gateway.router.aclose()
+        await gateway.close()
 
 
 @pytest.fixture

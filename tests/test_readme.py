@@ -37,6 +37,7 @@ async def test_example_client_streams_from_the_embedded_defaults() -> None:
         out, err = await asyncio.wait_for(proc.communicate(), 30)
     finally:
         await gateway.server.stop(None)
+        await gateway.close()
     assert proc.returncode == 0, err.decode()
     lines = out.decode().splitlines()
     assert lines[0] == " ".join(["tell me about gateways"] * 4)
