@@ -12,8 +12,9 @@ name, which may carry presets and query-style settings:
 Settings: latency_ms (before the first token), tokens_per_second (0: as fast as
 possible), tokens (answer length; `max_tokens` cuts it with finish reason
 "length"), error_rate (0..1, drawn from a seeded generator so runs repeat),
-error_kind (an ErrorKind value), fail_after_tokens (the stream breaks after N
-tokens), dimensions (embedding size), seed. Options override the model name.
+error_kind (an ErrorKind value), retry_after_s (sent with those errors),
+fail_after_tokens (the stream breaks after N tokens), dimensions (embedding
+size), seed. Options override the model name.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class MockSettings(BaseModel):
     tokens: int = Field(default=16, ge=0, le=1 << 20)
     error_rate: float = Field(default=0.0, ge=0, le=1)
     error_kind: ErrorKind = ErrorKind.UPSTREAM_5XX
+    retry_after_s: float = Field(default=0.0, ge=0, description="sent with injected errors")
     fail_after_tokens: int = Field(default=-1, ge=-1, description="-1: never")
     dimensions: int = Field(default=8, ge=1, le=65536)
     seed: int = 0
@@ -106,7 +108,11 @@ class MockProvider:
 
     def _maybe_fail(self) -> None:
         if self.settings.error_rate and self._rng.random() < self.settings.error_rate:
-            raise ProviderError(self.settings.error_kind, f"mock {self.model!r}: injected failure")
+            raise ProviderError(
+                self.settings.error_kind,
+                f"mock {self.model!r}: injected failure",
+                retry_after=self.settings.retry_after_s or None,
+            )
 
     def _cut(self, tokens: int) -> ProviderError:
         return ProviderError(

@@ -12,7 +12,8 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Coroutine
+import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -186,11 +187,12 @@ class Gateway:
         reuse_port: bool = False,
         factory: ProviderFactory = build_provider,
         config_path: Path | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> Gateway:
         """Serve `config`. With `config_path`, the file is watched and SIGHUP
         reloads it (see gateway/reload.py)."""
         cache = build_cache(config.cache) if config.cache.enabled else None
-        service = RouterService(Router(config, factory, cache=cache))
+        service = RouterService(Router(config, factory, cache=cache, clock=clock))
         server = grpc.aio.server(
             interceptors=[MetricsInterceptor()],
             options=server_options(config.server, reuse_port=reuse_port),

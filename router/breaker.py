@@ -20,6 +20,7 @@ from router.errors import ErrorKind
 
 # The caller's mistakes, not the upstream's: they say nothing about its health.
 _NOT_COUNTED = frozenset({ErrorKind.BAD_REQUEST, ErrorKind.CANCELLED})
+_NEVER = -(1 << 62)
 
 
 class BreakerState(StrEnum):
@@ -43,9 +44,13 @@ class CircuitBreaker:
         """Adopt a new config (hot reload); the window restarts, the state stays."""
         self.config = config
         self._width = config.window_s / config.buckets
-        self._epochs = [-1] * config.buckets
-        self._ok = [0] * config.buckets
-        self._failed = [0] * config.buckets
+        self._forget()
+
+    def _forget(self) -> None:
+        """An empty window. Bucket epochs start far in the past so that no
+        clock value, however small, sees them as live."""
+        n = self.config.buckets
+        self._epochs, self._ok, self._failed = [_NEVER] * n, [0] * n, [0] * n
 
     @property
     def state(self) -> BreakerState:
@@ -136,4 +141,4 @@ class CircuitBreaker:
         self._state = BreakerState.CLOSED
         self._consecutive = 0
         self._probes_out = self._probes_ok = 0
-        self._epochs = [-1] * self.config.buckets  # a fresh window after recovery
+        self._forget()  # a fresh window after recovery

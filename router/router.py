@@ -443,6 +443,13 @@ class Walk:
             return ProviderError(ErrorKind.TIMEOUT, f"{what}: the caller's deadline passed")
         return ProviderError(ErrorKind.TIMEOUT, f"{what} within {limit:g}s")
 
+    def stalled(self, limit: float) -> ProviderError:
+        """A started stream went quiet: cut it (the caller's deadline, if that
+        is what passed, says so instead)."""
+        if self._deadline is not None and self._router.clock() >= self._deadline:
+            return self.timed_out("stream stalled", limit)
+        return ProviderError(ErrorKind.INTERRUPTED, f"stream stalled: no chunk for {limit:g}s")
+
     async def next(self) -> Deployment | None:
         plan, clock = self._plan, self._router.clock
         while self._retryable:
@@ -591,8 +598,9 @@ class RoutedStream:
                             except StopAsyncIteration:
                                 break
                             except TimeoutError:
-                                what = "no first chunk" if waiting else "stream stalled: no chunk"
-                                raise walk.timed_out(what, limit) from None
+                                if waiting:
+                                    raise walk.timed_out("no first chunk", limit) from None
+                                raise walk.stalled(limit) from None
                             if waiting:
                                 first_at = router.clock()
                                 self.deployment = deployment.name

@@ -74,11 +74,11 @@ class LeastInFlight:
     def order(
         self, usable: Sequence[int], states: Sequence[DeploymentState], stream: bool, advance: bool
     ) -> list[int]:
-        n = len(states) or 1
-        turn = self._turn
+        n, turn = len(usable), self._turn
         if advance:
             self._turn += 1
-        return sorted(usable, key=lambda i: (states[i].in_flight, (i - turn) % n))
+        positions = sorted(range(n), key=lambda p: (states[usable[p]].in_flight, (p - turn) % n))
+        return [usable[p] for p in positions]
 
 
 def build(name: str, weights: Sequence[int], exploration: float, rng: random.Random) -> Strategy:

@@ -68,9 +68,12 @@ async def start_gateway() -> AsyncIterator[StartGateway]:
         factory: Any = None,
         top: dict[str, Any] | None = None,
         config_path: Any = None,
+        clock: Any = None,
         **server: Any,
     ) -> Gateway:
-        extra = {"factory": factory} if factory else {}
+        extra: dict[str, Any] = {"factory": factory} if factory is not None else {}
+        if clock is not None:
+            extra["clock"] = clock
         config = make_config(models, top, **server)
         gateway = await Gateway.start(config, config_path=config_path, **extra)
         started.append(gateway)
