@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
+
 from google.protobuf import json_format, struct_pb2
 
 from gateway.pb import router_pb2 as pb
@@ -20,6 +23,8 @@ from router.types import (
     Usage,
 )
 
+_NO_METADATA: Mapping[str, str] = MappingProxyType({})
+
 
 def request_from_pb(msg: pb.GenerateRequest, request_id: str = "", deployment: str = "") -> Request:
     """`deployment` (from metadata) applies when the message names none."""
@@ -28,19 +33,22 @@ def request_from_pb(msg: pb.GenerateRequest, request_id: str = "", deployment: s
         messages=tuple([_message(m) for m in msg.messages]),
         params=_params(msg.params) if msg.HasField("params") else Params(),
         deployment=msg.deployment or deployment,
-        metadata=dict(msg.metadata),
+        metadata=dict(msg.metadata) if msg.metadata else _NO_METADATA,
         cache=msg.cache,
         request_id=request_id,
     )
 
 
 def _message(m: pb.Message) -> Message:
+    # Most messages are plain text: skip building empty tuples (hot path).
+    if not (m.parts or m.tool_calls or m.name or m.tool_call_id):
+        return Message(m.role, m.content)
     return Message(
         role=m.role,
         content=m.content,
-        parts=tuple(_part(p) for p in m.parts),
+        parts=tuple([_part(p) for p in m.parts]),
         name=m.name,
-        tool_calls=tuple(ToolCall(c.id, c.name, c.arguments) for c in m.tool_calls),
+        tool_calls=tuple([ToolCall(c.id, c.name, c.arguments) for c in m.tool_calls]),
         tool_call_id=m.tool_call_id,
     )
 

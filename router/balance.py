@@ -17,6 +17,8 @@ class SmoothWeightedRoundRobin:
             raise ValueError("weights must be a non-empty sequence of positive integers")
         self._weights = list(weights)
         self._current = [0] * len(weights)
+        # The fallback order after the pick: heaviest first, config order on ties.
+        self._by_weight = sorted(range(len(weights)), key=lambda i: -self._weights[i])
 
     def pick(self, usable: Sequence[int] | None = None, advance: bool = True) -> int:
         """The next index among `usable` (default: all)."""
@@ -38,12 +40,15 @@ class SmoothWeightedRoundRobin:
 
     def order(self, usable: Sequence[int] | None = None, advance: bool = True) -> list[int]:
         """`usable` (default: all): the next pick first, the rest by weight."""
-        members = list(range(len(self._weights)) if usable is None else usable)
-        if not members:
+        if usable is None:
+            usable = range(len(self._weights))
+        if not usable:
             return []
-        first = self.pick(members, advance)
-        rest = sorted((i for i in members if i != first), key=lambda i: -self._weights[i])
-        return [first, *rest]
+        first = self.pick(usable, advance)
+        if len(usable) == len(self._weights):
+            return [first, *(i for i in self._by_weight if i != first)]
+        members = set(usable)
+        return [first, *(i for i in self._by_weight if i != first and i in members)]
 
     def peek(self) -> int:
         """What `pick` would return, without advancing."""

@@ -60,6 +60,11 @@ class CircuitBreaker:
         return self._state
 
     @property
+    def closed(self) -> bool:
+        """Closed: no time check needed (only open turns half-open by time)."""
+        return self._state is BreakerState.CLOSED
+
+    @property
     def retry_in(self) -> float:
         """Seconds until an open breaker turns half-open (0 otherwise)."""
         return (

@@ -41,6 +41,7 @@ from router.provider import Provider
 from router.state import DeploymentState
 from router.types import Chunk, Embeddings, Request, Response, ToolCall, Usage
 from router.validate import validate
+from router.watchdog import Watchdog
 
 ProviderFactory = Callable[[DeploymentConfig], Provider]
 Clock = Callable[[], float]
@@ -76,6 +77,7 @@ class Model:
         self.deployments = deployments
         self._by_name = {d.name: i for i, d in enumerate(deployments)}
         self._states = [d.state for d in deployments]
+        self._clock = deployments[0].state.clock
         weights = [d.config.weight for d in deployments]
         names = {config.strategy} | {
             r.then.strategy
@@ -110,14 +112,13 @@ class Model:
                         pinned = self.index(rule.then.provider)
                     break
         members = range(len(self.deployments)) if pinned is None else (pinned,)
-        usable: list[int] = []
+        states, now = self._states, self._clock()
+        usable = [i for i in members if states[i].usable(now)]
         skipped: list[tuple[Deployment, str]] = []
-        for i in members:
-            reason = self._states[i].skip_reason()
-            if reason:
-                skipped.append((self.deployments[i], reason))
-            else:
-                usable.append(i)
+        if len(usable) < len(members):
+            kept = set(usable)
+            skipped = [(self.deployments[i], states[i].skip_reason()) for i in members
+                       if i not in kept]  # fmt: skip
         if pinned is None and usable:
             usable = self._strategies[name].order(usable, self._states, stream, advance)
         return name, [self.deployments[i] for i in usable], skipped
@@ -584,6 +585,7 @@ class RoutedStream:
                 first_at: float | None = None
                 output_tokens = 0
                 state.in_flight += 1
+                watchdog = Watchdog()
                 try:
                     upstream = deployment.provider.stream(self._request, self._deadline)
                     async with contextlib.aclosing(upstream):
@@ -592,15 +594,19 @@ class RoutedStream:
                             limit = (
                                 retry.attempt_timeout_s if waiting else retry.inter_token_timeout_s
                             )
+                            watchdog.arm(walk.budget(limit))
                             try:
-                                async with asyncio.timeout(walk.budget(limit)):
-                                    chunk = await anext(upstream)
+                                chunk = await anext(upstream)
                             except StopAsyncIteration:
                                 break
-                            except TimeoutError:
+                            except asyncio.CancelledError:
+                                if not watchdog.expired():
+                                    raise
                                 if waiting:
                                     raise walk.timed_out("no first chunk", limit) from None
                                 raise walk.stalled(limit) from None
+                            finally:
+                                watchdog.disarm()
                             if waiting:
                                 first_at = router.clock()
                                 self.deployment = deployment.name
@@ -619,6 +625,7 @@ class RoutedStream:
                     state.succeeded(started, first_at, output_tokens)
                     return
                 finally:
+                    watchdog.close()
                     state.in_flight -= 1
             raise walk.exhausted()
         finally:

@@ -30,6 +30,12 @@ class DeploymentState:
         self.probe_error = ""  # the last active probe's failure ("" when it passed)
         self.last_probe_time: float | None = None  # wall clock, for reports
 
+    def usable(self, now: float) -> bool:
+        """The common case, cheaply: closed breaker, no rate limit, probe passing."""
+        return (
+            self.breaker.closed and self.rate_limited_until <= now and not self.probe_error
+        ) or not self.skip_reason()
+
     def skip_reason(self) -> str:
         """Why a call should not go here now ("" when it may). No side effects."""
         if not self.breaker.available():

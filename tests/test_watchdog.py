@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from router.watchdog import Watchdog
+
+
+async def test_an_overrun_is_its_own_cancellation_and_the_task_goes_on() -> None:
+    dog = Watchdog()
+    dog.arm(0.02)
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.sleep(1)
+    assert dog.expired()
+    dog.close()
+    await asyncio.sleep(0)  # the task was un-cancelled: it can keep awaiting
+    assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
+
+
+async def test_waits_within_the_limit_are_untouched_across_many_arms() -> None:
+    dog = Watchdog()
+    for _ in range(20):
+        dog.arm(0.05)
+        await asyncio.sleep(0.005)
+        dog.disarm()
+    await asyncio.sleep(0.1)  # the lazy timer fires while disarmed: no effect
+    assert not dog.expired()
+    dog.close()
+
+
+async def test_someone_elses_cancel_is_not_swallowed() -> None:
+    async def guarded() -> bool:
+        dog = Watchdog()
+        dog.arm(10)
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            return dog.expired()
+        finally:
+            dog.close()
+        return True
+
+    task = asyncio.create_task(guarded())
+    await asyncio.sleep(0.01)
+    task.cancel()
+    assert await task is False
+
+
+async def test_both_in_one_tick_leaves_the_outer_cancel_standing() -> None:
+    dogs: list[Watchdog] = []
+
+    async def guarded() -> tuple[bool, int]:
+        dogs.append(dog := Watchdog())
+        dog.arm(60)  # never fires by itself: the test fires it below
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            expired = dog.expired()
+            return expired, asyncio.current_task().cancelling()  # type: ignore[union-attr]
+        finally:
+            dog.close()
+        return True, 0
+
+    task = asyncio.create_task(guarded())
+    await asyncio.sleep(0.01)
+    dog = dogs[0]
+    dog.arm(-1)  # overdue now
+    dog._check()  # the watchdog fires ...
+    task.cancel()  # ... and someone else cancels, before the task runs again
+    assert await task == (False, 1)
