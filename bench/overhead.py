@@ -1,6 +1,6 @@
 """Gateway (mock provider, zero latency) vs a bare grpc.aio server, in one run.
 
-    python -m bench.overhead [--seconds 5] [--record]
+    python -m bench.overhead [--seconds 5] [--rounds 3] [--record]
 
 Each server runs in its own process pinned to the last core; this load
 generator is pinned to the others. Alongside client-side throughput and
@@ -16,6 +16,7 @@ import json
 import os
 import platform
 import re
+import statistics
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -87,6 +88,9 @@ async def measure(server: Server, model: str, seconds: float) -> dict[str, dict[
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="per timed scenario")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="bare and gateway alternate; medians are reported"
+    )
     parser.add_argument("--record", action="store_true", help="append to bench/RESULTS.md")
     args = parser.parse_args()
     cores = sorted(os.sched_getaffinity(0))
@@ -97,13 +101,15 @@ def main() -> None:
         ("bare", [py, "-m", "bench.bare"], "bench"),
         ("gateway", [py, "-m", "gateway.cli", "serve", "--config", "bench/gateway.yaml"], "bench"),
     ]
-    results = {}
-    for name, argv, model in targets:
-        server = Server.start(name, argv, server_core)
-        try:
-            results[name] = uvloop.run(measure(server, model, args.seconds))
-        finally:
-            server.stop()
+    rounds: dict[str, list[dict[str, dict[str, Any]]]] = {name: [] for name, _, _ in targets}
+    for _ in range(args.rounds):
+        for name, argv, model in targets:
+            server = Server.start(name, argv, server_core)
+            try:
+                rounds[name].append(uvloop.run(measure(server, model, args.seconds)))
+            finally:
+                server.stop()
+    results = {name: _medians(runs) for name, runs in rounds.items()}
     report = render(results, args)
     print(report)
     OUT.mkdir(parents=True, exist_ok=True)
@@ -111,6 +117,19 @@ def main() -> None:
     if args.record:
         with (ROOT / "bench" / "RESULTS.md").open("a") as f:
             f.write("\n" + report)
+
+
+def _medians(runs: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Per scenario and metric, the median over rounds (errors: the sum)."""
+    out: dict[str, dict[str, Any]] = {}
+    for scenario in runs[0]:
+        out[scenario] = {
+            key: sum(r[scenario][key] for r in runs)
+            if key == "errors"
+            else statistics.median(r[scenario][key] for r in runs)
+            for key in runs[0][scenario]
+        }
+    return out
 
 
 def render(results: dict[str, dict[str, dict[str, Any]]], args: argparse.Namespace) -> str:
@@ -140,7 +159,8 @@ def render(results: dict[str, dict[str, dict[str, Any]]], args: argparse.Namespa
     head = [
         f"### Gateway overhead vs bare grpc.aio — {datetime.date.today()}",
         "",
-        f"- command: `python -m bench.overhead --seconds {args.seconds:g}`",
+        f"- command: `python -m bench.overhead --seconds {args.seconds:g} "
+        f"--rounds {args.rounds}` (medians of {args.rounds} alternating rounds)",
         f"- machine: {platform.machine()}, {os.cpu_count()} cores "
         f"(server pinned to 1 core, load generator to the other), Python "
         f"{platform.python_version()}",
