@@ -41,7 +41,7 @@ from router.provider import Provider
 from router.state import DeploymentState
 from router.types import Chunk, Embeddings, Request, Response, ToolCall, Usage
 from router.validate import validate
-from router.watchdog import Watchdog
+from router.watchdog import Watchdogs
 
 ProviderFactory = Callable[[DeploymentConfig], Provider]
 Clock = Callable[[], float]
@@ -199,6 +199,7 @@ class Router:
             "1",
             "true",
         )
+        self.watchdogs: Watchdogs = previous.watchdogs if previous else Watchdogs()
         self.active = 0  # calls running on this snapshot
         self._idle = asyncio.Event()
         self._idle.set()
@@ -287,17 +288,21 @@ class Router:
         walk = Walk(self, plan, deadline)
         self.enter()
         try:
+            watchdog = self.watchdogs.watchdog()
             while (deployment := await walk.next()) is not None:
                 state = deployment.state
                 started = self.clock()
                 state.in_flight += 1
+                watchdog.arm(walk.budget(plan.retry.attempt_timeout_s))
                 try:
-                    async with asyncio.timeout(walk.budget(plan.retry.attempt_timeout_s)):
-                        response = await deployment.provider.generate(request, deadline)
-                except TimeoutError:
-                    error = walk.timed_out("no answer", plan.retry.attempt_timeout_s)
+                    response = await deployment.provider.generate(request, deadline)
                 except ProviderError as exc:
                     error = exc
+                except asyncio.CancelledError:
+                    if not watchdog.expired():
+                        state.breaker.release()
+                        raise
+                    error = walk.timed_out("no answer", plan.retry.attempt_timeout_s)
                 except BaseException:
                     state.breaker.release()
                     raise
@@ -307,6 +312,7 @@ class Router:
                         self.remember(key, _answer(response))
                     return Routed(self._filtered(response), deployment.name, "miss" if key else "")
                 finally:
+                    watchdog.disarm()
                     state.in_flight -= 1
                 walk.failed(deployment, error)
             raise walk.exhausted()
@@ -342,17 +348,21 @@ class Router:
             raise InvalidRequest("inputs", "must not be empty")
         plan = self.plan(Request(model, ()), stream=False)
         walk = Walk(self, plan, None)
+        watchdog = self.watchdogs.watchdog()
         while (deployment := await walk.next()) is not None:
             state = deployment.state
             started = self.clock()
             state.in_flight += 1
+            watchdog.arm(walk.budget(plan.retry.attempt_timeout_s))
             try:
-                async with asyncio.timeout(walk.budget(plan.retry.attempt_timeout_s)):
-                    result = await deployment.provider.embed(texts)
-            except TimeoutError:
-                error = walk.timed_out("no answer", plan.retry.attempt_timeout_s)
+                result = await deployment.provider.embed(texts)
             except ProviderError as exc:
                 error = exc
+            except asyncio.CancelledError:
+                if not watchdog.expired():
+                    state.breaker.release()
+                    raise
+                error = walk.timed_out("no answer", plan.retry.attempt_timeout_s)
             except BaseException:
                 state.breaker.release()
                 raise
@@ -360,6 +370,7 @@ class Router:
                 state.succeeded(started, None, 0)
                 return RoutedEmbeddings(result, deployment.name)
             finally:
+                watchdog.disarm()
                 state.in_flight -= 1
             walk.failed(deployment, error)
         raise walk.exhausted()
@@ -585,7 +596,7 @@ class RoutedStream:
                 first_at: float | None = None
                 output_tokens = 0
                 state.in_flight += 1
-                watchdog = Watchdog()
+                watchdog = router.watchdogs.watchdog()
                 try:
                     upstream = deployment.provider.stream(self._request, self._deadline)
                     async with contextlib.aclosing(upstream):
@@ -625,7 +636,7 @@ class RoutedStream:
                     state.succeeded(started, first_at, output_tokens)
                     return
                 finally:
-                    watchdog.close()
+                    watchdog.disarm()
                     state.in_flight -= 1
             raise walk.exhausted()
         finally:

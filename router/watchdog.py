@@ -1,12 +1,12 @@
-"""One timer per stream instead of one per chunk.
+"""Time limits for many waits with one coarse timer.
 
-`asyncio.timeout` around every `anext()` creates and cancels a timer handle per
-chunk (~5 µs each, measured in bench/RESULTS.md). A stream instead arms this
-watchdog before each wait, which only records a deadline; the one timer
-re-arms itself lazily when it fires early, so a healthy stream creates about
-one timer in all. When a wait does overrun, the watchdog cancels the waiting
-task exactly as `asyncio.timeout` would, and `expired()` tells that
-cancellation apart from anyone else's.
+`asyncio.timeout` creates and cancels a timer handle per use: ~5 µs in
+isolation and ~38 µs of server CPU per call under load (bench/RESULTS.md).
+Here a `Watchdog` (one per call or stream) arms by recording a deadline and
+joining a set; the router's `Watchdogs` runs a single timer, ticking every
+`resolution` seconds only while something is armed, which cancels overdue
+waiting tasks exactly as `asyncio.timeout` would. A limit may fire up to one
+resolution late. `expired()` tells that cancellation apart from anyone else's.
 """
 
 from __future__ import annotations
@@ -15,24 +15,64 @@ import asyncio
 import math
 
 
+class Watchdogs:
+    """The shared timer of one router. Bound to the event loop of first use."""
+
+    def __init__(self, resolution: float = 0.01) -> None:
+        self._resolution = resolution
+        self._armed: set[Watchdog] = set()
+        self._handle: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def watchdog(self) -> Watchdog:
+        """A watchdog for the current task."""
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        return Watchdog(self)
+
+    def _arm(self, dog: Watchdog) -> None:
+        self._armed.add(dog)
+        if self._handle is None:
+            assert self._loop is not None
+            self._handle = self._loop.call_later(self._resolution, self._tick)
+
+    def _disarm(self, dog: Watchdog) -> None:
+        self._armed.discard(dog)
+
+    def _tick(self) -> None:
+        assert self._loop is not None
+        self._handle = None
+        now = self._loop.time()
+        overdue = [dog for dog in self._armed if dog.expires <= now]
+        for dog in overdue:
+            self._armed.discard(dog)
+            dog.fire()
+        if self._armed:
+            self._handle = self._loop.call_later(self._resolution, self._tick)
+
+
 class Watchdog:
-    def __init__(self) -> None:
-        self._loop = asyncio.get_running_loop()
+    """Guards the task that made it: `arm(s)` before a wait, `disarm()` after;
+    on CancelledError, `expired()` says whether the wait overran."""
+
+    __slots__ = ("_fired", "_owner", "_task", "expires")
+
+    def __init__(self, owner: Watchdogs) -> None:
         task = asyncio.current_task()
         assert task is not None, "a Watchdog guards the task that creates it"
+        self._owner = owner
         self._task = task
-        self._expires = math.inf
-        self._handle: asyncio.TimerHandle | None = None
         self._fired = False
+        self.expires = math.inf
 
     def arm(self, seconds: float) -> None:
-        """The next wait may take `seconds`."""
-        self._expires = self._loop.time() + seconds
-        if self._handle is None:
-            self._handle = self._loop.call_at(self._expires, self._check)
+        assert self._owner._loop is not None
+        self.expires = self._owner._loop.time() + seconds
+        self._owner._arm(self)
 
     def disarm(self) -> None:
-        self._expires = math.inf
+        self.expires = math.inf
+        self._owner._disarm(self)
 
     def expired(self) -> bool:
         """Call on CancelledError: True when the cancellation was this
@@ -42,18 +82,7 @@ class Watchdog:
         self._fired = False
         return self._task.uncancel() == 0
 
-    def close(self) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
-
-    def _check(self) -> None:
-        self._handle = None
-        if self._expires == math.inf:
-            return
-        if self._loop.time() >= self._expires:
-            self._fired = True
-            self._expires = math.inf
-            self._task.cancel()
-        else:
-            self._handle = self._loop.call_at(self._expires, self._check)
+    def fire(self) -> None:
+        self._fired = True
+        self.expires = math.inf
+        self._task.cancel()

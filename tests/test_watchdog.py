@@ -4,41 +4,43 @@ import asyncio
 
 import pytest
 
-from router.watchdog import Watchdog
+from router.watchdog import Watchdog, Watchdogs
 
 
 async def test_an_overrun_is_its_own_cancellation_and_the_task_goes_on() -> None:
-    dog = Watchdog()
+    dogs_ = Watchdogs(resolution=0.005)
+    dog = dogs_.watchdog()
     dog.arm(0.02)
     with pytest.raises(asyncio.CancelledError):
         await asyncio.sleep(1)
     assert dog.expired()
-    dog.close()
+    dog.disarm()
     await asyncio.sleep(0)  # the task was un-cancelled: it can keep awaiting
     assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
 
 
 async def test_waits_within_the_limit_are_untouched_across_many_arms() -> None:
-    dog = Watchdog()
+    dogs_ = Watchdogs(resolution=0.005)
+    dog = dogs_.watchdog()
     for _ in range(20):
         dog.arm(0.05)
         await asyncio.sleep(0.005)
         dog.disarm()
-    await asyncio.sleep(0.1)  # the lazy timer fires while disarmed: no effect
+    await asyncio.sleep(0.1)  # the shared timer ticks while this one is disarmed: no effect
     assert not dog.expired()
-    dog.close()
+    dog.disarm()
 
 
 async def test_someone_elses_cancel_is_not_swallowed() -> None:
     async def guarded() -> bool:
-        dog = Watchdog()
+        dog = Watchdogs(resolution=0.005).watchdog()
         dog.arm(10)
         try:
             await asyncio.sleep(10)
         except asyncio.CancelledError:
             return dog.expired()
         finally:
-            dog.close()
+            dog.disarm()
         return True
 
     task = asyncio.create_task(guarded())
@@ -51,7 +53,7 @@ async def test_both_in_one_tick_leaves_the_outer_cancel_standing() -> None:
     dogs: list[Watchdog] = []
 
     async def guarded() -> tuple[bool, int]:
-        dogs.append(dog := Watchdog())
+        dogs.append(dog := Watchdogs(resolution=0.005).watchdog())
         dog.arm(60)  # never fires by itself: the test fires it below
         try:
             await asyncio.sleep(10)
@@ -59,13 +61,34 @@ async def test_both_in_one_tick_leaves_the_outer_cancel_standing() -> None:
             expired = dog.expired()
             return expired, asyncio.current_task().cancelling()  # type: ignore[union-attr]
         finally:
-            dog.close()
+            dog.disarm()
         return True, 0
 
     task = asyncio.create_task(guarded())
     await asyncio.sleep(0.01)
     dog = dogs[0]
-    dog.arm(-1)  # overdue now
-    dog._check()  # the watchdog fires ...
+    dog.fire()  # the watchdog fires ...
     task.cancel()  # ... and someone else cancels, before the task runs again
     assert await task == (False, 1)
+
+
+async def test_one_timer_serves_many_tasks() -> None:
+    dogs = Watchdogs(resolution=0.005)
+
+    async def wait(limit: float, sleep: float) -> str:
+        dog = dogs.watchdog()
+        dog.arm(limit)
+        try:
+            await asyncio.sleep(sleep)
+        except asyncio.CancelledError:
+            if dog.expired():
+                return "timed out"
+            raise
+        finally:
+            dog.disarm()
+        return "done"
+
+    results = await asyncio.gather(*(wait(0.02, 0.2 if i % 2 else 0.001) for i in range(50)))
+    assert results == ["done", "timed out"] * 25
+    await asyncio.sleep(0.02)
+    assert dogs._handle is None  # nothing armed: the timer stopped ticking
