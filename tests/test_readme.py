@@ -7,6 +7,8 @@ import re
 import sys
 from pathlib import Path
 
+import yaml
+
 from gateway.cli import DEFAULTS
 from gateway.config import load_config
 from gateway.server import Gateway
@@ -42,3 +44,14 @@ async def test_example_client_streams_from_the_embedded_defaults() -> None:
     lines = out.decode().splitlines()
     assert lines[0] == " ".join(["tell me about gateways"] * 4)
     assert lines[1] == "[length] 16 tokens"
+
+
+def test_the_config_example_is_valid() -> None:
+    from adapters import build_provider
+    from gateway.config import parse_config
+    from router.router import Router
+
+    block = README.split("### Config", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    config = parse_config(yaml.safe_load(block), "README.md")
+    assert config.models["chat"].routing_strategy.override[0].then.provider == "coder"
+    Router(config, build_provider)  # every deployment builds
