@@ -9,15 +9,14 @@ re-raised so the client sees an explicit error, never a silently short answer.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
 import random
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from router import strategy as strategies
 from router.cache import CachedAnswer, ResponseCache, cache_key
@@ -30,21 +29,22 @@ from router.config import (
     RoutingConfig,
 )
 from router.errors import (
-    AllProvidersFailed,
-    ErrorKind,
     InvalidRequest,
     ModelNotFound,
     ProviderError,
 )
-from router.filter import SensitiveWords, StreamFilter
+from router.filter import SensitiveWords
 from router.provider import Provider
 from router.state import DeploymentState
-from router.types import Chunk, Embeddings, Request, Response, ToolCall, Usage
+from router.stream import RoutedStream, answer
+from router.types import Embeddings, Request, Response
 from router.validate import validate
+from router.walk import Walk
 from router.watchdog import Watchdogs
 
 ProviderFactory = Callable[[DeploymentConfig], Provider]
 Clock = Callable[[], float]
+T = TypeVar("T")
 log = logging.getLogger("infergate.routing")
 
 
@@ -165,11 +165,6 @@ class RoutedEmbeddings:
     deployment: str
 
 
-def backoff(round_: int, retry: RetryConfig, rng: random.Random) -> float:
-    """Full jitter: uniform in [0, min(max, base * 2^round))."""
-    return rng.uniform(0.0, min(retry.backoff_max_s, retry.backoff_base_s * 2.0**round_))
-
-
 class Router:
     """Serves requests for the aliases of one config snapshot.
 
@@ -281,43 +276,19 @@ class Router:
         if cache is not None and (key := cache_key(request)) is not None:
             hit = await cache.get(key)
             if hit is not None:
-                answer = Response(hit.text, hit.finish_reason, hit.usage, hit.tool_calls)
-                return Routed(self._filtered(answer), "", "hit")
+                cached = Response(hit.text, hit.finish_reason, hit.usage, hit.tool_calls)
+                return Routed(self._filtered(cached), "", "hit")
         plan = self.plan(request, stream=False)
         self._log_plan(request, plan)
-        walk = Walk(self, plan, deadline)
-        self.enter()
-        try:
-            watchdog = self.watchdogs.watchdog()
-            while (deployment := await walk.next()) is not None:
-                state = deployment.state
-                started = self.clock()
-                state.in_flight += 1
-                watchdog.arm(walk.budget(plan.retry.attempt_timeout_s))
-                try:
-                    response = await deployment.provider.generate(request, deadline)
-                except ProviderError as exc:
-                    error = exc
-                except asyncio.CancelledError:
-                    if not watchdog.expired():
-                        state.breaker.release()
-                        raise
-                    error = walk.timed_out("no answer", plan.retry.attempt_timeout_s)
-                except BaseException:
-                    state.breaker.release()
-                    raise
-                else:
-                    state.succeeded(started, None, response.usage.output_tokens)
-                    if key is not None:
-                        self.remember(key, _answer(response))
-                    return Routed(self._filtered(response), deployment.name, "miss" if key else "")
-                finally:
-                    watchdog.disarm()
-                    state.in_flight -= 1
-                walk.failed(deployment, error)
-            raise walk.exhausted()
-        finally:
-            self.leave()
+        deployment, response = await self._first_success(
+            plan,
+            deadline,
+            lambda d: d.provider.generate(request, deadline),
+            lambda r: r.usage.output_tokens,
+        )
+        if key is not None:
+            self.remember(key, answer(response))
+        return Routed(self._filtered(response), deployment.name, "miss" if key else "")
 
     def stream(self, request: Request, deadline: float | None = None) -> RoutedStream:
         validate(request)
@@ -347,33 +318,51 @@ class Router:
         if not texts:
             raise InvalidRequest("inputs", "must not be empty")
         plan = self.plan(Request(model, ()), stream=False)
-        walk = Walk(self, plan, None)
+        deployment, result = await self._first_success(
+            plan, None, lambda d: d.provider.embed(texts), lambda _: 0
+        )
+        return RoutedEmbeddings(result, deployment.name)
+
+    async def _first_success(
+        self,
+        plan: Plan,
+        deadline: float | None,
+        call: Callable[[Deployment], Awaitable[T]],
+        tokens: Callable[[T], int],
+    ) -> tuple[Deployment, T]:
+        """Walk the plan with unary calls until one succeeds."""
+        walk = Walk(self, plan, deadline)
         watchdog = self.watchdogs.watchdog()
-        while (deployment := await walk.next()) is not None:
-            state = deployment.state
-            started = self.clock()
-            state.in_flight += 1
-            watchdog.arm(walk.budget(plan.retry.attempt_timeout_s))
-            try:
-                result = await deployment.provider.embed(texts)
-            except ProviderError as exc:
-                error = exc
-            except asyncio.CancelledError:
-                if not watchdog.expired():
+        limit = plan.retry.attempt_timeout_s
+        self.enter()
+        try:
+            while (deployment := await walk.next()) is not None:
+                state = deployment.state
+                started = self.clock()
+                state.in_flight += 1
+                watchdog.arm(walk.budget(limit))
+                try:
+                    result = await call(deployment)
+                except ProviderError as exc:
+                    error = exc
+                except asyncio.CancelledError:
+                    if not watchdog.expired():
+                        state.breaker.release()
+                        raise
+                    error = walk.timed_out("no answer", limit)
+                except BaseException:
                     state.breaker.release()
                     raise
-                error = walk.timed_out("no answer", plan.retry.attempt_timeout_s)
-            except BaseException:
-                state.breaker.release()
-                raise
-            else:
-                state.succeeded(started, None, 0)
-                return RoutedEmbeddings(result, deployment.name)
-            finally:
-                watchdog.disarm()
-                state.in_flight -= 1
-            walk.failed(deployment, error)
-        raise walk.exhausted()
+                else:
+                    state.succeeded(started, None, tokens(result))
+                    return deployment, result
+                finally:
+                    watchdog.disarm()
+                    state.in_flight -= 1
+                walk.failed(deployment, error)
+            raise walk.exhausted()
+        finally:
+            self.leave()
 
     async def probe(self, limit_s: float) -> None:
         """Run every deployment's probe() once, concurrently; record the verdicts."""
@@ -426,250 +415,3 @@ def _build(factory: ProviderFactory, config: DeploymentConfig, where: str) -> Pr
         return factory(config)
     except ValueError as exc:
         raise ConfigError(f"{where}: {exc}") from exc
-
-
-class Walk:
-    """The attempts of one call: the plan's candidates, then up to `retries`
-    more rounds after a full-jitter backoff, skipping deployments that became
-    unusable, never past the deadline."""
-
-    def __init__(self, router: Router, plan: Plan, deadline: float | None) -> None:
-        self._router = router
-        self._plan = plan
-        self._deadline = deadline
-        self._round = 0
-        self._next = 0
-        self.attempts: list[tuple[str, ProviderError]] = []
-        self._skipped = {d.name: why for d, why in plan.skipped}
-        self._retryable = True
-
-    def budget(self, limit: float) -> float:
-        """Seconds an attempt step may take: `limit`, cut to the deadline."""
-        if self._deadline is None:
-            return limit
-        return max(0.0, min(limit, self._deadline - self._router.clock()))
-
-    def timed_out(self, what: str, limit: float) -> ProviderError:
-        """The error for a step that ran out of time: its own limit, or the deadline."""
-        if self._deadline is not None and self._router.clock() >= self._deadline:
-            return ProviderError(ErrorKind.TIMEOUT, f"{what}: the caller's deadline passed")
-        return ProviderError(ErrorKind.TIMEOUT, f"{what} within {limit:g}s")
-
-    def stalled(self, limit: float) -> ProviderError:
-        """A started stream went quiet: cut it (the caller's deadline, if that
-        is what passed, says so instead)."""
-        if self._deadline is not None and self._router.clock() >= self._deadline:
-            return self.timed_out("stream stalled", limit)
-        return ProviderError(ErrorKind.INTERRUPTED, f"stream stalled: no chunk for {limit:g}s")
-
-    async def next(self) -> Deployment | None:
-        plan, clock = self._plan, self._router.clock
-        while self._retryable:
-            if self._next == len(plan.candidates):
-                self._round += 1
-                self._next = 0
-                if self._round > plan.retry.retries or not plan.candidates:
-                    return None
-                if not await self._pause():
-                    return None
-            deployment = plan.candidates[self._next]
-            self._next += 1
-            if self._deadline is not None and clock() >= self._deadline:
-                return None
-            why = deployment.state.skip_reason()
-            if why or not deployment.state.breaker.acquire():
-                self._skipped[deployment.name] = why or "circuit half-open: trial calls in flight"
-                continue
-            return deployment
-        return None
-
-    def failed(self, deployment: Deployment, error: ProviderError) -> None:
-        deployment.state.failed(error)
-        self.attempts.append((deployment.name, error))
-        self._retryable = error.retryable
-        if self._router.debug:
-            log.info(
-                "ROUTING_DEBUG %s",
-                json.dumps(
-                    {"alias": self._plan.alias, "failed": deployment.name,
-                     "kind": str(error.kind), "error": str(error)},
-                    separators=(",", ":"),
-                ),
-            )  # fmt: skip
-
-    def exhausted(self) -> AllProvidersFailed:
-        tried = {name for name, _ in self.attempts}
-        skipped = [(n, why) for n, why in self._skipped.items() if n not in tried]
-        return AllProvidersFailed(self._plan.alias, self.attempts, skipped)
-
-    async def _pause(self) -> bool:
-        """Back off before another round; False when that would pass the deadline,
-        or when every candidate is rate limited for longer than backoff_max_s."""
-        retry, clock = self._plan.retry, self._router.clock
-        delay = backoff(self._round - 1, retry, self._router.rng)
-        now = clock()
-        waits = [d.state.rate_limited_until - now for d in self._plan.candidates]
-        if all(w > 0 for w in waits):
-            if min(waits) > retry.backoff_max_s:
-                return False
-            delay = max(delay, min(waits))
-        if self._deadline is not None and now + delay >= self._deadline:
-            return False
-        await asyncio.sleep(delay)
-        return True
-
-
-class RoutedStream:
-    """An async iterator of chunks. Once the first chunk has arrived,
-    `deployment` names the deployment serving it ("" for a cache hit) and
-    `cache` says "hit", "miss" or "" (not cacheable)."""
-
-    def __init__(
-        self, router: Router, request: Request, deadline: float | None, key: str | None
-    ) -> None:
-        self.deployment = ""
-        self.cache = "" if key is None else "miss"
-        self._router = router
-        self._request = request
-        self._deadline = deadline
-        self._key = key
-
-    def __aiter__(self) -> AsyncIterator[Chunk]:
-        return self.chunks()
-
-    def chunks(self) -> AsyncGenerator[Chunk, None]:
-        """The chunks; close the generator (contextlib.aclosing) to stop early,
-        which stops the upstream."""
-        if self._key is None and self._router.words is None:
-            return self._upstream()
-        return self._post_processed()
-
-    async def _post_processed(self) -> AsyncGenerator[Chunk, None]:
-        source: AsyncGenerator[Chunk, None]
-        cache, key = self._router.cache, self._key
-        hit = await cache.get(key) if cache is not None and key is not None else None
-        if hit is not None:
-            self.cache = "hit"
-            source = _replay(hit.chunks())
-        elif self._key is not None:
-            source = self._recorded(self._upstream(), self._key)
-        else:
-            source = self._upstream()
-        if self._router.words is not None:
-            source = _filtered(source, self._router.words.stream())
-        async with contextlib.aclosing(source):
-            async for chunk in source:
-                yield chunk
-
-    async def _recorded(
-        self, source: AsyncGenerator[Chunk, None], key: str
-    ) -> AsyncGenerator[Chunk, None]:
-        """Pass chunks through; a stream that completes is remembered."""
-        deltas: list[str] = []
-        calls: list[ToolCall] = []
-        last: Chunk | None = None
-        async with contextlib.aclosing(source):
-            async for chunk in source:
-                if chunk.delta:
-                    deltas.append(chunk.delta)
-                calls += chunk.tool_calls
-                if chunk.finish_reason:
-                    last = chunk
-                yield chunk
-        if last is not None:
-            usage = last.usage or Usage()
-            self._router.remember(
-                key, CachedAnswer(tuple(deltas), last.finish_reason, usage, tuple(calls))
-            )
-
-    async def _upstream(self) -> AsyncGenerator[Chunk, None]:
-        router = self._router
-        plan = router.plan(self._request, stream=True)
-        router._log_plan(self._request, plan)
-        retry = plan.retry
-        walk = Walk(router, plan, self._deadline)
-        router.enter()
-        try:
-            while (deployment := await walk.next()) is not None:
-                state = deployment.state
-                started = router.clock()
-                first_at: float | None = None
-                output_tokens = 0
-                state.in_flight += 1
-                watchdog = router.watchdogs.watchdog()
-                try:
-                    upstream = deployment.provider.stream(self._request, self._deadline)
-                    async with contextlib.aclosing(upstream):
-                        while True:
-                            waiting = first_at is None
-                            limit = (
-                                retry.attempt_timeout_s if waiting else retry.inter_token_timeout_s
-                            )
-                            watchdog.arm(walk.budget(limit))
-                            try:
-                                chunk = await anext(upstream)
-                            except StopAsyncIteration:
-                                break
-                            except asyncio.CancelledError:
-                                if not watchdog.expired():
-                                    raise
-                                if waiting:
-                                    raise walk.timed_out("no first chunk", limit) from None
-                                raise walk.stalled(limit) from None
-                            finally:
-                                watchdog.disarm()
-                            if waiting:
-                                first_at = router.clock()
-                                self.deployment = deployment.name
-                            if chunk.usage is not None:
-                                output_tokens = chunk.usage.output_tokens
-                            yield chunk
-                except ProviderError as error:
-                    walk.failed(deployment, error)
-                    if first_at is not None:  # the client has tokens: say it failed
-                        raise
-                    continue
-                except BaseException:
-                    state.breaker.release()
-                    raise
-                else:
-                    state.succeeded(started, first_at, output_tokens)
-                    return
-                finally:
-                    watchdog.disarm()
-                    state.in_flight -= 1
-            raise walk.exhausted()
-        finally:
-            router.leave()
-
-
-def _answer(response: Response) -> CachedAnswer:
-    return CachedAnswer(
-        (response.text,), response.finish_reason, response.usage, response.tool_calls
-    )
-
-
-async def _replay(chunks: Sequence[Chunk]) -> AsyncGenerator[Chunk, None]:
-    for chunk in chunks:
-        yield chunk
-
-
-async def _filtered(
-    source: AsyncGenerator[Chunk, None], words: StreamFilter
-) -> AsyncGenerator[Chunk, None]:
-    """Chunks with sensitive terms masked, or cut at the first one ("block":
-    the stream then ends with finish reason content_filter). Text that may be
-    the start of a term is held back until the next chunk tells."""
-    async with contextlib.aclosing(source):
-        async for chunk in source:
-            text = words.feed(chunk.delta) if chunk.delta else ""
-            if words.blocked:
-                yield Chunk(delta=text, finish_reason="content_filter")
-                return
-            if chunk.finish_reason or chunk.usage is not None:
-                text += words.finish()
-            if text or chunk.tool_calls or chunk.finish_reason or chunk.usage is not None:
-                yield replace(chunk, delta=text) if text != chunk.delta else chunk
-    tail = words.finish()
-    if tail:
-        yield Chunk(delta=tail)

@@ -9,9 +9,9 @@ import pytest
 
 from router.balance import SmoothWeightedRoundRobin
 from router.config import BreakerConfig, RetryConfig
-from router.router import backoff
 from router.state import DeploymentState
 from router.strategy import LeastInFlight, LowestLatency, WeightedRoundRobin
+from router.walk import backoff
 
 
 def states(n: int) -> list[DeploymentState]:

@@ -1,0 +1,176 @@
+"""A routed stream: the attempt walk for streams (retries only before the first
+chunk; a stalled stream is cut), with the request cache and the sensitive-word
+filter around it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from router.cache import CachedAnswer
+from router.errors import ProviderError
+from router.filter import StreamFilter
+from router.types import Chunk, Request, Response, ToolCall, Usage
+from router.walk import Walk
+
+if TYPE_CHECKING:
+    from router.router import Router
+
+
+def answer(response: Response) -> CachedAnswer:
+    return CachedAnswer(
+        (response.text,), response.finish_reason, response.usage, response.tool_calls
+    )
+
+
+class RoutedStream:
+    """An async iterator of chunks. Once the first chunk has arrived,
+    `deployment` names the deployment serving it ("" for a cache hit) and
+    `cache` says "hit", "miss" or "" (not cacheable)."""
+
+    def __init__(
+        self, router: Router, request: Request, deadline: float | None, key: str | None
+    ) -> None:
+        self.deployment = ""
+        self.cache = "" if key is None else "miss"
+        self._router = router
+        self._request = request
+        self._deadline = deadline
+        self._key = key
+
+    def __aiter__(self) -> AsyncIterator[Chunk]:
+        return self.chunks()
+
+    def chunks(self) -> AsyncGenerator[Chunk, None]:
+        """The chunks; close the generator (contextlib.aclosing) to stop early,
+        which stops the upstream."""
+        if self._key is None and self._router.words is None:
+            return self._upstream()
+        return self._post_processed()
+
+    async def _post_processed(self) -> AsyncGenerator[Chunk, None]:
+        source: AsyncGenerator[Chunk, None]
+        cache, key = self._router.cache, self._key
+        hit = await cache.get(key) if cache is not None and key is not None else None
+        if hit is not None:
+            self.cache = "hit"
+            source = _replay(hit.chunks())
+        elif self._key is not None:
+            source = self._recorded(self._upstream(), self._key)
+        else:
+            source = self._upstream()
+        if self._router.words is not None:
+            source = _filtered(source, self._router.words.stream())
+        async with contextlib.aclosing(source):
+            async for chunk in source:
+                yield chunk
+
+    async def _recorded(
+        self, source: AsyncGenerator[Chunk, None], key: str
+    ) -> AsyncGenerator[Chunk, None]:
+        """Pass chunks through; a stream that completes is remembered."""
+        deltas: list[str] = []
+        calls: list[ToolCall] = []
+        last: Chunk | None = None
+        async with contextlib.aclosing(source):
+            async for chunk in source:
+                if chunk.delta:
+                    deltas.append(chunk.delta)
+                calls += chunk.tool_calls
+                if chunk.finish_reason:
+                    last = chunk
+                yield chunk
+        if last is not None:
+            usage = last.usage or Usage()
+            self._router.remember(
+                key, CachedAnswer(tuple(deltas), last.finish_reason, usage, tuple(calls))
+            )
+
+    async def _upstream(self) -> AsyncGenerator[Chunk, None]:
+        router = self._router
+        plan = router.plan(self._request, stream=True)
+        router._log_plan(self._request, plan)
+        retry = plan.retry
+        walk = Walk(router, plan, self._deadline)
+        router.enter()
+        try:
+            while (deployment := await walk.next()) is not None:
+                state = deployment.state
+                started = router.clock()
+                first_at: float | None = None
+                output_tokens = 0
+                state.in_flight += 1
+                watchdog = router.watchdogs.watchdog()
+                try:
+                    upstream = deployment.provider.stream(self._request, self._deadline)
+                    async with contextlib.aclosing(upstream):
+                        while True:
+                            waiting = first_at is None
+                            limit = (
+                                retry.attempt_timeout_s if waiting else retry.inter_token_timeout_s
+                            )
+                            watchdog.arm(walk.budget(limit))
+                            try:
+                                chunk = await anext(upstream)
+                            except StopAsyncIteration:
+                                break
+                            except asyncio.CancelledError:
+                                if not watchdog.expired():
+                                    raise
+                                if waiting:
+                                    raise walk.timed_out("no first chunk", limit) from None
+                                raise walk.stalled(limit) from None
+                            finally:
+                                watchdog.disarm()
+                            if waiting:
+                                first_at = router.clock()
+                                self.deployment = deployment.name
+                            if chunk.usage is not None:
+                                output_tokens = chunk.usage.output_tokens
+                            yield chunk
+                except ProviderError as error:
+                    walk.failed(deployment, error)
+                    if first_at is not None:  # the client has tokens: say it failed
+                        raise
+                    continue
+                except BaseException:
+                    state.breaker.release()
+                    raise
+                else:
+                    state.succeeded(started, first_at, output_tokens)
+                    return
+                finally:
+                    watchdog.disarm()
+                    state.in_flight -= 1
+            raise walk.exhausted()
+        finally:
+            router.leave()
+
+
+async def _replay(chunks: Sequence[Chunk]) -> AsyncGenerator[Chunk, None]:
+    for chunk in chunks:
+        yield chunk
+
+
+async def _filtered(
+    source: AsyncGenerator[Chunk, None], words: StreamFilter
+) -> AsyncGenerator[Chunk, None]:
+    """Chunks with sensitive terms masked, or cut at the first one ("block":
+    the stream then ends with finish reason content_filter). Text that may be
+    the start of a term is held back until the next chunk tells."""
+    async with contextlib.aclosing(source):
+        async for chunk in source:
+            text = words.feed(chunk.delta) if chunk.delta else ""
+            if words.blocked:
+                yield Chunk(delta=text, finish_reason="content_filter")
+                return
+            if chunk.finish_reason or chunk.usage is not None:
+                text += words.finish()
+            if text or chunk.tool_calls or chunk.finish_reason or chunk.usage is not None:
+                yield replace(chunk, delta=text) if text != chunk.delta else chunk
+    tail = words.finish()
+    if tail:
+        yield Chunk(delta=tail)

@@ -1,0 +1,114 @@
+"""The attempts of one call: which deployment next, backoff between rounds,
+Retry-After, the deadline, and the error when none is left."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from typing import TYPE_CHECKING
+
+from router.config import RetryConfig
+from router.errors import AllProvidersFailed, ErrorKind, ProviderError
+
+if TYPE_CHECKING:
+    from router.router import Deployment, Plan, Router
+
+log = logging.getLogger("infergate.routing")
+
+
+def backoff(round_: int, retry: RetryConfig, rng: random.Random) -> float:
+    """Full jitter: uniform in [0, min(max, base * 2^round))."""
+    return rng.uniform(0.0, min(retry.backoff_max_s, retry.backoff_base_s * 2.0**round_))
+
+
+class Walk:
+    """The attempts of one call: the plan's candidates, then up to `retries`
+    more rounds after a full-jitter backoff, skipping deployments that became
+    unusable, never past the deadline."""
+
+    def __init__(self, router: Router, plan: Plan, deadline: float | None) -> None:
+        self._router = router
+        self._plan = plan
+        self._deadline = deadline
+        self._round = 0
+        self._next = 0
+        self.attempts: list[tuple[str, ProviderError]] = []
+        self._skipped = {d.name: why for d, why in plan.skipped}
+        self._retryable = True
+
+    def budget(self, limit: float) -> float:
+        """Seconds an attempt step may take: `limit`, cut to the deadline."""
+        if self._deadline is None:
+            return limit
+        return max(0.0, min(limit, self._deadline - self._router.clock()))
+
+    def timed_out(self, what: str, limit: float) -> ProviderError:
+        """The error for a step that ran out of time: its own limit, or the deadline."""
+        if self._deadline is not None and self._router.clock() >= self._deadline:
+            return ProviderError(ErrorKind.TIMEOUT, f"{what}: the caller's deadline passed")
+        return ProviderError(ErrorKind.TIMEOUT, f"{what} within {limit:g}s")
+
+    def stalled(self, limit: float) -> ProviderError:
+        """A started stream went quiet: cut it (the caller's deadline, if that
+        is what passed, says so instead)."""
+        if self._deadline is not None and self._router.clock() >= self._deadline:
+            return self.timed_out("stream stalled", limit)
+        return ProviderError(ErrorKind.INTERRUPTED, f"stream stalled: no chunk for {limit:g}s")
+
+    async def next(self) -> Deployment | None:
+        plan, clock = self._plan, self._router.clock
+        while self._retryable:
+            if self._next == len(plan.candidates):
+                self._round += 1
+                self._next = 0
+                if self._round > plan.retry.retries or not plan.candidates:
+                    return None
+                if not await self._pause():
+                    return None
+            deployment = plan.candidates[self._next]
+            self._next += 1
+            if self._deadline is not None and clock() >= self._deadline:
+                return None
+            why = deployment.state.skip_reason()
+            if why or not deployment.state.breaker.acquire():
+                self._skipped[deployment.name] = why or "circuit half-open: trial calls in flight"
+                continue
+            return deployment
+        return None
+
+    def failed(self, deployment: Deployment, error: ProviderError) -> None:
+        deployment.state.failed(error)
+        self.attempts.append((deployment.name, error))
+        self._retryable = error.retryable
+        if self._router.debug:
+            log.info(
+                "ROUTING_DEBUG %s",
+                json.dumps(
+                    {"alias": self._plan.alias, "failed": deployment.name,
+                     "kind": str(error.kind), "error": str(error)},
+                    separators=(",", ":"),
+                ),
+            )  # fmt: skip
+
+    def exhausted(self) -> AllProvidersFailed:
+        tried = {name for name, _ in self.attempts}
+        skipped = [(n, why) for n, why in self._skipped.items() if n not in tried]
+        return AllProvidersFailed(self._plan.alias, self.attempts, skipped)
+
+    async def _pause(self) -> bool:
+        """Back off before another round; False when that would pass the deadline,
+        or when every candidate is rate limited for longer than backoff_max_s."""
+        retry, clock = self._plan.retry, self._router.clock
+        delay = backoff(self._round - 1, retry, self._router.rng)
+        now = clock()
+        waits = [d.state.rate_limited_until - now for d in self._plan.candidates]
+        if all(w > 0 for w in waits):
+            if min(waits) > retry.backoff_max_s:
+                return False
+            delay = max(delay, min(waits))
+        if self._deadline is not None and now + delay >= self._deadline:
+            return False
+        await asyncio.sleep(delay)
+        return True
