@@ -85,6 +85,7 @@ class MockProvider:
         self.active_streams = 0
         self.cancelled_streams = 0
         self.calls = 0
+        self.closed = False  # a closed mock refuses calls, so tests see any use after close
 
     def upstream_request(self, request: Request) -> dict[str, Any]:
         return {
@@ -97,6 +98,7 @@ class MockProvider:
     async def generate(self, request: Request, deadline: float | None) -> Response:
         settings = self.settings
         self.calls += 1
+        self._check_open()
         await _sleep(settings.latency_ms / 1000.0, deadline)
         self._maybe_fail()
         words, finish = _answer(request, settings.tokens)
@@ -105,6 +107,10 @@ class MockProvider:
         if 0 <= settings.fail_after_tokens < len(words):
             raise self._cut(settings.fail_after_tokens)
         return Response(" ".join(words), finish, Usage(_count_words(request), len(words)))
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise ProviderError(ErrorKind.UNAVAILABLE, f"mock {self.model!r}: used after aclose()")
 
     def _maybe_fail(self) -> None:
         if self.settings.error_rate and self._rng.random() < self.settings.error_rate:
@@ -122,6 +128,7 @@ class MockProvider:
     async def stream(self, request: Request, deadline: float | None) -> AsyncGenerator[Chunk, None]:
         settings = self.settings
         self.calls += 1
+        self._check_open()
         self.active_streams += 1
         try:
             await _sleep(settings.latency_ms / 1000.0, deadline)
@@ -151,7 +158,7 @@ class MockProvider:
             raise ProviderError(self.settings.error_kind, f"mock {self.model!r}: always fails")
 
     async def aclose(self) -> None:
-        return None
+        self.closed = True
 
 
 def _wire_message(message: Message) -> dict[str, Any]:

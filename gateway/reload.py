@@ -44,6 +44,7 @@ class Reloader:
             gateway = self._gateway
             old = gateway.router
             gateway_cache_before = gateway.cache
+            cache = gateway_cache_before
             try:
                 config = await asyncio.to_thread(load_config, self._path)
                 same_cache = config.cache == old.config.cache
@@ -54,6 +55,10 @@ class Reloader:
             except ConfigError as exc:
                 metrics.RELOADS.labels("rejected").inc()
                 log.error("config reload rejected, still serving the previous config: %s", exc)
+                for provider in exc.unused:  # built for the rejected config
+                    await provider.aclose()
+                if cache is not None and cache is not gateway_cache_before:
+                    await cache.aclose()
                 return False
             if config.server != gateway.config.server:
                 log.warning("config reload: server settings change only on restart")
@@ -83,6 +88,7 @@ class Reloader:
         for provider in providers:
             await provider.aclose()
         if cache is not None:
+            await old.flush()  # its pending writes first
             await cache.aclose()
 
 

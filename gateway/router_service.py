@@ -115,7 +115,9 @@ class RouterService(router_pb2_grpc.RouterServicer):
         self, request: pb.EmbedRequest, context: grpc.aio.ServicerContext
     ) -> pb.EmbedResponse:
         try:
-            routed = await self.router.embed(request.model, list(request.inputs))
+            routed = await self.router.embed(
+                request.model, list(request.inputs), _deadline(context)
+            )
         except RouterError as exc:
             await abort(context, exc)
         result = routed.embeddings

@@ -13,6 +13,7 @@ Synchronous, no I/O, time from the injected clock: tests drive the clock.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from enum import StrEnum
 
 from router.config import BreakerConfig
@@ -21,6 +22,19 @@ from router.errors import ErrorKind
 # The caller's mistakes, not the upstream's: they say nothing about its health.
 _NOT_COUNTED = frozenset({ErrorKind.BAD_REQUEST, ErrorKind.CANCELLED})
 _NEVER = -(1 << 62)
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    """One call let through. `trial` is the half-open generation it probes, 0
+    for an ordinary call: only the current generation's trials move the
+    half-open verdict, so a call admitted while closed that ends during
+    half-open frees no trial slot and decides nothing."""
+
+    trial: int = 0
+
+
+_ORDINARY = Ticket()
 
 
 class BreakerState(StrEnum):
@@ -38,10 +52,12 @@ class CircuitBreaker:
         self._consecutive = 0
         self._probes_out = 0  # half-open trial calls in flight
         self._probes_ok = 0
+        self._generation = 0  # counts half-open periods, for tickets
         self.reason = ""  # why it last opened
 
     def configure(self, config: BreakerConfig) -> None:
-        """Adopt a new config (hot reload); the window restarts, the state stays."""
+        """Adopt a config (at start, or a changed one on hot reload): the window
+        restarts, the state stays."""
         self.config = config
         self._width = config.window_s / config.buckets
         self._forget()
@@ -57,6 +73,7 @@ class CircuitBreaker:
         if self._state is BreakerState.OPEN and self._clock() >= self._open_until:
             self._state = BreakerState.HALF_OPEN
             self._probes_out = self._probes_ok = 0
+            self._generation += 1
         return self._state
 
     @property
@@ -78,34 +95,46 @@ class CircuitBreaker:
             return True
         return state is BreakerState.HALF_OPEN and self._probes_out < self.config.half_open_probes
 
-    def acquire(self) -> bool:
-        """Let one call through if allowed; in half-open this takes a trial slot,
-        which `success`, `failure` or `release` gives back."""
+    def acquire(self) -> Ticket | None:
+        """Let one call through if allowed (None if not); in half-open this
+        takes a trial slot, which `success`, `failure` or `release` with the
+        ticket gives back."""
         if not self.available():
-            return False
+            return None
         if self._state is BreakerState.HALF_OPEN:
             self._probes_out += 1
-        return True
+            return Ticket(self._generation)
+        return _ORDINARY
 
-    def success(self) -> None:
+    def _current_trial(self, ticket: Ticket | None) -> bool:
+        """Whether the call probes this half-open period (no ticket: assume so)."""
+        return ticket is None or ticket.trial == self._generation
+
+    def success(self, ticket: Ticket | None = None) -> None:
         if self._state is BreakerState.HALF_OPEN:
-            self._probes_out -= 1
-            self._probes_ok += 1
-            if self._probes_ok >= self.config.half_open_probes:
-                self._close()
+            if self._current_trial(ticket):
+                self._probes_out = max(0, self._probes_out - 1)
+                self._probes_ok += 1
+                if self._probes_ok >= self.config.half_open_probes:
+                    self._close()
             return
+        if self._state is BreakerState.OPEN:
+            return  # a call from before it opened: no verdict now
         self._consecutive = 0
         self._ok[self._bucket()] += 1
 
-    def failure(self, kind: ErrorKind, detail: str = "") -> None:
+    def failure(self, kind: ErrorKind, detail: str = "", ticket: Ticket | None = None) -> None:
         if kind in _NOT_COUNTED:
-            self.release()
+            self.release(ticket)
             return
         if kind is ErrorKind.AUTH:
             self._open(self.config.auth_cooldown_s, f"upstream refused the credentials: {detail}")
             return
         if self._state is BreakerState.HALF_OPEN:
-            self._open(self.config.cooldown_s, f"trial call failed: {kind}: {detail}")
+            if self._current_trial(ticket):
+                self._open(self.config.cooldown_s, f"trial call failed: {kind}: {detail}")
+            return
+        if self._state is BreakerState.OPEN:
             return
         self._consecutive += 1
         self._failed[self._bucket()] += 1
@@ -118,10 +147,10 @@ class CircuitBreaker:
                 f"{failed}/{calls} calls failed in the last {self.config.window_s:g}s",
             )
 
-    def release(self) -> None:
+    def release(self, ticket: Ticket | None = None) -> None:
         """A let-through call ended without a verdict (cancelled, client error)."""
-        if self._state is BreakerState.HALF_OPEN and self._probes_out:
-            self._probes_out -= 1
+        if self._state is BreakerState.HALF_OPEN and self._current_trial(ticket):
+            self._probes_out = max(0, self._probes_out - 1)
 
     def window(self) -> tuple[int, int]:
         """(calls, failures) over the rolling window."""

@@ -6,6 +6,7 @@ by its path (`models.chat.deployments.0.weight: ...`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -24,7 +25,12 @@ Strategy = Literal["weighted_round_robin", "lowest_latency", "least_in_flight"]
 
 
 class ConfigError(ValueError):
-    """The config file cannot be used; the message says why."""
+    """The config file cannot be used; the message says why. `unused` holds
+    what was built before the error (providers), for the caller to close."""
+
+    def __init__(self, message: str, unused: Sequence[Any] = ()) -> None:
+        super().__init__(message)
+        self.unused = list(unused)
 
 
 class Frozen(BaseModel):

@@ -204,20 +204,34 @@ class Router:
             for d in m.deployments
         }
         kept: set[int] = set()
+        carried: list[tuple[DeploymentState, str]] = []  # applied only once all is built
+        built: list[Provider] = []
         self.models: dict[str, Model] = {}
-        for alias, model_config in config.models.items():
-            deployments = []
-            for i, dc in enumerate(model_config.deployments):
-                before = old.get((alias, dc.name))
-                if before is not None and _same_upstream(before.config, dc):
-                    before.state.breaker.configure(config.breaker_for(alias))
-                    deployments.append(Deployment(dc, before.provider, before.state))
-                    kept.add(id(before.provider))
-                    continue
-                state = DeploymentState(config.breaker_for(alias), clock, config.routing.ewma_alpha)
-                provider = _build(factory, dc, f"models.{alias}.deployments.{i}")
-                deployments.append(Deployment(dc, provider, state))
-            self.models[alias] = Model(alias, model_config, deployments, config.routing, self.rng)
+        try:
+            for alias, model_config in config.models.items():
+                deployments = []
+                for i, dc in enumerate(model_config.deployments):
+                    before = old.get((alias, dc.name))
+                    if before is not None and _same_upstream(before.config, dc):
+                        deployments.append(Deployment(dc, before.provider, before.state))
+                        kept.add(id(before.provider))
+                        carried.append((before.state, alias))
+                        continue
+                    state = DeploymentState(
+                        config.breaker_for(alias), clock, config.routing.ewma_alpha
+                    )
+                    provider = _build(factory, dc, f"models.{alias}.deployments.{i}")
+                    built.append(provider)
+                    deployments.append(Deployment(dc, provider, state))
+                self.models[alias] = Model(
+                    alias, model_config, deployments, config.routing, self.rng
+                )
+        except ConfigError as exc:
+            raise ConfigError(str(exc), built) from exc
+        for state, alias in carried:  # the live state changes only for a config that is used
+            if state.breaker.config != config.breaker_for(alias):
+                state.breaker.configure(config.breaker_for(alias))
+            state.alpha = config.routing.ewma_alpha
         self.retired = [d.provider for d in old.values() if id(d.provider) not in kept]
 
     def enter(self) -> None:
@@ -272,23 +286,29 @@ class Router:
 
     async def generate(self, request: Request, deadline: float | None = None) -> Routed:
         validate(request)
-        cache, key = self.cache, None
-        if cache is not None and (key := cache_key(request)) is not None:
-            hit = await cache.get(key)
-            if hit is not None:
-                cached = Response(hit.text, hit.finish_reason, hit.usage, hit.tool_calls)
-                return Routed(self._filtered(cached), "", "hit")
-        plan = self.plan(request, stream=False)
-        self._log_plan(request, plan)
-        deployment, response = await self._first_success(
-            plan,
-            deadline,
-            lambda d: d.provider.generate(request, deadline),
-            lambda r: r.usage.output_tokens,
-        )
-        if key is not None:
-            self.remember(key, answer(response))
-        return Routed(self._filtered(response), deployment.name, "miss" if key else "")
+        self.enter()  # from the cache lookup to the cache write: a reload waits for it
+        try:
+            cache, key = self.cache, None
+            if cache is not None and (key := cache_key(request)) is not None:
+                hit = await cache.get(key)
+                if hit is not None:
+                    self.log_cache_hit(request)
+                    cached = Response(hit.text, hit.finish_reason, hit.usage, hit.tool_calls)
+                    return Routed(self._filtered(cached), "", "hit")
+            plan = self.plan(request, stream=False)
+            self._log_plan(request, plan)
+            deployment, response = await self._first_success(
+                plan,
+                deadline,
+                request.request_id,
+                lambda d: d.provider.generate(request, deadline),
+                lambda r: r.usage.output_tokens,
+            )
+            if key is not None:
+                self.remember(key, answer(response))
+            return Routed(self._filtered(response), deployment.name, "miss" if key else "")
+        finally:
+            self.leave()
 
     def stream(self, request: Request, deadline: float | None = None) -> RoutedStream:
         validate(request)
@@ -312,57 +332,60 @@ class Router:
         finish = "content_filter" if blocked else response.finish_reason
         return replace(response, text=text, finish_reason=finish)
 
-    async def embed(self, model: str, texts: Sequence[str]) -> RoutedEmbeddings:
+    async def embed(
+        self, model: str, texts: Sequence[str], deadline: float | None = None
+    ) -> RoutedEmbeddings:
         if not model:
             raise InvalidRequest("model", "is required")
         if not texts:
             raise InvalidRequest("inputs", "must not be empty")
         plan = self.plan(Request(model, ()), stream=False)
-        deployment, result = await self._first_success(
-            plan, None, lambda d: d.provider.embed(texts), lambda _: 0
-        )
+        self.enter()
+        try:
+            deployment, result = await self._first_success(
+                plan, deadline, "", lambda d: d.provider.embed(texts), lambda _: 0
+            )
+        finally:
+            self.leave()
         return RoutedEmbeddings(result, deployment.name)
 
     async def _first_success(
         self,
         plan: Plan,
         deadline: float | None,
+        request_id: str,
         call: Callable[[Deployment], Awaitable[T]],
         tokens: Callable[[T], int],
     ) -> tuple[Deployment, T]:
         """Walk the plan with unary calls until one succeeds."""
-        walk = Walk(self, plan, deadline)
+        walk = Walk(self, plan, deadline, request_id)
         watchdog = self.watchdogs.watchdog()
         limit = plan.retry.attempt_timeout_s
-        self.enter()
-        try:
-            while (deployment := await walk.next()) is not None:
-                state = deployment.state
-                started = self.clock()
-                state.in_flight += 1
-                watchdog.arm(walk.budget(limit))
-                try:
-                    result = await call(deployment)
-                except ProviderError as exc:
-                    error = exc
-                except asyncio.CancelledError:
-                    if not watchdog.expired():
-                        state.breaker.release()
-                        raise
-                    error = walk.timed_out("no answer", limit)
-                except BaseException:
-                    state.breaker.release()
+        while (deployment := await walk.next()) is not None:
+            state = deployment.state
+            started = self.clock()
+            state.in_flight += 1
+            watchdog.arm(walk.budget(limit))
+            try:
+                result = await call(deployment)
+            except ProviderError as exc:
+                error = exc
+            except asyncio.CancelledError:
+                if not watchdog.expired():
+                    walk.released(deployment)
                     raise
-                else:
-                    state.succeeded(started, None, tokens(result))
-                    return deployment, result
-                finally:
-                    watchdog.disarm()
-                    state.in_flight -= 1
-                walk.failed(deployment, error)
-            raise walk.exhausted()
-        finally:
-            self.leave()
+                error = walk.timed_out("no answer", limit)
+            except BaseException:
+                walk.released(deployment)
+                raise
+            else:
+                walk.succeeded(deployment, started, None, tokens(result))
+                return deployment, result
+            finally:
+                watchdog.disarm()
+                state.in_flight -= 1
+            walk.failed(deployment, error)
+        raise walk.exhausted()
 
     async def probe(self, limit_s: float) -> None:
         """Run every deployment's probe() once, concurrently; record the verdicts."""
@@ -384,12 +407,21 @@ class Router:
 
         await asyncio.gather(*(one(d) for m in self.models.values() for d in m.deployments))
 
-    async def aclose(self) -> None:
+    async def flush(self) -> None:
+        """Wait for the cache writes in flight."""
         if self._writes:
             await asyncio.gather(*self._writes, return_exceptions=True)
+
+    async def aclose(self) -> None:
+        await self.flush()
         for model in self.models.values():
             for deployment in model.deployments:
                 await deployment.provider.aclose()
+
+    def log_cache_hit(self, request: Request) -> None:
+        if self.debug:
+            line = {"request_id": request.request_id, "alias": request.model, "cache": "hit"}
+            log.info("ROUTING_DEBUG %s", json.dumps(line, separators=(",", ":")))
 
     def _log_plan(self, request: Request, plan: Plan) -> None:
         if not self.debug:

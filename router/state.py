@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from router.breaker import BreakerState, CircuitBreaker
+from router.breaker import BreakerState, CircuitBreaker, Ticket
 from router.config import BreakerConfig
 from router.errors import ProviderError
 
@@ -50,21 +50,27 @@ class DeploymentState:
             return f"health probe failed: {self.probe_error}"
         return ""
 
-    def succeeded(self, started: float, first_chunk: float | None, output_tokens: int) -> None:
+    def succeeded(
+        self,
+        started: float,
+        first_chunk: float | None,
+        output_tokens: int,
+        ticket: Ticket | None = None,
+    ) -> None:
         self.requests += 1
         self.last_error = None
-        self.breaker.success()
+        self.breaker.success(ticket)
         if first_chunk is not None:
             self.ewma_ttft_s = self._ewma(self.ewma_ttft_s, first_chunk - started)
         else:
             per_token = (self.clock() - started) / max(output_tokens, 1)
             self.ewma_token_s = self._ewma(self.ewma_token_s, per_token)
 
-    def failed(self, error: ProviderError) -> None:
+    def failed(self, error: ProviderError, ticket: Ticket | None = None) -> None:
         self.requests += 1
         self.failures += 1
         self.last_error = error
-        self.breaker.failure(error.kind, str(error))
+        self.breaker.failure(error.kind, str(error), ticket)
         if error.retry_after:
             self.rate_limited_until = max(self.rate_limited_until, self.clock() + error.retry_after)
 

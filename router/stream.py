@@ -53,20 +53,26 @@ class RoutedStream:
 
     async def _post_processed(self) -> AsyncGenerator[Chunk, None]:
         source: AsyncGenerator[Chunk, None]
-        cache, key = self._router.cache, self._key
-        hit = await cache.get(key) if cache is not None and key is not None else None
-        if hit is not None:
-            self.cache = "hit"
-            source = _replay(hit.chunks())
-        elif self._key is not None:
-            source = self._recorded(self._upstream(), self._key)
-        else:
-            source = self._upstream()
-        if self._router.words is not None:
-            source = _filtered(source, self._router.words.stream())
-        async with contextlib.aclosing(source):
-            async for chunk in source:
-                yield chunk
+        router = self._router
+        router.enter()  # from the cache lookup to the cache write: a reload waits for it
+        try:
+            cache, key = router.cache, self._key
+            hit = await cache.get(key) if cache is not None and key is not None else None
+            if hit is not None:
+                self.cache = "hit"
+                router.log_cache_hit(self._request)
+                source = _replay(hit.chunks())
+            elif key is not None:
+                source = self._recorded(self._upstream(), key)
+            else:
+                source = self._upstream()
+            if router.words is not None:
+                source = _filtered(source, router.words.stream())
+            async with contextlib.aclosing(source):
+                async for chunk in source:
+                    yield chunk
+        finally:
+            router.leave()
 
     async def _recorded(
         self, source: AsyncGenerator[Chunk, None], key: str
@@ -94,7 +100,7 @@ class RoutedStream:
         plan = router.plan(self._request, stream=True)
         router._log_plan(self._request, plan)
         retry = plan.retry
-        walk = Walk(router, plan, self._deadline)
+        walk = Walk(router, plan, self._deadline, self._request.request_id)
         router.enter()
         try:
             while (deployment := await walk.next()) is not None:
@@ -137,10 +143,10 @@ class RoutedStream:
                         raise
                     continue
                 except BaseException:
-                    state.breaker.release()
+                    walk.released(deployment)
                     raise
                 else:
-                    state.succeeded(started, first_at, output_tokens)
+                    walk.succeeded(deployment, started, first_at, output_tokens)
                     return
                 finally:
                     watchdog.disarm()
@@ -165,6 +171,7 @@ async def _filtered(
         async for chunk in source:
             text = words.feed(chunk.delta) if chunk.delta else ""
             if words.blocked:
+                await source.aclose()  # stop the upstream now, not after the client's write
                 yield Chunk(delta=text, finish_reason="content_filter")
                 return
             if chunk.finish_reason or chunk.usage is not None:

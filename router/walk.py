@@ -9,6 +9,7 @@ import logging
 import random
 from typing import TYPE_CHECKING
 
+from router.breaker import Ticket
 from router.config import RetryConfig
 from router.errors import AllProvidersFailed, ErrorKind, ProviderError
 
@@ -28,10 +29,14 @@ class Walk:
     more rounds after a full-jitter backoff, skipping deployments that became
     unusable, never past the deadline."""
 
-    def __init__(self, router: Router, plan: Plan, deadline: float | None) -> None:
+    def __init__(
+        self, router: Router, plan: Plan, deadline: float | None, request_id: str = ""
+    ) -> None:
         self._router = router
         self._plan = plan
         self._deadline = deadline
+        self._request_id = request_id
+        self.ticket: Ticket | None = None  # the current attempt's admission
         self._round = 0
         self._next = 0
         self.attempts: list[tuple[str, ProviderError]] = []
@@ -72,25 +77,41 @@ class Walk:
             if self._deadline is not None and clock() >= self._deadline:
                 return None
             why = deployment.state.skip_reason()
-            if why or not deployment.state.breaker.acquire():
+            self.ticket = None if why else deployment.state.breaker.acquire()
+            if self.ticket is None:
                 self._skipped[deployment.name] = why or "circuit half-open: trial calls in flight"
                 continue
             return deployment
         return None
 
+    def succeeded(
+        self, deployment: Deployment, started: float, first_chunk: float | None, tokens: int
+    ) -> None:
+        deployment.state.succeeded(started, first_chunk, tokens, self.ticket)
+        self._debug(served=deployment.name)
+
+    def released(self, deployment: Deployment) -> None:
+        """The attempt ended without a verdict on the upstream (cancelled)."""
+        deployment.state.breaker.release(self.ticket)
+
     def failed(self, deployment: Deployment, error: ProviderError) -> None:
-        deployment.state.failed(error)
         self.attempts.append((deployment.name, error))
         self._retryable = error.retryable
+        caller_gave_up = (
+            error.kind is ErrorKind.TIMEOUT
+            and self._deadline is not None
+            and self._router.clock() >= self._deadline
+        )
+        if caller_gave_up:  # the caller's short deadline says nothing of the upstream
+            self.released(deployment)
+        else:
+            deployment.state.failed(error, self.ticket)
+        self._debug(failed=deployment.name, kind=str(error.kind), error=str(error))
+
+    def _debug(self, **fields: str) -> None:
         if self._router.debug:
-            log.info(
-                "ROUTING_DEBUG %s",
-                json.dumps(
-                    {"alias": self._plan.alias, "failed": deployment.name,
-                     "kind": str(error.kind), "error": str(error)},
-                    separators=(",", ":"),
-                ),
-            )  # fmt: skip
+            line = {"request_id": self._request_id, "alias": self._plan.alias, **fields}
+            log.info("ROUTING_DEBUG %s", json.dumps(line, separators=(",", ":")))
 
     def exhausted(self) -> AllProvidersFailed:
         tried = {name for name, _ in self.attempts}

@@ -52,21 +52,23 @@ class Watchdogs:
 
 
 class Watchdog:
-    """Guards the task that made it: `arm(s)` before a wait, `disarm()` after;
+    """Guards the task that arms it: `arm(s)` before a wait, `disarm()` after;
     on CancelledError, `expired()` says whether the wait overran."""
 
     __slots__ = ("_fired", "_owner", "_task", "expires")
 
     def __init__(self, owner: Watchdogs) -> None:
-        task = asyncio.current_task()
-        assert task is not None, "a Watchdog guards the task that creates it"
         self._owner = owner
-        self._task = task
+        self._task: asyncio.Task[object] | None = None
         self._fired = False
         self.expires = math.inf
 
     def arm(self, seconds: float) -> None:
+        """The current task's next wait may take `seconds`. (The task is taken
+        at each arm: a consumer may pull each chunk from a different task.)"""
         assert self._owner._loop is not None
+        self._task = asyncio.current_task()
+        assert self._task is not None, "arm() from inside a task"
         self.expires = self._owner._loop.time() + seconds
         self._owner._arm(self)
 
@@ -80,9 +82,11 @@ class Watchdog:
         if not self._fired:
             return False
         self._fired = False
+        assert self._task is not None
         return self._task.uncancel() == 0
 
     def fire(self) -> None:
         self._fired = True
         self.expires = math.inf
+        assert self._task is not None
         self._task.cancel()

@@ -155,7 +155,7 @@ def test_half_open_admits_exactly_the_configured_trials() -> None:
     clock = FakeClock()
     b = breaker(clock, half_open_probes=3)
     open_then_cool(b, clock)
-    assert [b.acquire() for _ in range(3)] == [True, True, True]
+    assert all(b.acquire() for _ in range(3))
     assert not b.available()
     assert not b.acquire()
     assert b.state is BreakerState.HALF_OPEN
@@ -353,3 +353,22 @@ def test_a_success_clears_the_last_error() -> None:
     state.succeeded(started=0.0, first_chunk=0.25, output_tokens=1)
     assert state.last_error is None
     assert (state.requests, state.failures) == (2, 1)
+
+
+def test_an_ordinary_call_ending_in_half_open_frees_no_trial_slot() -> None:
+    clock = FakeClock()
+    b = CircuitBreaker(BreakerConfig(consecutive_failures=1, cooldown_s=5), clock)
+    old = b.acquire()  # admitted while closed: a long stream, say
+    assert old is not None and old.trial == 0
+    assert b.acquire() is not None
+    b.failure(ErrorKind.UPSTREAM_5XX, "boom")  # another call opens it
+    clock.advance(5)
+    trial = b.acquire()
+    assert trial is not None and trial.trial > 0
+    assert b.acquire() is None  # the one trial slot is taken
+    b.release(old)  # the old stream's client went away
+    assert b.acquire() is None  # ... which frees nothing
+    b.success(old)  # nor does its late success decide anything
+    assert b.state is BreakerState.HALF_OPEN
+    b.success(trial)
+    assert b.state is BreakerState.CLOSED

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import time
 
 import pytest
 
@@ -206,3 +208,33 @@ def test_a_model_cannot_fall_back_to_itself() -> None:
     }
     with pytest.raises(ConfigError, match="cannot fall back to itself"):
         make_config(models)
+
+
+async def test_stalls_are_cut_when_each_chunk_is_pulled_from_a_new_task() -> None:
+    models = {"s": {"deployments": [{"name": "d", "provider": "mock",
+                                     "model": "echo?tokens=5&tokens_per_second=1"}]}}  # fmt: skip
+    config = make_config(models, {"retry": {"inter_token_timeout_s": 0.1, "retries": 0}})
+    router = Router(config, build_provider)
+    chunks = router.stream(request("s")).chunks()
+    first = await asyncio.wait_for(anext(chunks), 5)  # wait_for: a task per pull
+    assert first.delta == "one"
+    started = time.monotonic()
+    with pytest.raises(ProviderError, match="stream stalled"):
+        await asyncio.wait_for(anext(chunks), 5)
+    assert time.monotonic() - started < 0.5
+
+
+async def test_a_filter_block_stops_the_upstream_before_the_last_chunk_goes_out() -> None:
+    fast = "echo?tokens=50&tokens_per_second=1000"
+    models = {"f": {"deployments": [{"name": "d", "provider": "mock", "model": fast}]}}
+    config = make_config(models, {"filter": {"terms": ["two"], "action": "block"}})
+    router = Router(config, build_provider)
+    provider = router.model("f").deployments[0].provider
+    chunks = router.stream(request("f")).chunks()
+    async for chunk in chunks:
+        if chunk.finish_reason:
+            break
+    assert chunk.finish_reason == "content_filter"
+    assert provider.active_streams == 0  # type: ignore[attr-defined]
+    assert router.model("f").deployments[0].state.in_flight == 0
+    await chunks.aclose()

@@ -272,10 +272,10 @@ async def test_routing_debug_explains_each_decision(
         await stub.Generate(chat("dbg"), metadata=(("x-request-id", "req-1"),))
         await stub.Generate(chat("dbg"), metadata=(("x-request-id", "req-2"),))
     lines = [r.getMessage() for r in caplog.records if "ROUTING_DEBUG" in r.getMessage()]
-    first = [line for line in lines if '"request_id":"req-1"' in line]
-    assert len(first) == 1
-    assert '"strategy":"weighted_round_robin"' in first[0] and '"chosen":"broken"' in first[0]
-    assert any('"failed":"broken"' in line for line in lines)
+    decision, failure, served = [line for line in lines if '"request_id":"req-1"' in line]
+    assert '"strategy":"weighted_round_robin"' in decision and '"chosen":"broken"' in decision
+    assert '"failed":"broken","kind":"upstream_5xx"' in failure
+    assert '"served":"fine"' in served
     second = next(line for line in lines if '"request_id":"req-2"' in line)
     assert '"chosen":"fine"' in second
     assert '{"deployment":"broken","skip":"circuit open (1 consecutive failures)' in second
@@ -338,21 +338,34 @@ async def test_reload_under_concurrent_load_loses_no_request(
     path = tmp_path / "gateway.yaml"
     models = {"m": {"deployments": [dep("a", "echo?tokens=10&tokens_per_second=200")]}}
     _write(path, models)
-    gateway, stub = await channel_to(models=models, config_path=path)
+    built: list[MockProvider] = []
+
+    def factory(d: DeploymentConfig) -> MockProvider:
+        built.append(MockProvider(d.model, d.options))
+        return built[-1]
+
+    gateway, stub = await channel_to(models=models, config_path=path, factory=factory)
 
     async def one() -> str:
         return "".join([c.delta async for c in stub.GenerateStream(chat("m", "ok"))])
 
     async def reload_repeatedly() -> None:
-        for weight in range(2, 7):
-            _write(path, {"m": {"deployments": [dep("a", "echo?tokens=10&tokens_per_second=200",
-                                                    weight=weight)]}})  # fmt: skip
+        for seed in range(1, 6):  # a changed upstream each time: the old client retires
+            model = f"echo?tokens=10&tokens_per_second=200&seed={seed}"
+            _write(path, {"m": {"deployments": [dep("a", model, weight=seed)]}})
             assert await gateway.reloader.reload()
             await asyncio.sleep(0.02)
 
     results = await asyncio.gather(*(one() for _ in range(150)), reload_repeatedly())
-    assert results[:150] == [" ".join(["ok"] * 10)] * 150
-    assert gateway.router.model("m").deployments[0].config.weight == 6
+    assert results[:150] == [" ".join(["ok"] * 10)] * 150  # a closed client would fail one
+    assert gateway.router.model("m").deployments[0].config.weight == 5
+    assert len(built) == 6
+    await gateway.router.flush()
+    for _ in range(100):  # retired clients close once their snapshot is idle
+        if all(p.closed for p in built[:-1]):
+            break
+        await asyncio.sleep(0.02)
+    assert [p.closed for p in built] == [True] * 5 + [False]
 
 
 async def test_the_file_is_watched(channel_to: Any, tmp_path: Path) -> None:
@@ -368,3 +381,47 @@ async def test_the_file_is_watched(channel_to: Any, tmp_path: Path) -> None:
             break
         await asyncio.sleep(0.05)
     assert (await stub.Generate(chat("new"))).deployment == "n"
+
+
+async def test_a_callers_short_deadline_does_not_count_against_the_upstream(
+    channel_to: Any,
+) -> None:
+    models = {"s": {"deployments": [dep("d", "echo?latency_ms=200")]}}
+    top = {"breaker": {"consecutive_failures": 2}, "retry": {"retries": 0}}
+    gateway, stub = await channel_to(models=models, top=top)
+    for _ in range(3):
+        with pytest.raises(grpc.aio.AioRpcError) as exc:
+            await stub.Generate(chat("s"), timeout=0.05)
+        assert exc.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+    await asyncio.sleep(0.2)  # the abandoned attempts finish on the server
+    assert gateway.router.model("s").deployments[0].state.breaker.state == "closed"
+    assert (await stub.Generate(chat("s"), timeout=5)).deployment == "d"
+
+
+async def test_a_rejected_reload_changes_no_live_state_and_closes_what_it_built(
+    channel_to: Any, tmp_path: Path
+) -> None:
+    path = tmp_path / "gateway.yaml"
+    models = {"m": {"deployments": [dep("a")]}}
+    _write(path, models)
+    providers = Providers()
+    gateway, stub = await channel_to(models=models, factory=providers, config_path=path)
+    live = gateway.router.model("m").deployments[0].state.breaker.config
+    broken = {
+        "m": {"deployments": [dep("a")], "breaker": {"consecutive_failures": 1}},
+        "n": {"deployments": [dep("fresh"), {"name": "x", "provider": "nope", "model": "y"}]},
+    }
+    path.write_text(yaml.safe_dump({"routing": {"probe_interval_s": 0}, "models": broken}))
+    assert not await gateway.reloader.reload()
+    assert gateway.router.model("m").deployments[0].state.breaker.config is live
+    assert providers["fresh"].closed  # built for the rejected config, then closed
+    assert not providers["a"].closed
+    assert (await stub.Generate(chat("m"))).deployment == "a"
+
+
+async def test_smooth_wrr_through_grpc_is_exact_per_cycle(channel_to: Any) -> None:
+    models = {"w": {"deployments": [dep("a", weight=3), dep("b", weight=1)]}}
+    _, stub = await channel_to(models=models)
+    picks = await served_by(stub, "w", 400)
+    cycles = [picks[i : i + 4] for i in range(0, 400, 4)]
+    assert all(cycle == ["a", "a", "b", "a"] for cycle in cycles)
