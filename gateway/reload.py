@@ -42,13 +42,12 @@ class Reloader:
         """Load, validate and swap; False (old config kept) when the file is bad."""
         async with self._lock:
             gateway = self._gateway
-            old = gateway.router
-            gateway_cache_before = gateway.cache
-            cache = gateway_cache_before
+            old, before = gateway.router, gateway.cache
+            cache = before  # replaced only when the cache config changed
             try:
                 config = await asyncio.to_thread(load_config, self._path)
-                same_cache = config.cache == old.config.cache
-                cache = gateway.cache if same_cache else _cache(config.cache)
+                if config.cache != old.config.cache:
+                    cache = _cache(config.cache)
                 new = Router(
                     config, gateway.factory, previous=old, cache=cache, clock=old.clock, rng=old.rng
                 )
@@ -57,7 +56,7 @@ class Reloader:
                 log.error("config reload rejected, still serving the previous config: %s", exc)
                 for provider in exc.unused:  # built for the rejected config
                     await provider.aclose()
-                if cache is not None and cache is not gateway_cache_before:
+                if cache is not None and cache is not before:
                     await cache.aclose()
                 return False
             if config.server != gateway.config.server:
@@ -65,7 +64,7 @@ class Reloader:
             gateway.swap(new, cache)
             metrics.RELOADS.labels("ok").inc()
             log.info("config reloaded from %s: %d models", self._path, len(config.models))
-            stale_cache = None if same_cache else gateway_cache_before
+            stale_cache = None if cache is before else before
             task = asyncio.create_task(self._retire(old, new.retired, stale_cache))
             self._retiring.add(task)
             task.add_done_callback(self._retiring.discard)
