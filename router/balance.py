@@ -49,7 +49,3 @@ class SmoothWeightedRoundRobin:
             return [first, *(i for i in self._by_weight if i != first)]
         members = set(usable)
         return [first, *(i for i in self._by_weight if i != first and i in members)]
-
-    def peek(self) -> int:
-        """What `pick` would return, without advancing."""
-        return self.pick(advance=False)

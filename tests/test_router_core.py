@@ -43,10 +43,10 @@ def test_smooth_wrr_matches_weights_per_cycle_over_10000_picks() -> None:
         assert max(len(list(g)) for _, g in itertools.groupby(cycle)) <= 2
 
 
-def test_smooth_wrr_peek_does_not_advance() -> None:
+def test_smooth_wrr_pick_without_advance_does_not_advance() -> None:
     wrr = SmoothWeightedRoundRobin([1, 1])
-    assert wrr.peek() == wrr.peek() == wrr.pick()
-    assert wrr.peek() == 1
+    assert wrr.pick(advance=False) == wrr.pick(advance=False) == wrr.pick()
+    assert wrr.pick(advance=False) == 1
 
 
 def test_smooth_wrr_rejects_bad_weights() -> None:

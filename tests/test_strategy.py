@@ -62,11 +62,11 @@ def test_a_dry_run_order_leaves_the_rotation_as_it_was() -> None:
     assert picks == expected
 
 
-def test_peek_announces_the_next_pick() -> None:
+def test_pick_without_advance_announces_the_next_pick() -> None:
     wrr = SmoothWeightedRoundRobin([3, 2, 1])
     for _ in range(12):
-        announced = wrr.peek()
-        assert wrr.peek() == announced
+        announced = wrr.pick(advance=False)
+        assert wrr.pick(advance=False) == announced
         assert wrr.pick() == announced
 
 
