@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import importlib
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -19,6 +20,9 @@ from router.config import ConfigError
 
 log = logging.getLogger("infergate")
 DEFAULTS = Path(__file__).with_name("defaults.yaml")
+# Subcommands that live beside their feature: each module has
+# `register(commands)`, which adds a parser whose `run(args) -> int` default runs it.
+COMMAND_MODULES: tuple[str, ...] = ()
 
 
 def _config(args: argparse.Namespace) -> GatewayConfig:
@@ -141,9 +145,13 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--workers", type=int, default=1, help="processes sharing the port")
     check = commands.add_parser("check-config", help="validate a config file and exit")
     check.add_argument("config")
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(commands)
     args = parser.parse_args(argv)
     _logging()
     try:
+        if hasattr(args, "run"):
+            return int(args.run(args))
         if args.command == "check-config":
             from adapters import build_provider
             from router.router import Router

@@ -35,6 +35,10 @@ class ServerConfig(Frozen):
 
 class GatewayConfig(RouterConfig):
     server: ServerConfig = ServerConfig()
+    data_dir: Path = Field(
+        default=Path("data"),
+        description="models, indexes, results and the embedded store (relative: to the cwd)",
+    )
 
 
 def parse_config(data: Any, source: str = "<config>") -> GatewayConfig:

@@ -53,11 +53,13 @@ SERVICE_NAMES = {
         ("Tasks", tasks_pb2),
     )
 }
-_NOT_YET = {  # service -> (add_to_server, the issue that builds it)
-    "Dataset": (dataset_pb2_grpc.add_DatasetServicer_to_server, 5),
-    "App": (app_pb2_grpc.add_AppServicer_to_server, 8),
-    "Tasks": (tasks_pb2_grpc.add_TasksServicer_to_server, 6),
+ADD_TO_SERVER = {
+    "Router": router_pb2_grpc.add_RouterServicer_to_server,
+    "Dataset": dataset_pb2_grpc.add_DatasetServicer_to_server,
+    "App": app_pb2_grpc.add_AppServicer_to_server,
+    "Tasks": tasks_pb2_grpc.add_TasksServicer_to_server,
 }
+_NOT_YET = {"Dataset": 5, "App": 8, "Tasks": 6}  # service -> the issue that builds it
 
 
 class NotImplementedService:
@@ -163,6 +165,9 @@ class Gateway:
     factory: ProviderFactory
     cache: ResponseCache | None
     port: int
+    # Short service name -> servicer instance (what the REST shim calls in-process).
+    servicers: dict[str, Any] = field(default_factory=dict)
+    interceptors: list[grpc.aio.ServerInterceptor] = field(default_factory=list)
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     reloader: Reloader | None = None
 
@@ -193,13 +198,16 @@ class Gateway:
         reloads it (see gateway/reload.py)."""
         cache = build_cache(config.cache) if config.cache.enabled else None
         service = RouterService(Router(config, factory, cache=cache, clock=clock))
+        interceptors: list[grpc.aio.ServerInterceptor] = [MetricsInterceptor()]
         server = grpc.aio.server(
-            interceptors=[MetricsInterceptor()],
+            interceptors=interceptors,
             options=server_options(config.server, reuse_port=reuse_port),
         )
-        router_pb2_grpc.add_RouterServicer_to_server(service, server)
-        for name, (add, issue) in _NOT_YET.items():
-            add(NotImplementedService(name, issue), server)
+        servicers: dict[str, Any] = {"Router": service}
+        for name, issue in _NOT_YET.items():
+            servicers[name] = NotImplementedService(name, issue)
+        for name, servicer in servicers.items():
+            ADD_TO_SERVER[name](servicer, server)
         health = Health()
         health_pb2_grpc.add_HealthServicer_to_server(health, server)
         reflection.enable_server_reflection(
@@ -212,7 +220,9 @@ class Gateway:
         await health.set("", serving)
         for name, full_name in SERVICE_NAMES.items():
             await health.set(full_name, not_serving if name in _NOT_YET else serving)
-        gateway = cls(config, server, health, service, factory, cache, port)
+        gateway = cls(
+            config, server, health, service, factory, cache, port, servicers, interceptors
+        )
         if config.routing.probe_interval_s:
             gateway.spawn(gateway._probe_forever())
         if config_path is not None:
