@@ -1,0 +1,58 @@
+"""What a fake upstream does on its next calls, and what it saw."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Script:
+    """The behaviour of a fake upstream, changed by tests between calls."""
+
+    tokens: list[str] = field(default_factory=lambda: ["Hello", " from", " the", " fake"])
+    input_tokens: int = 7
+    status: int = 200  # an HTTP status (gRPC fakes translate it) to fail with
+    retry_after: str | None = None  # sent with an error status
+    delay_s: float = 0.0  # before the response starts
+    token_delay_s: float = 0.0  # between streamed tokens
+    cut_after: int | None = None  # streams: drop the connection after this many tokens
+    error_after: tuple[int, str] | None = None  # streams: an in-band error event (tokens, type)
+    finish: str = "stop"  # unified: stop, length, tool_calls
+    tool_call: tuple[str, str, str] | None = None  # (id, name, JSON arguments)
+    dimensions: int = 4
+
+
+@dataclass
+class Observed:
+    """What the fake saw: request bodies, and calls the client abandoned."""
+
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)
+    disconnects: int = 0  # responses the client closed or cancelled before their end
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def saw(self, body: dict[str, Any]) -> None:
+        self.requests.append(body)
+        self._changed.set()
+
+    def disconnected(self) -> None:
+        self.disconnects += 1
+        self._changed.set()
+
+    async def wait(self, done: Callable[[Observed], bool]) -> None:
+        """Return once `done(self)` holds (callers bound the wait)."""
+        while not done(self):
+            self._changed.clear()
+            await self._changed.wait()
+
+    async def wait_disconnects(self, count: int) -> None:
+        await self.wait(lambda o: o.disconnects >= count)
+
+
+def vector(text: str, index: int, dimensions: int) -> list[float]:
+    """A deterministic embedding: tests check order and values."""
+    return [float(len(text) + index), float(index), *[0.5] * (dimensions - 2)]
