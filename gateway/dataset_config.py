@@ -1,0 +1,53 @@
+"""The `dataset` section of the gateway config: which embedder, index and chunk settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from indexer.params import ChunkParams, IndexParams, SearchParams
+from router.config import Frozen
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+
+
+class EmbedderConfig(Frozen):
+    """`onnx`: a local model directory (default `{data_dir}/models/all-MiniLM-L6-v2`,
+    made by `infergate model fetch`). `router`: a model alias of this gateway
+    (e.g. a Triton deployment), with the model's tokenizer.json for chunking."""
+
+    kind: Literal["onnx", "router"] = "onnx"
+    model_dir: Path | None = Field(default=None, description="onnx: default under data_dir")
+    model: str = Field(default="", description="router: the embedding model alias")
+    tokenizer: Path | None = Field(default=None, description="router: the model's tokenizer.json")
+    dimensions: int = Field(default=0, ge=0, description="router: the vectors' size")
+    max_tokens: int = Field(default=256, ge=16, description="router: the model's longest input")
+    threads: int | None = Field(default=None, ge=1, description="onnx: intra-op threads")
+
+    @model_validator(mode="after")
+    def _router_needs(self) -> EmbedderConfig:
+        if self.kind == "router":
+            missing = [
+                name
+                for name, value in (
+                    ("model", self.model), ("tokenizer", self.tokenizer),
+                    ("dimensions", self.dimensions),
+                )
+                if not value
+            ]  # fmt: skip
+            if missing:
+                raise ValueError(f"a router embedder needs {', '.join(missing)}")
+        return self
+
+
+class DatasetConfig(Frozen):
+    enabled: bool = True
+    embedder: EmbedderConfig = EmbedderConfig()
+    index: IndexParams = IndexParams()
+    chunk: ChunkParams = ChunkParams()
+    search: SearchParams = SearchParams()
+    snapshot_interval_s: float = Field(
+        default=30, ge=0, description="how often changed indexes are saved (0: only at stop)"
+    )

@@ -1,0 +1,233 @@
+"""The Dataset gRPC service: decode -> indexer.Datasets -> encode, nothing else.
+
+Every call runs as `identity.current().tenant`; another tenant's collection
+answers NOT_FOUND. A missing embedding model answers FAILED_PRECONDITION with
+the command that fetches it. Cancelling a call, or its deadline expiring,
+cancels its ingest or search; an ingest whose commit had begun still completes
+(see indexer.collection). UpsertDocuments and IngestFile are idempotent by
+document id; CreateCollection and DeleteCollection are not (ALREADY_EXISTS,
+NOT_FOUND the second time).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import IO
+
+import grpc
+from google.protobuf import empty_pb2
+
+from gateway import dataset_convert as convert
+from gateway.errors import abort
+from gateway.identity import current
+from gateway.pb import dataset_pb2 as pb
+from gateway.pb import dataset_pb2_grpc
+from indexer.datasets import Datasets
+from indexer.documents import DocumentInput
+from indexer.errors import DatasetError, InvalidInput
+from router.errors import RouterError
+
+_MAX_PAGE = 1000
+
+
+def _page_size(requested: int) -> int:
+    if requested < 0:
+        raise InvalidInput("page_size", f"must be >= 0, got {requested}")
+    return min(requested or 100, _MAX_PAGE)
+
+
+class DatasetService(dataset_pb2_grpc.DatasetServicer):
+    def __init__(self, datasets: Datasets, uploads: Path) -> None:
+        self.datasets = datasets
+        self._uploads = uploads
+
+    async def CreateCollection(
+        self, request: pb.CreateCollectionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Collection:
+        spec = request.collection
+        try:
+            if spec.embedding_model and spec.embedding_model != self.datasets.embedding_model:
+                raise InvalidInput(
+                    "collection.embedding_model",
+                    f"this gateway embeds with {self.datasets.embedding_model!r} "
+                    f"(leave it empty), not {spec.embedding_model!r}",
+                )
+            info = await self.datasets.create(
+                current().tenant,
+                request.collection_id,
+                spec.display_name,
+                spec.chunk_tokens,
+                spec.chunk_overlap or -1,
+            )
+        except (DatasetError, RouterError) as exc:
+            await abort(context, exc)
+        return convert.collection_to_pb(info)
+
+    async def GetCollection(
+        self, request: pb.GetCollectionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Collection:
+        try:
+            name = convert.collection_id(request.name, "name")
+            info = await self.datasets.get(current().tenant, name)
+        except (DatasetError, RouterError) as exc:
+            await abort(context, exc)
+        return convert.collection_to_pb(info)
+
+    async def ListCollections(
+        self, request: pb.ListCollectionsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListCollectionsResponse:
+        try:
+            infos, token = await self.datasets.list_collections(
+                current().tenant, _page_size(request.page_size), request.page_token
+            )
+        except (DatasetError, RouterError) as exc:
+            await abort(context, exc)
+        return pb.ListCollectionsResponse(
+            collections=[convert.collection_to_pb(i) for i in infos], next_page_token=token
+        )
+
+    async def DeleteCollection(
+        self, request: pb.DeleteCollectionRequest, context: grpc.aio.ServicerContext
+    ) -> empty_pb2.Empty:
+        try:
+            name = convert.collection_id(request.name, "name")
+            await self.datasets.delete(current().tenant, name)
+        except (DatasetError, RouterError) as exc:
+            await abort(context, exc)
+        return empty_pb2.Empty()
+
+    async def UpsertDocuments(
+        self, request: pb.UpsertDocumentsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.UpsertDocumentsResponse:
+        try:
+            collection = convert.collection_id(request.collection)
+            documents = [
+                DocumentInput(
+                    id=d.id or _missing(f"documents[{i}].id"),
+                    text=d.text,
+                    source=d.source,
+                    metadata=convert.struct_to_dict(d.metadata),
+                )
+                for i, d in enumerate(request.documents)
+            ]
+            results = await self.datasets.upsert(current().tenant, collection, documents)
+        except (DatasetError, RouterError) as exc:
+            await abort(context, exc)
+        return pb.UpsertDocumentsResponse(
+            documents=len(results), chunks=sum(r.chunks for r in results)
+        )
+
+    async def IngestFile(
+        self,
+        request_iterator: AsyncIterator[pb.IngestFileRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> pb.IngestFileResponse:
+        self._uploads.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=self._uploads, prefix="upload-")
+        path = Path(name)
+        try:
+            with os.fdopen(fd, "wb") as file:
+                collection, header = await _receive(request_iterator, file, self._check)
+            document = DocumentInput(
+                id=header.document_id or header.filename,
+                path=path,
+                filename=header.filename,
+                mime_type=header.mime_type,
+                metadata=convert.struct_to_dict(header.metadata),
+            )
+            tenant = current().tenant
+            result = (await self.datasets.upsert(tenant, collection, [document]))[0]
+        except (DatasetError, RouterError) as exc:
+            await abort(context, exc)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name)  # what was parsed lives in the store now, or nowhere
+        return pb.IngestFileResponse(
+            document_id=result.document_id, chunks=result.chunks, pages=result.pages
+        )
+
+    async def _check(self, collection: str) -> None:
+        """Refuse an upload to a missing collection before its data is spooled."""
+        await self.datasets.collection(current().tenant, collection)
+
+    async def DeleteDocuments(
+        self, request: pb.DeleteDocumentsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.DeleteDocumentsResponse:
+        try:
+            collection = convert.collection_id(request.collection)
+            deleted = await self.datasets.delete_documents(
+                current().tenant, collection, list(request.document_ids)
+            )
+        except (DatasetError, RouterError) as exc:
+            await abort(context, exc)
+        return pb.DeleteDocumentsResponse(deleted=deleted)
+
+    async def Search(
+        self, request: pb.SearchRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SearchResponse:
+        try:
+            collection = convert.collection_id(request.collection)
+            hits = await self.datasets.search(
+                current().tenant, collection, convert.query_from_pb(request)
+            )
+        except (DatasetError, RouterError) as exc:
+            await abort(context, exc)
+        return pb.SearchResponse(results=[convert.hit_to_pb(h) for h in hits])
+
+    async def ListChunks(
+        self, request: pb.ListChunksRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListChunksResponse:
+        try:
+            collection = convert.collection_id(request.collection)
+            size = _page_size(request.page_size)
+            after = convert.decode_cursor(request.page_token)
+            chunks = await self.datasets.list_chunks(
+                current().tenant, collection, request.document_id, after, size + 1
+            )
+        except (DatasetError, RouterError) as exc:
+            await abort(context, exc)
+        page = chunks[:size]
+        token = (
+            convert.encode_cursor(page[-1].document_id, page[-1].position)
+            if len(chunks) > size
+            else ""
+        )
+        return pb.ListChunksResponse(
+            chunks=[convert.chunk_to_pb(c) for c in page], next_page_token=token
+        )
+
+
+def _missing(field: str) -> str:
+    raise InvalidInput(field, "is required")
+
+
+async def _receive(
+    messages: AsyncIterator[pb.IngestFileRequest],
+    file: IO[bytes],
+    check: Callable[[str], Awaitable[None]],
+) -> tuple[str, pb.IngestFileHeader]:
+    """Spool the upload to `file` once `check` accepted its collection;
+    returns (collection id, header)."""
+    header: pb.IngestFileHeader | None = None
+    collection = ""
+    async for message in messages:
+        part = message.WhichOneof("part")
+        if header is None:
+            if part != "header":
+                raise InvalidInput("header", "the first message must carry the header")
+            header = message.header
+            collection = convert.collection_id(message.collection)
+            if not (header.document_id or header.filename):
+                raise InvalidInput("header.filename", "a file needs a filename or a document_id")
+            await check(collection)
+        elif part == "data":
+            file.write(message.data)
+        elif part == "header":
+            raise InvalidInput("header", "only the first message may carry the header")
+    if header is None:
+        raise InvalidInput("header", "the upload was empty")
+    return collection, header

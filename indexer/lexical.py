@@ -1,0 +1,101 @@
+"""BM25 over a collection's chunks (bm25s), persisted beside the HNSW graph.
+
+bm25s builds its index in one pass, so a change marks the index stale and the
+next lexical search (or snapshot) rebuilds it from the store; reads between a
+change and the rebuild never see a half-built index.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import bm25s
+import numpy as np
+import numpy.typing as npt
+
+Labels = npt.NDArray[np.int64]
+Hits = list[tuple[int, float]]  # (label, BM25 score), best first
+
+
+def terms(texts: Sequence[str]) -> list[list[str]]:
+    tokens: list[list[str]] = bm25s.tokenize(
+        list(texts), stopwords="en", return_ids=False, show_progress=False
+    )
+    return tokens
+
+
+class LexicalIndex:
+    """An immutable BM25 index over (label, text) pairs."""
+
+    def __init__(self, labels: Labels, retriever: bm25s.BM25 | None, generation: int) -> None:
+        self.labels = labels  # ascending; position i is the corpus' document i
+        self._retriever = retriever
+        self.generation = generation
+
+    @classmethod
+    def build(cls, labels: Sequence[int], texts: Sequence[str], generation: int) -> LexicalIndex:
+        order = np.argsort(np.asarray(labels, dtype=np.int64), kind="stable")
+        sorted_labels = np.asarray(labels, dtype=np.int64)[order]
+        if not len(labels):
+            return cls(sorted_labels, None, generation)
+        retriever = bm25s.BM25()
+        retriever.index(terms([texts[i] for i in order]), show_progress=False)
+        return cls(sorted_labels, retriever, generation)
+
+    def search(self, query: str, k: int, allowed: Labels | None = None) -> Hits:
+        """At most k chunks with a positive score (among `allowed` when given)."""
+        if self._retriever is None or k <= 0:
+            return []
+        words = terms([query])[0]
+        vocabulary = self._retriever.vocab_dict
+        words = [w for w in words if w in vocabulary]
+        if not words:
+            return []
+        scores = np.asarray(self._retriever.get_scores(words), dtype=np.float32)
+        if allowed is not None:
+            mask = np.zeros(len(scores), dtype=bool)
+            positions = np.searchsorted(self.labels, allowed)
+            valid = positions < len(self.labels)
+            positions = positions[valid]
+            positions = positions[self.labels[positions] == allowed[valid]]
+            mask[positions] = True
+            scores = np.where(mask, scores, 0.0)
+        candidates = np.flatnonzero(scores > 0)
+        if len(candidates) > k:
+            candidates = candidates[np.argpartition(-scores[candidates], k - 1)[:k]]
+        candidates = candidates[np.argsort(-scores[candidates], kind="stable")]
+        return [(int(self.labels[i]), float(scores[i])) for i in candidates]
+
+    def save(self, directory: Path) -> None:
+        """Write a fresh directory, then swap it in (a crash leaves one whole
+        version, or none, which the next load rebuilds)."""
+        temporary = directory.with_name(directory.name + ".tmp")
+        shutil.rmtree(temporary, ignore_errors=True)
+        temporary.mkdir(parents=True)
+        np.save(temporary / "labels.npy", self.labels)
+        if self._retriever is not None:
+            self._retriever.save(str(temporary / "bm25"), show_progress=False)
+        (temporary / "generation.json").write_text(json.dumps(self.generation))
+        old = directory.with_name(directory.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        if directory.exists():
+            os.replace(directory, old)
+        os.replace(temporary, directory)
+        shutil.rmtree(old, ignore_errors=True)
+
+    @classmethod
+    def load(cls, directory: Path) -> LexicalIndex | None:
+        """The saved index, or None when there is none (or it is unreadable)."""
+        try:
+            generation = int(json.loads((directory / "generation.json").read_text()))
+            labels = np.load(directory / "labels.npy")
+            retriever = None
+            if len(labels):
+                retriever = bm25s.BM25.load(str(directory / "bm25"), show_progress=False)
+        except (OSError, ValueError):
+            return None
+        return cls(labels.astype(np.int64), retriever, generation)
