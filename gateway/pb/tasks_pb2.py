@@ -27,7 +27,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18infergate/v1/tasks.proto\x12\x0cinfergate.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"d\n\x11SubmitTaskRequest\x12\x0c\n\x04type\x18\x01 \x01(\t\x12(\n\x07payload\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\"^\n\nTransition\x12&\n\x05state\x18\x01 \x01(\x0e\x32\x17.infergate.v1.TaskState\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xb7\x02\n\x04Task\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12&\n\x05state\x18\x03 \x01(\x0e\x32\x17.infergate.v1.TaskState\x12\x10\n\x08\x61ttempts\x18\x04 \x01(\x05\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12\'\n\x06result\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\nresult_uri\x18\x07 \x01(\t\x12-\n\x0btransitions\x18\x08 \x03(\x0b\x32\x18.infergate.v1.Transition\x12/\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x1c\n\x0eGetTaskRequest\x12\n\n\x02id\x18\x01 \x01(\t\"a\n\x10ListTasksRequest\x12&\n\x05state\x18\x01 \x01(\x0e\x32\x17.infergate.v1.TaskState\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"O\n\x11ListTasksResponse\x12!\n\x05tasks\x18\x01 \x03(\x0b\x32\x12.infergate.v1.Task\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x1f\n\x11\x43\x61ncelTaskRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x1e\n\x10WatchTaskRequest\x12\n\n\x02id\x18\x01 \x01(\t\"?\n\x16ListDeadLettersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\" \n\x12RequeueTaskRequest\x12\n\n\x02id\x18\x01 \x01(\t*\x8e\x01\n\tTaskState\x12\x1a\n\x16TASK_STATE_UNSPECIFIED\x10\x00\x12\x0b\n\x07PENDING\x10\x01\x12\x0e\n\nPROCESSING\x10\x02\x12\x0c\n\x08RETRYING\x10\x03\x12\x0b\n\x07SUCCESS\x10\x04\x12\x0b\n\x07\x46\x41ILURE\x10\x05\x12\x11\n\rDEAD_LETTERED\x10\x06\x12\r\n\tCANCELLED\x10\x07\x32\xb8\x05\n\x05Tasks\x12S\n\x06Submit\x12\x1f.infergate.v1.SubmitTaskRequest\x1a\x12.infergate.v1.Task\"\x14\x82\xd3\xe4\x93\x02\x0e\"\t/v1/tasks:\x01*\x12\x63\n\x03Get\x12\x1c.infergate.v1.GetTaskRequest\x1a\x12.infergate.v1.Task\"*\x82\xd3\xe4\x93\x02$\x12\x0e/v1/tasks/{id}Z\x12\x12\x10/v1/results/{id}\x12Z\n\x04List\x12\x1e.infergate.v1.ListTasksRequest\x1a\x1f.infergate.v1.ListTasksResponse\"\x11\x82\xd3\xe4\x93\x02\x0b\x12\t/v1/tasks\x12_\n\x06\x43\x61ncel\x12\x1f.infergate.v1.CancelTaskRequest\x1a\x12.infergate.v1.Task\" \x82\xd3\xe4\x93\x02\x1a\"\x15/v1/tasks/{id}:cancel:\x01*\x12[\n\x05Watch\x12\x1e.infergate.v1.WatchTaskRequest\x1a\x12.infergate.v1.Task\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/v1/tasks/{id}:watch0\x01\x12w\n\x0fListDeadLetters\x12$.infergate.v1.ListDeadLettersRequest\x1a\x1f.infergate.v1.ListTasksResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/tasks:deadLetters\x12\x62\n\x07Requeue\x12 .infergate.v1.RequeueTaskRequest\x1a\x12.infergate.v1.Task\"!\x82\xd3\xe4\x93\x02\x1b\"\x16/v1/tasks/{id}:requeue:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18infergate/v1/tasks.proto\x12\x0cinfergate.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"d\n\x11SubmitTaskRequest\x12\x0c\n\x04type\x18\x01 \x01(\t\x12(\n\x07payload\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\"n\n\nTransition\x12&\n\x05state\x18\x01 \x01(\x0e\x32\x17.infergate.v1.TaskState\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\xb1\x03\n\x04Task\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12&\n\x05state\x18\x03 \x01(\x0e\x32\x17.infergate.v1.TaskState\x12\x10\n\x08\x61ttempts\x18\x04 \x01(\x05\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12\'\n\x06result\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\nresult_uri\x18\x07 \x01(\t\x12-\n\x0btransitions\x18\x08 \x03(\x0b\x32\x18.infergate.v1.Transition\x12/\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\x07payload\x18\x0b \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x17\n\x0fidempotency_key\x18\x0c \x01(\t\x12\x35\n\x11next_attempt_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x1c\n\x0eGetTaskRequest\x12\n\n\x02id\x18\x01 \x01(\t\"a\n\x10ListTasksRequest\x12&\n\x05state\x18\x01 \x01(\x0e\x32\x17.infergate.v1.TaskState\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"O\n\x11ListTasksResponse\x12!\n\x05tasks\x18\x01 \x03(\x0b\x32\x12.infergate.v1.Task\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x1f\n\x11\x43\x61ncelTaskRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x1e\n\x10WatchTaskRequest\x12\n\n\x02id\x18\x01 \x01(\t\"?\n\x16ListDeadLettersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\" \n\x12RequeueTaskRequest\x12\n\n\x02id\x18\x01 \x01(\t*\x8e\x01\n\tTaskState\x12\x1a\n\x16TASK_STATE_UNSPECIFIED\x10\x00\x12\x0b\n\x07PENDING\x10\x01\x12\x0e\n\nPROCESSING\x10\x02\x12\x0c\n\x08RETRYING\x10\x03\x12\x0b\n\x07SUCCESS\x10\x04\x12\x0b\n\x07\x46\x41ILURE\x10\x05\x12\x11\n\rDEAD_LETTERED\x10\x06\x12\r\n\tCANCELLED\x10\x07\x32\xb8\x05\n\x05Tasks\x12S\n\x06Submit\x12\x1f.infergate.v1.SubmitTaskRequest\x1a\x12.infergate.v1.Task\"\x14\x82\xd3\xe4\x93\x02\x0e\"\t/v1/tasks:\x01*\x12\x63\n\x03Get\x12\x1c.infergate.v1.GetTaskRequest\x1a\x12.infergate.v1.Task\"*\x82\xd3\xe4\x93\x02$\x12\x0e/v1/tasks/{id}Z\x12\x12\x10/v1/results/{id}\x12Z\n\x04List\x12\x1e.infergate.v1.ListTasksRequest\x1a\x1f.infergate.v1.ListTasksResponse\"\x11\x82\xd3\xe4\x93\x02\x0b\x12\t/v1/tasks\x12_\n\x06\x43\x61ncel\x12\x1f.infergate.v1.CancelTaskRequest\x1a\x12.infergate.v1.Task\" \x82\xd3\xe4\x93\x02\x1a\"\x15/v1/tasks/{id}:cancel:\x01*\x12[\n\x05Watch\x12\x1e.infergate.v1.WatchTaskRequest\x1a\x12.infergate.v1.Task\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/v1/tasks/{id}:watch0\x01\x12w\n\x0fListDeadLetters\x12$.infergate.v1.ListDeadLettersRequest\x1a\x1f.infergate.v1.ListTasksResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/tasks:deadLetters\x12\x62\n\x07Requeue\x12 .infergate.v1.RequeueTaskRequest\x1a\x12.infergate.v1.Task\"!\x82\xd3\xe4\x93\x02\x1b\"\x16/v1/tasks/{id}:requeue:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -48,28 +48,28 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TASKS'].methods_by_name['ListDeadLetters']._serialized_options = b'\202\323\344\223\002\027\022\025/v1/tasks:deadLetters'
   _globals['_TASKS'].methods_by_name['Requeue']._loaded_options = None
   _globals['_TASKS'].methods_by_name['Requeue']._serialized_options = b'\202\323\344\223\002\033\"\026/v1/tasks/{id}:requeue:\001*'
-  _globals['_TASKSTATE']._serialized_start=1022
-  _globals['_TASKSTATE']._serialized_end=1164
+  _globals['_TASKSTATE']._serialized_start=1160
+  _globals['_TASKSTATE']._serialized_end=1302
   _globals['_SUBMITTASKREQUEST']._serialized_start=135
   _globals['_SUBMITTASKREQUEST']._serialized_end=235
   _globals['_TRANSITION']._serialized_start=237
-  _globals['_TRANSITION']._serialized_end=331
-  _globals['_TASK']._serialized_start=334
-  _globals['_TASK']._serialized_end=645
-  _globals['_GETTASKREQUEST']._serialized_start=647
-  _globals['_GETTASKREQUEST']._serialized_end=675
-  _globals['_LISTTASKSREQUEST']._serialized_start=677
-  _globals['_LISTTASKSREQUEST']._serialized_end=774
-  _globals['_LISTTASKSRESPONSE']._serialized_start=776
-  _globals['_LISTTASKSRESPONSE']._serialized_end=855
-  _globals['_CANCELTASKREQUEST']._serialized_start=857
-  _globals['_CANCELTASKREQUEST']._serialized_end=888
-  _globals['_WATCHTASKREQUEST']._serialized_start=890
-  _globals['_WATCHTASKREQUEST']._serialized_end=920
-  _globals['_LISTDEADLETTERSREQUEST']._serialized_start=922
-  _globals['_LISTDEADLETTERSREQUEST']._serialized_end=985
-  _globals['_REQUEUETASKREQUEST']._serialized_start=987
-  _globals['_REQUEUETASKREQUEST']._serialized_end=1019
-  _globals['_TASKS']._serialized_start=1167
-  _globals['_TASKS']._serialized_end=1863
+  _globals['_TRANSITION']._serialized_end=347
+  _globals['_TASK']._serialized_start=350
+  _globals['_TASK']._serialized_end=783
+  _globals['_GETTASKREQUEST']._serialized_start=785
+  _globals['_GETTASKREQUEST']._serialized_end=813
+  _globals['_LISTTASKSREQUEST']._serialized_start=815
+  _globals['_LISTTASKSREQUEST']._serialized_end=912
+  _globals['_LISTTASKSRESPONSE']._serialized_start=914
+  _globals['_LISTTASKSRESPONSE']._serialized_end=993
+  _globals['_CANCELTASKREQUEST']._serialized_start=995
+  _globals['_CANCELTASKREQUEST']._serialized_end=1026
+  _globals['_WATCHTASKREQUEST']._serialized_start=1028
+  _globals['_WATCHTASKREQUEST']._serialized_end=1058
+  _globals['_LISTDEADLETTERSREQUEST']._serialized_start=1060
+  _globals['_LISTDEADLETTERSREQUEST']._serialized_end=1123
+  _globals['_REQUEUETASKREQUEST']._serialized_start=1125
+  _globals['_REQUEUETASKREQUEST']._serialized_end=1157
+  _globals['_TASKS']._serialized_start=1305
+  _globals['_TASKS']._serialized_end=2001
 # @@protoc_insertion_point(module_scope)

@@ -75,8 +75,11 @@ class TasksServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Submit(self, request, context):
-        """Answers at once with the task id (REST: 202 Accepted with a Location).
-        Idempotent by `idempotency_key`: a repeat returns the same task.
+        """Answers at once with the task id, once the task is durably stored.
+        Idempotent by `idempotency_key` (per tenant): a repeat returns the same task.
+        REST: the servicer sends the initial metadata `x-http-code: 202` and
+        `location: /v1/tasks/{id}`, which the REST shim turns into 202 Accepted
+        with a Location header.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -101,20 +104,23 @@ class TasksServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Watch(self, request, context):
-        """Streams the task's state changes until it reaches a final state.
+        """Streams the task as it is now, then each state change, and ends after a
+        final state (SUCCESS, FAILURE, CANCELLED) or DEAD_LETTERED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListDeadLetters(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The caller's tasks that ran out of attempts.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Requeue(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """A dead-lettered task back to PENDING with its attempts reset.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')

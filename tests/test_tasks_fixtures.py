@@ -1,0 +1,138 @@
+"""Shared pieces of the task tests (no tests here): a settable clock, a real
+Redis under a unique key prefix (skipped when absent, failed under CI=true),
+queues of both backends, and a local S3 server (moto)."""
+
+from __future__ import annotations
+
+import os
+import random
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio as redis
+from redis.exceptions import RedisError
+
+from gateway.tasks.archive import LocalResultStore
+from gateway.tasks.memory import MemoryTaskQueue
+from gateway.tasks.queue import ResultStore, TaskQueue
+from gateway.tasks.redis_queue import RedisTaskQueue
+from gateway.tasks.states import RetryPolicy
+
+REDIS_URL = os.environ.get("INFERGATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+POLICY = RetryPolicy(max_attempts=3, base_s=10.0, max_s=25.0, jitter=0.5)
+VISIBILITY_S = 0.3
+
+
+class FakeClock:
+    """Epoch seconds that move only when a test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def redis_client() -> AsyncIterator[redis.Redis]:
+    client = redis.Redis.from_url(REDIS_URL, socket_timeout=1, socket_connect_timeout=1)
+    try:
+        await client.ping()
+    except (RedisError, OSError) as exc:
+        await client.aclose()
+        reason = f"no Redis at {REDIS_URL} ({exc!r}); start one to run the Redis task tests"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def redis_prefix(redis_client: redis.Redis) -> AsyncIterator[str]:
+    prefix = f"infergate:test:{uuid.uuid4().hex}:"
+    yield prefix
+    keys = [key async for key in redis_client.scan_iter(match=prefix + "*")]
+    if keys:
+        await redis_client.delete(*keys)
+
+
+QueueFactory = Callable[..., TaskQueue]
+
+
+@pytest.fixture
+async def make_memory_queue(tmp_path: Path, clock: FakeClock) -> AsyncIterator[QueueFactory]:
+    made: list[TaskQueue] = []
+
+    def make(results: ResultStore | None = None, **options: object) -> TaskQueue:
+        queue = MemoryTaskQueue(
+            results or LocalResultStore(tmp_path / "results"),
+            options.pop("policy", POLICY),  # type: ignore[arg-type]
+            visibility_timeout_s=VISIBILITY_S,
+            clock=clock,
+            rng=random.Random(3),
+            **options,  # type: ignore[arg-type]
+        )
+        made.append(queue)
+        return queue
+
+    yield make
+    for queue in made:
+        await queue.aclose()
+
+
+@pytest.fixture
+async def make_redis_queue(
+    tmp_path: Path, clock: FakeClock, redis_prefix: str
+) -> AsyncIterator[QueueFactory]:
+    made: list[TaskQueue] = []
+
+    def make(results: ResultStore | None = None, **options: object) -> TaskQueue:
+        queue = RedisTaskQueue(
+            str(options.pop("url", REDIS_URL)),
+            results or LocalResultStore(tmp_path / "results"),
+            options.pop("policy", POLICY),  # type: ignore[arg-type]
+            prefix=redis_prefix,
+            visibility_timeout_s=options.pop("visibility_timeout_s", VISIBILITY_S),  # type: ignore[arg-type]
+            clock=options.pop("clock", clock),  # type: ignore[arg-type]
+            rng=random.Random(3),
+            **options,  # type: ignore[arg-type]
+        )
+        made.append(queue)
+        return queue
+
+    yield make
+    for queue in made:
+        await queue.aclose()
+
+
+@pytest.fixture
+def s3_endpoint() -> Iterator[str]:
+    """A real S3-compatible HTTP server on a free local port (moto), with a bucket."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+    s3.create_bucket(Bucket="results")
+    s3.close()
+    yield endpoint
+    server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _s3_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    # moto accepts any; boto3 only needs some, and must never find real ones.
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
