@@ -1,0 +1,223 @@
+"""Run an RPC in-process through the gRPC server's own interceptors.
+
+The handlers are the ones the generated `add_*Servicer_to_server` functions
+register (collected here by a recording stand-in for the server), and every
+call goes through `interceptors` exactly as the gRPC server chains them, so
+auth, rate limits, usage and metrics see REST calls as they see gRPC ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+
+from gateway.rest.context import Aborted, Metadata, RestContext
+
+
+class _Recorder:
+    """Stands in for grpc.aio.Server when calling add_*Servicer_to_server."""
+
+    def __init__(self) -> None:
+        self.handlers: dict[str, grpc.RpcMethodHandler] = {}
+
+    def add_registered_method_handlers(
+        self, service: str, handlers: dict[str, grpc.RpcMethodHandler]
+    ) -> None:
+        for method, handler in handlers.items():
+            self.handlers[f"/{service}/{method}"] = handler
+
+    def add_generic_rpc_handlers(self, handlers: Iterable[Any]) -> None:
+        """The registered handlers above carry the same methods."""
+
+
+def collect_handlers(
+    servicers: Iterable[tuple[Any, Callable[[Any, Any], None]]],
+) -> dict[str, grpc.RpcMethodHandler]:
+    """Full method name ("/pkg.Service/Method") -> handler, for (servicer, add_fn) pairs."""
+    recorder = _Recorder()
+    for servicer, add in servicers:
+        add(servicer, recorder)
+    return recorder.handlers
+
+
+@dataclass(frozen=True, slots=True)
+class CallDetails(grpc.HandlerCallDetails):  # type: ignore[misc]
+    method: str
+    invocation_metadata: Metadata
+
+
+@dataclass
+class CallError(Exception):
+    """The call ended with a non-OK status."""
+
+    code: grpc.StatusCode
+    message: str
+    context: RestContext | None = field(default=None, compare=False)
+
+    def __str__(self) -> str:
+        return f"{self.code.name}: {self.message}"
+
+
+_END = object()
+
+
+class Calls:
+    """Runs unary, server-streaming and client-streaming RPCs in-process.
+
+    `interceptors` is the server's own list, read on every call, so an
+    interceptor added to it later applies to REST calls too.
+    """
+
+    def __init__(
+        self,
+        handlers: dict[str, grpc.RpcMethodHandler],
+        interceptors: list[grpc.aio.ServerInterceptor],
+    ) -> None:
+        self._handlers = handlers
+        self._interceptors = interceptors
+
+    async def _handler(self, method: str, metadata: Metadata) -> grpc.RpcMethodHandler:
+        chain = self._interceptors
+
+        async def step(index: int, details: grpc.HandlerCallDetails) -> Any:
+            if index == len(chain):
+                return self._handlers.get(details.method)
+            nxt: Callable[[grpc.HandlerCallDetails], Awaitable[Any]] = lambda d: step(  # noqa: E731
+                index + 1, d
+            )
+            return await chain[index].intercept_service(nxt, details)
+
+        handler = await step(0, CallDetails(method, metadata))
+        if handler is None:
+            raise CallError(grpc.StatusCode.UNIMPLEMENTED, f"method {method} not found")
+        return handler
+
+    async def unary(
+        self,
+        method: str,
+        request: Any,
+        context: RestContext,
+        requests: AsyncIterator[Any] | None = None,
+    ) -> Any:
+        """The response message, or CallError. `requests` feeds a client-streaming
+        call. Cancelling the caller cancels the handler; past the context's
+        deadline the call ends DEADLINE_EXCEEDED."""
+        try:
+            handler = await self._handler(method, context.invocation_metadata())
+            async with asyncio.timeout(context.time_remaining()):
+                if handler.stream_unary is not None:
+                    context.requests = requests
+                    response = await handler.stream_unary(requests, context)
+                elif handler.unary_unary is not None:
+                    response = await handler.unary_unary(request, context)
+                else:
+                    raise CallError(grpc.StatusCode.UNIMPLEMENTED, f"{method} is streaming")
+        except asyncio.CancelledError:
+            context.finish(cancelled=True)
+            raise
+        except Exception as exc:
+            raise _call_error(exc, context) from exc
+        finally:
+            context.finish()
+        _check(context)
+        return response
+
+    async def stream(
+        self, method: str, request: Any, context: RestContext
+    ) -> AsyncGenerator[Any, None]:
+        """The response messages one by one; otherwise as `batches`."""
+        batches = self.batches(method, request, context)
+        async with contextlib.aclosing(batches):
+            async for batch in batches:
+                for message in batch:
+                    yield message
+
+    async def batches(
+        self, method: str, request: Any, context: RestContext
+    ) -> AsyncGenerator[list[Any], None]:
+        """The response messages, in lists of those ready at once (never waiting
+        for more), so a fast producer costs one HTTP write per list; CallError
+        when the call ends non-OK (before or after the first message). The
+        handler runs in one task of its own, as grpc.aio runs it, so context
+        variables it binds hold for the whole call; closing the iterator (the
+        client went away) cancels it; past the deadline it ends DEADLINE_EXCEEDED."""
+        handler = await self._handler(method, context.invocation_metadata())
+        if handler.unary_stream is None:
+            raise CallError(grpc.StatusCode.UNIMPLEMENTED, f"{method} is not server-streaming")
+        queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=32)  # backpressure beyond this
+        outcome: list[BaseException] = []
+        pump = asyncio.create_task(self._pump(handler, request, context, queue, outcome))
+        try:
+            ended = False
+            while not ended:
+                batch = [await queue.get()]
+                while not queue.empty():
+                    batch.append(queue.get_nowait())
+                ended = batch[-1] is _END
+                if ended:
+                    batch.pop()
+                if batch:
+                    yield batch
+            if outcome:
+                raise outcome[0]
+            _check(context)
+        finally:
+            if not pump.done():
+                pump.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pump
+                context.finish(cancelled=True)
+            context.finish()
+
+    @staticmethod
+    async def _pump(
+        handler: grpc.RpcMethodHandler,
+        request: Any,
+        context: RestContext,
+        queue: asyncio.Queue[Any],
+        outcome: list[BaseException],
+    ) -> None:
+        try:
+            async with asyncio.timeout(context.time_remaining()):
+                result = handler.unary_stream(request, context)
+                if inspect.isasyncgen(result):
+                    async with contextlib.aclosing(result):
+                        async for message in result:
+                            await queue.put(message)
+                else:  # a coroutine that calls context.write()
+                    context.writes = queue
+                    await result
+        except Exception as exc:
+            outcome.append(_call_error(exc, context))
+        await queue.put(_END)
+
+
+def _check(context: RestContext) -> None:
+    """A handler may end a call with set_code() instead of abort()."""
+    code = context.code()
+    if code is not None and code != grpc.StatusCode.OK:
+        raise CallError(code, context.details(), context)
+
+
+def _call_error(exc: Exception, context: RestContext) -> CallError:
+    if isinstance(exc, CallError):
+        exc.context = exc.context or context
+        return exc
+    if isinstance(exc, Aborted):
+        code = context.code() or grpc.StatusCode.UNKNOWN
+        return CallError(code, context.details(), context)
+    if isinstance(exc, TimeoutError):
+        return CallError(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded", context)
+    # What grpc.aio answers for an exception the handler let escape.
+    return CallError(grpc.StatusCode.UNKNOWN, f"unexpected {type(exc).__name__}", context)
+
+
+def deadline_from(timeout_s: float | None) -> float | None:
+    return None if timeout_s is None else time.monotonic() + timeout_s

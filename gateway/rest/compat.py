@@ -1,0 +1,94 @@
+"""What the OpenAI- and Anthropic-compatible routes share: reading a JSON body,
+and calling the Router in-process through the server's interceptors."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+from starlette.requests import Request
+
+from gateway.pb import router_pb2 as pb
+from gateway.rest.context import RestContext
+from gateway.rest.shim import HttpError, Shim
+from gateway.rest.transcode import parse_json
+
+ROUTER = "/infergate.v1.Router/"
+# OpenAI's and Anthropic's names for finish reasons, keyed by the gateway's.
+STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
+                "content_filter": "refusal"}  # fmt: skip
+
+
+class CompatError(Exception):
+    """A vendor-shaped error: the HTTP status and a message."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def bad(message: str) -> CompatError:
+    return CompatError(400, message)
+
+
+async def json_body(shim: Shim, request: Request) -> dict[str, Any]:
+    try:
+        body = parse_json(await shim.body(request))
+    except HttpError as exc:
+        raise CompatError(exc.http_status or 400, exc.message) from None
+    except ValueError as exc:
+        raise bad(str(exc)) from None
+    if not isinstance(body, dict):
+        raise bad("request body: must be a JSON object")
+    return body
+
+
+def context(shim: Shim, request: Request, extra: tuple[tuple[str, str], ...] = ()) -> RestContext:
+    try:
+        return shim.context(request, extra)
+    except HttpError as exc:
+        raise bad(exc.message) from None
+
+
+async def call(shim: Shim, method: str, message: Any, ctx: RestContext) -> Any:
+    return await shim.calls.unary(ROUTER + method, message, ctx)
+
+
+def batches(shim: Shim, message: pb.GenerateRequest, ctx: RestContext) -> AsyncIterator[Any]:
+    """GenerateStream's chunks, in lists of those ready at once."""
+    return shim.calls.batches(ROUTER + "GenerateStream", message, ctx)
+
+
+def text_of(content: Any, where: str) -> str:
+    """Plain text from a string or a list of text parts."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = []
+        for i, part in enumerate(content):
+            if not isinstance(part, dict) or not isinstance(part.get("text", ""), str):
+                raise bad(f"{where}[{i}]: must be a content part object")
+            texts.append(part.get("text", ""))
+        return "".join(texts)
+    raise bad(f"{where}: must be a string or a list of content parts")
+
+
+def number(body: dict[str, Any], key: str, kind: type = float) -> Any:
+    value = body.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise bad(f"{key}: must be a number")
+    if kind is int and value != int(value):
+        raise bad(f"{key}: must be an integer")
+    return kind(value)
+
+
+def code_status(code: grpc.StatusCode) -> int:
+    from gateway.rest.status import HTTP_STATUS
+
+    return HTTP_STATUS.get(code, 500)

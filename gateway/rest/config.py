@@ -1,0 +1,23 @@
+"""The REST shim's config section (`rest:` in the gateway's YAML)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from router.config import Frozen
+
+
+class RestConfig(Frozen):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535, description="0: an ephemeral port")
+    max_body_bytes: int = Field(
+        default=4 * 1024 * 1024, ge=1024, description="larger request bodies get 413"
+    )
+    max_upload_bytes: int = Field(
+        default=256 * 1024 * 1024, ge=1024, description="raw-body uploads (IngestFile)"
+    )
+    # Measured in bench/rest.py; both run on the gRPC server's event loop.
+    server: Literal["uvicorn", "granian"] = "granian"

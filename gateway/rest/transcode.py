@@ -1,0 +1,144 @@
+"""Between HTTP requests/responses and protobuf messages (proto3 JSON mapping).
+
+Path variables, then the body (per the binding's `body`), then query
+parameters for the fields neither covers (`a.b=1` for nested fields, a
+repeated field by repeating the parameter). Names may be lowerCamelCase or
+the proto's own; answers use lowerCamelCase.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from google.protobuf import json_format
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.message import Message
+
+from gateway.rest.bindings import Binding
+
+_FLOATS = (FieldDescriptor.TYPE_FLOAT, FieldDescriptor.TYPE_DOUBLE)
+
+
+class BadRequest(ValueError):
+    """The HTTP request cannot become the RPC's request message."""
+
+
+def parse_json(raw: bytes, what: str = "request body") -> Any:
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadRequest(f"{what}: malformed JSON ({exc})") from exc
+
+
+def _field(descriptor: Descriptor, name: str) -> FieldDescriptor | None:
+    return descriptor.fields_by_name.get(name) or descriptor.fields_by_camelcase_name.get(name)
+
+
+def _resolve(descriptor: Any, path: str) -> list[FieldDescriptor]:
+    """The fields along a dotted path; BadRequest names a missing one."""
+    fields: list[FieldDescriptor] = []
+    owner: Descriptor | None = descriptor
+    for part in path.split("."):
+        found = _field(owner, part) if owner is not None else None
+        if found is None:
+            raise BadRequest(f"{path}: no such field in {descriptor.full_name}")
+        fields.append(found)
+        owner = found.message_type
+    return fields
+
+
+def _scalar(field: FieldDescriptor, value: str, name: str) -> Any:
+    """A query/path string as the JSON value json_format expects for `field`."""
+    if field.type == FieldDescriptor.TYPE_BOOL:
+        if value.lower() in ("true", "1"):
+            return True
+        if value.lower() in ("false", "0"):
+            return False
+        raise BadRequest(f"{name}: not a boolean: {value!r}")
+    if field.type in _FLOATS:
+        try:
+            return float(value)
+        except ValueError:
+            raise BadRequest(f"{name}: not a number: {value!r}") from None
+    return value
+
+
+def _put(tree: dict[str, Any], fields: list[FieldDescriptor], value: Any) -> None:
+    for field in fields[:-1]:
+        tree = tree.setdefault(field.name, {})
+        if not isinstance(tree, dict):
+            raise BadRequest(f"{field.name}: set both as a value and as a message")
+    tree[fields[-1].name] = value
+
+
+def parse_message(tree: Any, message: Message, what: str) -> None:
+    try:
+        json_format.ParseDict(tree, message)
+    except (json_format.ParseError, TypeError, ValueError, AttributeError) as exc:
+        raise BadRequest(f"{what}: {exc}") from exc
+    except RecursionError:
+        raise BadRequest(f"{what}: nested too deeply") from None
+
+
+def decode(
+    binding: Binding,
+    variables: dict[str, str],
+    body: Any,
+    query: Iterable[tuple[str, str]],
+    body_field: str | None = None,
+) -> Message:
+    """The request message. `body` is the parsed JSON body (None: none sent);
+    `body_field` overrides the binding's `body` (a raw upload reads its
+    header from the query instead)."""
+    message: Message = binding.request_class()
+    descriptor = message.DESCRIPTOR
+    covered: set[str] = set()
+    body_field = binding.body if body_field is None else body_field
+    if body_field == "*":
+        if body is not None:
+            if not isinstance(body, dict):
+                raise BadRequest("request body: must be a JSON object")
+            parse_message(body, message, "request body")
+        covered.add("*")
+    elif body_field:
+        if body is not None:
+            parse_message({body_field: body}, message, f"request body ({body_field})")
+        covered.add(body_field)
+    tree: dict[str, Any] = {}
+    for name, value in variables.items():
+        fields = _resolve(descriptor, name)
+        _put(tree, fields, _scalar(fields[-1], value, name))
+    if "*" not in covered:
+        repeated: dict[str, list[Any]] = {}
+        for name, value in query:
+            fields = _resolve(descriptor, name)
+            if fields[0].name in covered:
+                raise BadRequest(f"{name}: already in the request body")
+            leaf = fields[-1]
+            if leaf.message_type is not None and not leaf.message_type.full_name.startswith(
+                "google.protobuf."
+            ):
+                raise BadRequest(f"{name}: a message field; set its fields ({name}.x=...)")
+            converted = _scalar(leaf, value, name)
+            if leaf.is_repeated:
+                key = ".".join(f.name for f in fields)
+                repeated.setdefault(key, []).append(converted)
+                _put(tree, fields, repeated[key])
+            else:
+                _put(tree, fields, converted)
+    if tree:
+        parse_message(tree, message, "path or query parameter")
+    return message
+
+
+def encode(message: Message, response_body: str = "") -> Any:
+    """The JSON value of a response (or of its `response_body` field)."""
+    if response_body:
+        value = getattr(message, response_body)
+        if isinstance(value, Message):
+            return json_format.MessageToDict(value)
+        dumped = json_format.MessageToDict(message)
+        return dumped.get(message.DESCRIPTOR.fields_by_name[response_body].json_name)
+    return json_format.MessageToDict(message)
