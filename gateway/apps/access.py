@@ -1,0 +1,304 @@
+"""The access interceptor: who is calling, may they, is there budget, and what
+did it use. Every RPC but health and reflection goes through it, over gRPC and
+(through the same interceptor list) over REST.
+
+Order per call: resolve the bearer key (cached briefly) -> check the RPC's role
+-> bind the principal for the handler -> take the request and token budgets ->
+run the handler -> settle the token reservation with the real usage -> queue a
+usage record. Refusals: no or unknown key UNAUTHENTICATED, low role
+PERMISSION_DENIED, spent budget RESOURCE_EXHAUSTED with a `retry-after`
+trailer. A refusal never echoes the key, and a refused call takes no budget
+and leaves no usage record. The interceptor adds no deadline of its own; a
+cancelled call is recorded with status CANCELLED and its tokens settled.
+
+The wrapped handler is built once per method and resolves the caller from each
+call's own metadata, so interceptors outside this one (metrics) may cache it.
+Everything a key needs per call (principal, bucket names and sizes) is built
+once when the key is looked up and cached with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from gateway import identity
+from gateway.apps import keys, metering, roles
+from gateway.apps.errors import AppError, PermissionDenied, QuotaExceeded, Unauthenticated
+from gateway.apps.limits import Budget, Limiter
+from gateway.apps.model import Credential, UsageRecord
+from gateway.apps.store import Store
+from gateway.apps.usage import UsageRecorder
+from gateway.errors import abort
+from gateway.identity import ANONYMOUS, Principal
+
+Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]]
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """A resolved key, ready for the hot path."""
+
+    principal: Principal
+    requests: tuple[Budget, ...]  # cost 1 each: the key's and the tenant's requests/min
+    tokens: tuple[tuple[str, int], ...]  # (bucket, tokens/min) of the key and the tenant
+
+    @classmethod
+    def of(cls, credential: Credential) -> Grant:
+        key, tenant = credential.key, credential.tenant
+        requests, tokens = [], []
+        for name, owner in ((f"k:{key.id}:", key), (f"t:{tenant.id}:", tenant)):
+            if owner.requests_per_minute > 0:
+                requests.append(Budget(name + "r", owner.requests_per_minute, 1))
+            if owner.tokens_per_minute > 0:
+                tokens.append((name + "t", owner.tokens_per_minute))
+        principal = Principal(key.tenant, key.role, key.id)
+        return cls(principal, tuple(requests), tuple(tokens))
+
+
+ANONYMOUS_GRANT = Grant(ANONYMOUS, (), ())
+
+
+class Authenticator:
+    """Key secret -> grant, cached for `ttl_s` so that the hot path does not
+    query the store: a revoked key stops working within `ttl_s`. Unknown keys
+    are cached too, so a flood of bad keys stays cheap."""
+
+    def __init__(
+        self, store: Store, ttl_s: float, clock: Callable[[], float] = time.monotonic,
+        max_entries: int = 100_000,
+    ) -> None:  # fmt: skip
+        self._store = store
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self._max_entries = max_entries
+        self._cache: dict[str, tuple[float, Grant | None]] = {}
+
+    async def grant(self, secret: str) -> Grant | None:
+        # Keyed by the presented secret, which this process holds in the call's
+        # metadata anyway: a hit costs one dict lookup, no hash. Only the hash
+        # ever reaches the store.
+        now = self._clock()
+        entry = self._cache.get(secret)
+        if entry is not None and entry[0] > now:
+            return entry[1]
+        credential = await self._store.credential(keys.hash_secret(secret))
+        found = None if credential is None else Grant.of(credential)
+        if len(self._cache) >= self._max_entries:
+            self._cache = {d: e for d, e in self._cache.items() if e[0] > now}
+            if len(self._cache) >= self._max_entries:
+                self._cache.clear()
+        self._cache[secret] = (now + self._ttl_s, found)
+        return found
+
+
+class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """With `authenticator` None (auth off) every call runs as ANONYMOUS, unlimited;
+    usage is still recorded when `recorder` is set."""
+
+    def __init__(
+        self,
+        *,
+        authenticator: Authenticator | None,
+        limiter: Limiter | None,
+        recorder: UsageRecorder | None,
+        output_estimate: int = 256,
+    ) -> None:
+        self._authenticator = authenticator
+        self.limiter = limiter
+        self.recorder = recorder
+        self.output_estimate = output_estimate
+        self._handlers: dict[str, grpc.RpcMethodHandler] = {}
+
+    async def intercept_service(
+        self, continuation: Continuation, details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler:
+        method = details.method
+        if method.startswith(roles.OPEN_PREFIXES):
+            return await continuation(details)
+        cached = self._handlers.get(method)
+        if cached is not None:
+            return cached
+        handler = await continuation(details)
+        if handler is None:
+            return handler
+        wrapped = self._handlers[method] = _wrap(handler, self, method)
+        return wrapped
+
+    async def grant(self, method: str, context: grpc.aio.ServicerContext) -> Grant:
+        """This call's grant, or abort UNAUTHENTICATED / PERMISSION_DENIED."""
+        if self._authenticator is None:
+            return ANONYMOUS_GRANT
+        try:
+            secret = keys.bearer(context.invocation_metadata())
+            if secret is None:
+                raise Unauthenticated("missing `authorization: Bearer <key>` metadata")
+            grant = await self._authenticator.grant(secret)
+            if grant is None:
+                raise Unauthenticated("unknown or revoked API key")
+            needed = roles.required(method)
+            if grant.principal.role < needed:
+                have = grant.principal.role.name.lower()
+                raise PermissionDenied(f"{method} needs role {needed.name.lower()}; key has {have}")
+        except AppError as exc:
+            await abort(context, exc)
+        return grant
+
+
+class _Meter:
+    """One metered call: its reservation, and what it used."""
+
+    __slots__ = ("call", "grant", "method", "reserved", "started")
+
+    def __init__(self, grant: Grant, method: str, request: Any) -> None:
+        self.grant = grant
+        self.method = method
+        self.call = metering.Call()
+        metering.observe_request(self.call, request)
+        self.reserved = 0
+        self.started = time.perf_counter()
+
+    def settle(
+        self, access: AccessInterceptor, context: grpc.aio.ServicerContext,
+        error: BaseException | None,
+    ) -> None:  # fmt: skip
+        call = self.call
+        limiter = access.limiter
+        if self.reserved and limiter is not None:
+            used = call.input_tokens + call.output_tokens
+            for bucket, per_minute in self.grant.tokens:
+                limiter.adjust(bucket, per_minute, min(self.reserved, per_minute) - used)
+        recorder = access.recorder
+        if recorder is not None:
+            principal = self.grant.principal
+            recorder.record(
+                UsageRecord(
+                    int(time.time() * 1000), principal.tenant, principal.key_id or "", call.app,
+                    call.model, call.deployment, self.method, call.input_tokens,
+                    call.output_tokens, int((time.perf_counter() - self.started) * 1000),
+                    _status(context, error),
+                )
+            )  # fmt: skip
+
+
+async def _admit(
+    access: AccessInterceptor, grant: Grant, method: str, request: Any,
+    context: grpc.aio.ServicerContext,
+) -> _Meter | None:  # fmt: skip
+    """Take the call's budgets (or abort RESOURCE_EXHAUSTED); a meter for a
+    model-consuming call."""
+    meter = _Meter(grant, method, request) if method in metering.TOKEN_METHODS else None
+    limiter = access.limiter
+    if limiter is None or not (grant.requests or grant.tokens):
+        return meter
+    budgets: tuple[Budget, ...] | list[Budget] = grant.requests
+    if meter is not None and grant.tokens:
+        meter.reserved = metering.estimate(request, access.output_estimate)
+        budgets = [*grant.requests, *(Budget(b, pm, meter.reserved) for b, pm in grant.tokens)]
+    if budgets:
+        wait = await limiter.acquire(budgets)
+        if wait > 0:
+            await abort(context, QuotaExceeded("rate limit of this key or tenant", wait))
+    return meter
+
+
+def _status(context: grpc.aio.ServicerContext, error: BaseException | None) -> str:
+    code = context.code()
+    if isinstance(code, grpc.StatusCode):
+        return str(code.name)
+    if error is None:
+        return "OK"
+    if isinstance(error, asyncio.CancelledError | GeneratorExit):
+        return "CANCELLED"
+    return "UNKNOWN"
+
+
+def _wrap(
+    handler: grpc.RpcMethodHandler, access: AccessInterceptor, method: str
+) -> grpc.RpcMethodHandler:
+    behaviour = (
+        handler.unary_unary or handler.unary_stream or handler.stream_unary
+        or handler.stream_stream
+    )  # fmt: skip
+    streams_out = bool(handler.unary_stream or handler.stream_stream)
+    if streams_out and inspect.isasyncgenfunction(behaviour):
+        return _same_kind(handler, _guarded_stream(behaviour, access, method))
+    return _same_kind(handler, _guarded_unary(behaviour, access, method))
+
+
+def _guarded_unary(behaviour: Any, access: AccessInterceptor, method: str) -> Any:
+    async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        grant = await access.grant(method, context)
+        token = identity.bind(grant.principal)
+        try:
+            meter = await _admit(access, grant, method, request, context)
+            if meter is None:
+                return await behaviour(request, context)
+            call_token = metering.bind(meter.call)
+            error: BaseException | None = None
+            try:
+                response = await behaviour(request, context)
+                metering.observe_response(meter.call, response)
+                return response
+            except BaseException as exc:
+                error = exc
+                raise
+            finally:
+                metering.unbind(call_token)
+                meter.settle(access, context, error)
+        finally:
+            identity.unbind(token)
+
+    return unary
+
+
+def _guarded_stream(behaviour: Any, access: AccessInterceptor, method: str) -> Any:
+    async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        # The bindings span the yields: the RPC's own task drives this generator
+        # from start to close, so they never reach another call.
+        grant = await access.grant(method, context)
+        token = identity.bind(grant.principal)
+        try:
+            meter = await _admit(access, grant, method, request, context)
+            if meter is None:
+                async with contextlib.aclosing(behaviour(request, context)) as messages:
+                    async for message in messages:
+                        yield message
+                return
+            call, call_token = meter.call, metering.bind(meter.call)
+            observe = metering.observe_response
+            error: BaseException | None = None
+            try:
+                async with contextlib.aclosing(behaviour(request, context)) as messages:
+                    async for message in messages:
+                        observe(call, message)
+                        yield message
+            except BaseException as exc:
+                error = exc
+                raise
+            finally:
+                metering.unbind(call_token)
+                meter.settle(access, context, error)
+        finally:
+            identity.unbind(token)
+
+    return stream
+
+
+def _same_kind(handler: grpc.RpcMethodHandler, behaviour: Any) -> grpc.RpcMethodHandler:
+    if handler.unary_unary:
+        make = grpc.unary_unary_rpc_method_handler
+    elif handler.unary_stream:
+        make = grpc.unary_stream_rpc_method_handler
+    elif handler.stream_unary:
+        make = grpc.stream_unary_rpc_method_handler
+    else:
+        make = grpc.stream_stream_rpc_method_handler
+    return make(behaviour, handler.request_deserializer, handler.response_serializer)

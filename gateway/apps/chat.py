@@ -1,0 +1,126 @@
+"""Retrieval-augmented chat: retrieve -> render the system prompt -> stream
+from the Router -> remember the turn.
+
+Events come in this order: one `Cited` per passage, `Delta`s as the model
+streams, and a final `Done` with the finish reason and the upstream's usage.
+The conversation's new turns are stored before `Done` is sent, so a client
+that saw `Done` can continue the conversation at once; a stream that fails
+or is cancelled stores nothing (the conversation stays as it was). The
+deadline is the caller's, passed to the Router; retrieval is bounded by it
+only through cancellation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import uuid
+from collections.abc import AsyncGenerator, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from gateway import identity
+from gateway.apps import metering, prompt
+from gateway.apps.errors import InvalidArgument
+from gateway.apps.model import App, Turn
+from gateway.apps.retrieval import Passage, Retriever
+from gateway.apps.store import Store
+from router.router import Router
+from router.types import Message, Params, Request, Usage
+
+
+@dataclass(frozen=True, slots=True)
+class Cited:
+    passage: Passage
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    finish_reason: str
+    usage: Usage
+
+
+Event = Cited | Delta | Done
+
+
+class ChatEngine:
+    def __init__(
+        self,
+        store: Store,
+        router: Callable[[], Router],
+        retriever: Retriever,
+        params: Callable[[App], Params],
+    ) -> None:
+        self._store = store
+        self._router = router
+        self.retriever = retriever  # swappable: the Dataset layer may come up later
+        self._params = params
+
+    async def start(
+        self, app_id: str, conversation: str, query: str, inputs: Mapping[str, Any]
+    ) -> tuple[str, App, list[Turn]]:
+        """Check the request and load what the chat needs: (conversation id,
+        app, history). Raises before anything streams."""
+        if not query.strip():
+            raise InvalidArgument("query", "must not be empty")
+        tenant = identity.current().tenant
+        app = await self._store.get_app(tenant, app_id)
+        if conversation:
+            history = await self._store.history(tenant, app_id, conversation)
+        else:
+            conversation, history = uuid.uuid4().hex, []
+        return conversation, app, history
+
+    async def chat(
+        self,
+        app: App,
+        conversation: str,
+        history: list[Turn],
+        query: str,
+        inputs: Mapping[str, Any],
+        deadline: float | None,
+    ) -> AsyncGenerator[Event, None]:
+        tenant = identity.current().tenant
+        r = app.retrieval
+        passages = (
+            await self.retriever.search(tenant, r.collections, query, r.k, r.score_threshold)
+            if r.collections
+            else []
+        )
+        for passage in passages:
+            yield Cited(passage)
+        system = prompt.render(app.prompt_template, passages, query, inputs)
+        messages = (
+            Message("system", system),
+            *(Message(t.role, t.content) for t in history),
+            Message("user", query),
+        )
+        request = Request(
+            app.model, messages, self._params(app), request_id="chat-" + secrets.token_hex(12)
+        )
+        call = metering.current_call()
+        if call is not None:
+            call.app, call.model = app.id, app.model
+        stream = self._router().stream(request, deadline)
+        text: list[str] = []
+        finish, usage = "", Usage()
+        async with contextlib.aclosing(stream.chunks()) as chunks:
+            async for chunk in chunks:
+                if call is not None and stream.deployment:
+                    call.deployment = stream.deployment
+                if chunk.delta:
+                    text.append(chunk.delta)
+                    yield Delta(chunk.delta)
+                if chunk.finish_reason:
+                    finish = chunk.finish_reason
+                if chunk.usage is not None:
+                    usage = chunk.usage
+        await self._store.append_turns(
+            tenant, app.id, conversation, [Turn("user", query), Turn("assistant", "".join(text))]
+        )
+        yield Done(finish, usage)

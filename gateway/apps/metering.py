@@ -1,0 +1,95 @@
+"""What one model-consuming RPC used: the estimate reserved before it, and the
+model, deployment and token counts observed while it ran.
+
+Router messages are read here (the Router service knows nothing of metering);
+the App service fills `current_call()` itself, since its model and deployment
+are not on the wire.
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.pb import app_pb2, router_pb2
+
+# Model-consuming RPCs: these are token-limited and leave usage records.
+TOKEN_METHODS = frozenset(
+    {
+        "/infergate.v1.Router/Generate",
+        "/infergate.v1.Router/GenerateStream",
+        "/infergate.v1.Router/Embed",
+        "/infergate.v1.App/Chat",
+        "/infergate.v1.App/Completion",
+    }
+)
+_CHARS_PER_TOKEN = 4  # a conservative average for the estimate; reconciled after
+
+
+@dataclass(slots=True)
+class Call:
+    app: str = ""
+    model: str = ""
+    deployment: str = ""
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+_current: ContextVar[Call | None] = ContextVar("infergate_call", default=None)
+
+
+def current_call() -> Call | None:
+    """The metered call running in this task, if any."""
+    return _current.get()
+
+
+def bind(call: Call) -> Any:
+    return _current.set(call)
+
+
+def unbind(token: Any) -> None:
+    _current.reset(token)
+
+
+def estimate(request: Any, output_default: int) -> int:
+    """Tokens to reserve before the call: input by length, output by max_tokens."""
+    if isinstance(request, router_pb2.GenerateRequest):
+        chars = sum(len(m.content) for m in request.messages)
+        out = request.params.max_tokens if request.params.HasField("max_tokens") else 0
+        return chars // _CHARS_PER_TOKEN + 1 + (out or output_default)
+    if isinstance(request, router_pb2.EmbedRequest):
+        return sum(len(t) for t in request.inputs) // _CHARS_PER_TOKEN + 1
+    if isinstance(request, app_pb2.ChatRequest):
+        return len(request.query) // _CHARS_PER_TOKEN + 1 + output_default
+    return 0
+
+
+def observe_request(call: Call, request: Any) -> None:
+    if isinstance(request, router_pb2.GenerateRequest | router_pb2.EmbedRequest):
+        call.model = request.model
+    elif isinstance(request, app_pb2.ChatRequest):
+        call.app = request.app.removeprefix("apps/")
+
+
+def observe_response(call: Call, message: Any) -> None:
+    """Take the deployment and the upstream's usage from a reply or stream message."""
+    kind = type(message)
+    if kind is router_pb2.GenerateChunk or kind is router_pb2.GenerateResponse:
+        if message.deployment:
+            call.deployment = message.deployment
+        if message.HasField("usage"):
+            _take(call, message.usage)
+    elif kind is app_pb2.ChatEvent:
+        if message.HasField("done"):
+            _take(call, message.done.usage)
+    elif kind is app_pb2.CompletionResponse:
+        _take(call, message.usage)
+    elif kind is router_pb2.EmbedResponse:
+        call.deployment = message.deployment
+        _take(call, message.usage)
+
+
+def _take(call: Call, usage: router_pb2.Usage) -> None:
+    call.input_tokens = usage.input_tokens
+    call.output_tokens = usage.output_tokens

@@ -1,0 +1,1 @@
+"""Alembic migrations of the App layer's store (run by `Store.open`)."""

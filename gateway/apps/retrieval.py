@@ -1,0 +1,43 @@
+"""What an app's chat retrieves through: a small interface over the Dataset layer."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from gateway.apps.errors import InvalidArgument
+
+
+@dataclass(frozen=True, slots=True)
+class Passage:
+    collection: str  # "collections/{id}"
+    document_id: str
+    chunk_id: str
+    score: float
+    text: str
+
+
+class Retriever(Protocol):
+    async def search(
+        self, tenant: str, collections: Sequence[str], query: str, k: int, score_threshold: float
+    ) -> list[Passage]:
+        """The best `k` passages over `collections` scoring at least
+        `score_threshold`, best first. Only `tenant`'s collections are seen: a
+        collection of another tenant answers NotFound, as a missing one does.
+        Idempotent; cancelling the caller abandons the search. No deadline of
+        its own: the caller bounds it."""
+        ...
+
+
+class NoRetrieval:
+    """For gateways without a Dataset layer: apps without collections still chat."""
+
+    async def search(
+        self, tenant: str, collections: Sequence[str], query: str, k: int, score_threshold: float
+    ) -> list[Passage]:
+        if collections:
+            raise InvalidArgument(
+                "app.retrieval.collections", "this gateway serves no Dataset layer"
+            )
+        return []

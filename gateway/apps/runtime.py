@@ -1,0 +1,103 @@
+"""The App layer as the gateway runs it: store, servicer, access interceptor."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+
+from gateway.apps import wire
+from gateway.apps.access import AccessInterceptor, Authenticator
+from gateway.apps.catalog import AppCatalog
+from gateway.apps.chat import ChatEngine
+from gateway.apps.config import AppsConfig
+from gateway.apps.limits import Limiter, MemoryLimiter, RedisLimiter
+from gateway.apps.retrieval import NoRetrieval, Retriever
+from gateway.apps.service import AppService
+from gateway.apps.store import Store
+from gateway.apps.usage import UsageRecorder
+from router.router import Router
+
+
+def store_url(config: AppsConfig, data_dir: Path) -> str:
+    if config.store.url:
+        return config.store.url
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return f"sqlite+aiosqlite:///{data_dir / 'infergate.db'}"
+
+
+async def open_store(config: AppsConfig, data_dir: Path) -> Store:
+    return await Store.open(store_url(config, data_dir), schema=config.store.pg_schema)
+
+
+@dataclass
+class AppLayer:
+    store: Store
+    service: AppService
+    chat: ChatEngine
+    limiter: Limiter | None = None
+    recorder: UsageRecorder | None = None
+    interceptors: list[grpc.aio.ServerInterceptor] = field(default_factory=list)
+    # The bootstrap admin key, when this start created it (printed once; kept
+    # for the embedding process, e.g. a test, never logged).
+    admin_secret: str | None = None
+
+    @classmethod
+    async def open(
+        cls,
+        config: AppsConfig,
+        data_dir: Path,
+        router: Callable[[], Router],
+        retriever: Retriever | None = None,
+    ) -> AppLayer:
+        """Open (and migrate) the store and build the App layer. With auth on, a
+        store that never had a key gets an admin key, printed to stdout once."""
+        store = await open_store(config, data_dir)
+        catalog = AppCatalog(store, lambda: router().models.keys(), wire.check_params)
+        chat = ChatEngine(store, router, retriever or NoRetrieval(), wire.params)
+        layer = cls(store, AppService(store, catalog, chat), chat)
+        if config.usage.enabled:
+            layer.recorder = UsageRecorder(
+                store, batch_size=config.usage.batch_size, interval_s=config.usage.flush_interval_s
+            )
+            layer.recorder.start()
+        authenticator = None
+        if config.auth.enabled:
+            authenticator = Authenticator(store, config.auth.cache_ttl_s)
+            limits = config.limits
+            layer.limiter = (
+                RedisLimiter(limits.redis_url, limits.key_prefix)
+                if limits.backend == "redis"
+                else MemoryLimiter()
+            )
+            layer.admin_secret = await store.bootstrap_admin(config.auth.bootstrap_tenant)
+            if layer.admin_secret:
+                print(_banner(config.auth.bootstrap_tenant, layer.admin_secret), flush=True)
+        if authenticator is not None or layer.recorder is not None:
+            layer.interceptors.append(
+                AccessInterceptor(
+                    authenticator=authenticator,
+                    limiter=layer.limiter,
+                    recorder=layer.recorder,
+                    output_estimate=config.limits.output_estimate_tokens,
+                )
+            )
+        return layer
+
+    async def aclose(self) -> None:
+        """Write the queued usage, then close the limiter and the store."""
+        if self.recorder is not None:
+            await self.recorder.aclose()
+        if self.limiter is not None:
+            await self.limiter.aclose()
+        await self.store.aclose()
+
+
+def _banner(tenant: str, secret: str) -> str:
+    return (
+        f"infergate: created the first admin key (tenant {tenant!r}). It is shown once and "
+        f"stored only as a hash:\n\n    {secret}\n\n"
+        "Send it as `authorization: Bearer <key>`; e.g. export INFERGATE_API_KEY=<key>."
+    )

@@ -1,0 +1,272 @@
+"""The App gRPC service: decode -> App layer core -> encode, nothing else.
+
+Apps, conversations and usage are the caller's tenant's (`identity.current()`);
+tenants, keys and the audit log are the gateway's (role admin).
+
+Idempotency: a repeated Create* answers ALREADY_EXISTS (nothing changes),
+RevokeApiKey on a revoked key succeeds without a new audit event, Delete of a
+missing app answers NOT_FOUND. Chat and Completion pass the caller's deadline
+to the Router; a cancelled or failed chat stores no turn.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf import empty_pb2
+
+from gateway import identity
+from gateway.apps import wire
+from gateway.apps.catalog import AppCatalog, actor, check_id
+from gateway.apps.chat import ChatEngine, Cited, Delta, Done
+from gateway.apps.errors import AppError, InvalidArgument
+from gateway.apps.model import Tenant, UsageQuery
+from gateway.apps.roles import parse_role
+from gateway.apps.store import Store, now_ms
+from gateway.errors import abort
+from gateway.identity import Role
+from gateway.pb import app_pb2 as pb
+from gateway.pb import app_pb2_grpc
+from gateway.pb import router_pb2 as rpb
+from router.errors import RouterError
+
+R = TypeVar("R")
+_PAGE, _MAX_PAGE = 50, 1000
+Handler = Callable[[Any, Any, grpc.aio.ServicerContext], Awaitable[R]]
+
+
+def _translated(method: Handler[R]) -> Handler[R]:
+    """Domain errors -> the status table, once."""
+
+    @functools.wraps(method)
+    async def run(self: Any, request: Any, context: grpc.aio.ServicerContext) -> R:
+        try:
+            return await method(self, request, context)
+        except (AppError, RouterError) as exc:
+            await abort(context, exc)
+
+    return run
+
+
+def _page(size: int) -> int:
+    if size < 0:
+        raise InvalidArgument("page_size", f"must be >= 0, got {size}")
+    return min(size or _PAGE, _MAX_PAGE)
+
+
+def _limit(value: int, field: str) -> int:
+    if value < 0:
+        raise InvalidArgument(field, f"must be >= 0 (0: unlimited), got {value}")
+    return value
+
+
+def _deadline(context: grpc.aio.ServicerContext) -> float | None:
+    remaining = context.time_remaining()
+    return None if remaining is None else time.monotonic() + remaining
+
+
+class AppService(app_pb2_grpc.AppServicer):
+    def __init__(self, store: Store, catalog: AppCatalog, chat: ChatEngine) -> None:
+        self._store = store
+        self._catalog = catalog
+        self._chat = chat
+
+    # --- apps -------------------------------------------------------------------------
+
+    @_translated
+    async def CreateApp(self, request: pb.CreateAppRequest, context: Any) -> pb.AppSpec:
+        app_id = check_id(request.app_id, "app_id")
+        app = wire.app_from_pb(request.app, identity.current().tenant, app_id)
+        return wire.app_to_pb(await self._catalog.create(app))
+
+    @_translated
+    async def GetApp(self, request: pb.GetAppRequest, context: Any) -> pb.AppSpec:
+        app_id = wire.name_id(request.name, "apps", "name")
+        return wire.app_to_pb(await self._catalog.get(app_id))
+
+    @_translated
+    async def ListApps(self, request: pb.ListAppsRequest, context: Any) -> pb.ListAppsResponse:
+        limit = _page(request.page_size)
+        apps = await self._catalog.list(limit + 1, request.page_token)
+        more = len(apps) > limit
+        apps = apps[:limit]
+        return pb.ListAppsResponse(
+            apps=[wire.app_to_pb(a) for a in apps], next_page_token=apps[-1].id if more else ""
+        )
+
+    @_translated
+    async def UpdateApp(self, request: pb.UpdateAppRequest, context: Any) -> pb.AppSpec:
+        app_id = wire.name_id(request.app.name, "apps", "app.name")
+        merged = pb.AppSpec()
+        if request.update_mask:
+            merged.CopyFrom(wire.app_to_pb(await self._catalog.get(app_id)))
+            for path in request.update_mask:
+                if path not in ("display_name", "model", "prompt_template", "retrieval", "params"):
+                    raise InvalidArgument("update_mask", f"cannot update {path!r}")
+                merged.ClearField(path)
+                _copy_field(request.app, merged, path)
+        else:
+            merged.CopyFrom(request.app)
+        app = wire.app_from_pb(merged, identity.current().tenant, app_id)
+        return wire.app_to_pb(await self._catalog.update(app))
+
+    @_translated
+    async def DeleteApp(self, request: pb.DeleteAppRequest, context: Any) -> empty_pb2.Empty:
+        await self._catalog.delete(wire.name_id(request.name, "apps", "name"))
+        return empty_pb2.Empty()
+
+    async def Chat(
+        self, request: pb.ChatRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.ChatEvent]:
+        try:
+            app_id = wire.name_id(request.app, "apps", "app")
+            inputs = wire.inputs(request.inputs)
+            conversation, app, history = await self._chat.start(
+                app_id, request.conversation_id, request.query, inputs
+            )
+            events = self._chat.chat(
+                app, conversation, history, request.query, inputs, _deadline(context)
+            )
+            async with contextlib.aclosing(events) as stream:
+                async for event in stream:
+                    msg = pb.ChatEvent(conversation_id=conversation)
+                    if isinstance(event, Cited):
+                        msg.citation.CopyFrom(wire.citation(event.passage))
+                    elif isinstance(event, Delta):
+                        msg.delta = event.text
+                    elif isinstance(event, Done):
+                        msg.done.finish_reason = event.finish_reason
+                        msg.done.usage.CopyFrom(_usage(event.usage))
+                    yield msg
+        except (AppError, RouterError) as exc:
+            await abort(context, exc)
+
+    @_translated
+    async def Completion(self, request: pb.ChatRequest, context: Any) -> pb.CompletionResponse:
+        app_id = wire.name_id(request.app, "apps", "app")
+        inputs = wire.inputs(request.inputs)
+        conversation, app, history = await self._chat.start(
+            app_id, request.conversation_id, request.query, inputs
+        )
+        reply = pb.CompletionResponse(conversation_id=conversation)
+        text: list[str] = []
+        events = self._chat.chat(
+            app, conversation, history, request.query, inputs, _deadline(context)
+        )
+        async with contextlib.aclosing(events) as stream:
+            async for event in stream:
+                if isinstance(event, Cited):
+                    reply.citations.append(wire.citation(event.passage))
+                elif isinstance(event, Delta):
+                    text.append(event.text)
+                elif isinstance(event, Done):
+                    reply.finish_reason = event.finish_reason
+                    reply.usage.CopyFrom(_usage(event.usage))
+        reply.text = "".join(text)
+        return reply
+
+    # --- administration ---------------------------------------------------------------
+
+    @_translated
+    async def CreateTenant(self, request: pb.CreateTenantRequest, context: Any) -> pb.Tenant:
+        t = request.tenant
+        tenant = Tenant(
+            check_id(request.tenant_id, "tenant_id"),
+            t.display_name or request.tenant_id,
+            _limit(t.requests_per_minute, "tenant.requests_per_minute"),
+            _limit(t.tokens_per_minute, "tenant.tokens_per_minute"),
+        )
+        return wire.tenant_to_pb(await self._store.create_tenant(tenant, actor()))
+
+    @_translated
+    async def ListTenants(
+        self, request: pb.ListTenantsRequest, context: Any
+    ) -> pb.ListTenantsResponse:
+        limit = _page(request.page_size)
+        tenants = await self._store.list_tenants(limit + 1, request.page_token)
+        more = len(tenants) > limit
+        tenants = tenants[:limit]
+        return pb.ListTenantsResponse(
+            tenants=[wire.tenant_to_pb(t) for t in tenants],
+            next_page_token=tenants[-1].id if more else "",
+        )
+
+    @_translated
+    async def CreateApiKey(self, request: pb.CreateApiKeyRequest, context: Any) -> pb.CreatedApiKey:
+        tenant = wire.name_id(request.tenant, "tenants", "tenant")
+        key, secret = await self._store.create_key(
+            tenant,
+            parse_role(request.role),
+            actor(),
+            rpm=_limit(request.requests_per_minute, "requests_per_minute"),
+            tpm=_limit(request.tokens_per_minute, "tokens_per_minute"),
+        )
+        return pb.CreatedApiKey(key=wire.key_to_pb(key), secret=secret)
+
+    @_translated
+    async def ListApiKeys(
+        self, request: pb.ListApiKeysRequest, context: Any
+    ) -> pb.ListApiKeysResponse:
+        tenant = wire.name_id(request.tenant, "tenants", "tenant")
+        keys = await self._store.list_keys(tenant)
+        return pb.ListApiKeysResponse(keys=[wire.key_to_pb(k) for k in keys])
+
+    @_translated
+    async def RevokeApiKey(self, request: pb.RevokeApiKeyRequest, context: Any) -> empty_pb2.Empty:
+        tenant, key_id = wire.key_name(request.name)
+        await self._store.revoke_key(tenant, key_id, actor())
+        return empty_pb2.Empty()
+
+    @_translated
+    async def QueryUsage(
+        self, request: pb.QueryUsageRequest, context: Any
+    ) -> pb.QueryUsageResponse:
+        principal = identity.current()
+        end = request.end_time.ToMilliseconds() if request.HasField("end_time") else now_ms() + 1
+        start = request.start_time.ToMilliseconds() if request.HasField("start_time") else 0
+        query = UsageQuery(
+            start,
+            end,
+            tuple(request.group_by),
+            request.bucket_seconds,
+            # Admins see every tenant; everyone else only their own.
+            None if principal.role >= Role.ADMIN else principal.tenant,
+        )
+        rows = await self._store.query_usage(query)
+        return pb.QueryUsageResponse(rows=[wire.usage_row_to_pb(r) for r in rows])
+
+    @_translated
+    async def ListAuditEvents(
+        self, request: pb.ListAuditEventsRequest, context: Any
+    ) -> pb.ListAuditEventsResponse:
+        limit = _page(request.page_size)
+        try:
+            after = int(request.page_token or 0)
+        except ValueError:
+            raise InvalidArgument("page_token", "not a token this service issued") from None
+        events = await self._store.list_audit(after, limit + 1, request.resource)
+        more = len(events) > limit
+        events = events[:limit]
+        return pb.ListAuditEventsResponse(
+            events=[wire.event_to_pb(e) for e in events],
+            next_page_token=str(events[-1].seq) if more else "",
+        )
+
+
+def _copy_field(src: pb.AppSpec, dst: pb.AppSpec, path: str) -> None:
+    if path in ("retrieval", "params"):
+        if src.HasField(path):
+            getattr(dst, path).CopyFrom(getattr(src, path))
+    else:
+        setattr(dst, path, getattr(src, path))
+
+
+def _usage(u: Any) -> rpb.Usage:
+    return rpb.Usage(
+        input_tokens=u.input_tokens, output_tokens=u.output_tokens, total_tokens=u.total_tokens
+    )

@@ -1,0 +1,120 @@
+# ruff: noqa: F811
+"""The audit log: every admin action recorded, the hash chain verifies, and
+any modified, removed or reordered record is detected (store API and CLI)."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+import yaml
+from sqlalchemy import update
+
+from gateway.apps.audit import verify
+from gateway.apps.model import App, Tenant
+from gateway.apps.store import Store
+from gateway.apps.tables import audit
+from gateway.cli import main
+from gateway.identity import Role
+
+# The store fixtures (SQLite and PostgreSQL) are test_store's; tests take them by name.
+from tests.test_store import pg_schema, store, store_url  # noqa: F401
+
+
+async def admin_actions(store: Store) -> str:
+    await store.create_tenant(Tenant("acme", "Acme"), "tenants/default/keys/k1")
+    key, _ = await store.create_key("acme", Role.USER, "tenants/default/keys/k1", rpm=10)
+    await store.create_app(App("acme", "helpdesk", "chat"), "tenants/acme/keys/k2")
+    await store.update_app(App("acme", "helpdesk", "chat", "Help"), "tenants/acme/keys/k2")
+    await store.revoke_key("acme", key.id, "tenants/default/keys/k1")
+    await store.delete_app("acme", "helpdesk", "tenants/acme/keys/k2")
+    return key.id
+
+
+async def events(store: Store) -> list:  # type: ignore[type-arg]
+    return [e async for e in store.audit_events(batch=2)]
+
+
+async def test_every_admin_action_is_recorded_with_before_and_after(store: Store) -> None:
+    key_id = await admin_actions(store)
+    log = await events(store)
+    assert [(e.seq, e.action, e.resource) for e in log] == [
+        (1, "CreateTenant", "tenants/acme"),
+        (2, "CreateApiKey", f"tenants/acme/keys/{key_id}"),
+        (3, "CreateApp", "tenants/acme/apps/helpdesk"),
+        (4, "UpdateApp", "tenants/acme/apps/helpdesk"),
+        (5, "RevokeApiKey", f"tenants/acme/keys/{key_id}"),
+        (6, "DeleteApp", "tenants/acme/apps/helpdesk"),
+    ]
+    assert log[0].actor == "tenants/default/keys/k1" and log[0].before is None
+    assert log[3].before is not None and log[3].after is not None
+    assert (log[3].before["display_name"], log[3].after["display_name"]) == ("", "Help")
+    assert log[4].before["revoked_ms"] is None and log[4].after["revoked_ms"] > 0  # type: ignore[index]
+    assert log[5].after is None
+    assert all("hash" not in (e.after or {}) for e in log)  # key hashes stay out of the log
+    assert [e.prev_hash for e in log[1:]] == [e.hash for e in log[:-1]]
+    assert verify(log).ok and verify(log).events == 6
+    assert [e.seq for e in await store.list_audit(0, 10, "tenants/acme/apps/helpdesk")] == [3, 4, 6]
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        {"after": '{"id":"acme","display_name":"Evil"}'},
+        {"actor": "someone else"},
+        {"ts_ms": 1},
+    ],
+)
+async def test_a_modified_record_is_detected(store: Store, tamper: dict[str, object]) -> None:
+    await admin_actions(store)
+    async with store.engine.begin() as conn:
+        await conn.execute(update(audit).where(audit.c.seq == 3).values(**tamper))
+    verdict = verify(await events(store))
+    assert not verdict.ok and verdict.bad_seq == 3
+    assert "hash" in verdict.reason
+
+
+async def test_a_removed_or_reordered_record_is_detected(store: Store) -> None:
+    await admin_actions(store)
+    log = await events(store)
+    assert verify(log[:2] + log[3:]).bad_seq == 4
+    assert not verify([log[1], log[0], *log[2:]]).ok
+
+
+async def test_concurrent_writers_keep_one_chain(store: Store, store_url: tuple[str, str]) -> None:
+    other = await Store.open(store_url[0], schema=store_url[1])  # another process's store
+    try:
+        await asyncio.gather(
+            *(s.create_tenant(Tenant(f"t{i}-{n}"), "w") for n, s in enumerate((store, other))
+              for i in range(5))
+        )  # fmt: skip
+    finally:
+        await other.aclose()
+    log = await events(store)
+    assert len(log) == 10 and verify(log).ok
+
+
+def test_cli_verify_passes_then_names_the_tampered_record(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "gateway.yaml"
+    config.write_text(yaml.safe_dump({
+        "data_dir": str(tmp_path / "data"),
+        "models": {"chat": {"deployments": [{"name": "a", "provider": "mock", "model": "echo"}]}},
+    }))  # fmt: skip
+    assert (
+        main(["keys", "create", "--tenant", "acme", "--role", "user", "--config", str(config)]) == 0
+    )
+    assert (
+        main(["keys", "create", "--tenant", "acme", "--role", "admin", "--config", str(config)])
+        == 0
+    )
+    capsys.readouterr()
+    assert main(["audit", "verify", "--config", str(config)]) == 0
+    assert "3 events, chain intact" in capsys.readouterr().out
+    with sqlite3.connect(tmp_path / "data" / "infergate.db") as db:
+        db.execute("UPDATE audit SET after = replace(after, 'user', 'admin') WHERE seq = 2")
+    assert main(["audit", "verify", "--config", str(config)]) == 1
+    assert "BROKEN at sequence 2" in capsys.readouterr().err
