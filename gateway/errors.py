@@ -6,6 +6,16 @@ from typing import NoReturn
 
 import grpc
 
+from gateway.apps.errors import (
+    AlreadyExists,
+    AppError,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    QuotaExceeded,
+    Unauthenticated,
+)
+from indexer import errors as dataset
 from router.errors import (
     AllProvidersFailed,
     ErrorKind,
@@ -29,7 +39,30 @@ _KIND_CODES = {
 }
 
 
-def status_code(error: RouterError) -> grpc.StatusCode:
+_APP_CODES: dict[type[AppError], grpc.StatusCode] = {
+    NotFound: grpc.StatusCode.NOT_FOUND,
+    AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
+    InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+    Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
+    QuotaExceeded: grpc.StatusCode.RESOURCE_EXHAUSTED,
+}
+
+
+_DATASET_CODES: dict[type[dataset.DatasetError], grpc.StatusCode] = {
+    dataset.InvalidInput: grpc.StatusCode.INVALID_ARGUMENT,
+    dataset.UnreadableFile: grpc.StatusCode.INVALID_ARGUMENT,
+    dataset.NotFound: grpc.StatusCode.NOT_FOUND,
+    dataset.AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
+    dataset.NotReady: grpc.StatusCode.FAILED_PRECONDITION,
+}
+
+
+def status_code(error: RouterError | AppError | dataset.DatasetError) -> grpc.StatusCode:
+    if isinstance(error, dataset.DatasetError):
+        return _DATASET_CODES.get(type(error), grpc.StatusCode.INTERNAL)
+    if isinstance(error, AppError):
+        return _APP_CODES.get(type(error), grpc.StatusCode.INTERNAL)
     if isinstance(error, InvalidRequest):
         return grpc.StatusCode.INVALID_ARGUMENT
     if isinstance(error, ModelNotFound):
@@ -39,9 +72,11 @@ def status_code(error: RouterError) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
-async def abort(context: grpc.aio.ServicerContext, error: RouterError) -> NoReturn:
-    """End the call with the error's status; an upstream's Retry-After travels
-    as `retry-after` trailing metadata (seconds)."""
+async def abort(
+    context: grpc.aio.ServicerContext, error: RouterError | AppError | dataset.DatasetError
+) -> NoReturn:
+    """End the call with the error's status; an upstream's Retry-After (or a
+    spent rate limit's wait) travels as `retry-after` trailing metadata (seconds)."""
     retry_after = getattr(error, "retry_after", None)
     trailers = (("retry-after", f"{retry_after:g}"),) if retry_after else ()
     await context.abort(status_code(error), str(error), trailers)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import enum
 from collections.abc import Iterator
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 
 
@@ -40,6 +40,16 @@ _current: ContextVar[Principal] = ContextVar("infergate_principal", default=ANON
 def current() -> Principal:
     """The principal of the RPC running in this task."""
     return _current.get()
+
+
+def bind(principal: Principal) -> Token[Principal]:
+    """Like `bound`, without a context manager's cost, for the per-call hot path:
+    pair every bind with `unbind(token)` in the same context."""
+    return _current.set(principal)
+
+
+def unbind(token: Token[Principal]) -> None:
+    _current.reset(token)
 
 
 @contextlib.contextmanager

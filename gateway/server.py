@@ -25,7 +25,12 @@ from grpc_reflection.v1alpha import reflection
 
 from adapters import build_provider
 from adapters.redis_cache import build_cache
+from gateway.apps.dataset_retriever import DatasetRetriever
+from gateway.apps.runtime import AppLayer
 from gateway.config import GatewayConfig, ServerConfig
+from gateway.dataset_embedder import build_datasets
+from gateway.dataset_service import DatasetService
+from gateway.dataset_tasks import ingest_task_type
 from gateway.metrics import MetricsInterceptor
 from gateway.pb import (
     app_pb2,
@@ -38,7 +43,9 @@ from gateway.pb import (
     tasks_pb2_grpc,
 )
 from gateway.reload import Reloader
+from gateway.rest.service import RestService
 from gateway.router_service import RouterService
+from gateway.tasks.runtime import TaskRuntime
 from router.cache import ResponseCache
 from router.router import ProviderFactory, Router
 
@@ -59,27 +66,6 @@ ADD_TO_SERVER = {
     "App": app_pb2_grpc.add_AppServicer_to_server,
     "Tasks": tasks_pb2_grpc.add_TasksServicer_to_server,
 }
-_NOT_YET = {"Dataset": 5, "App": 8, "Tasks": 6}  # service -> the issue that builds it
-
-
-class NotImplementedService:
-    """Answers every method of a service with UNIMPLEMENTED and a message saying why."""
-
-    def __init__(self, service: str, issue: int) -> None:
-        self._service = service
-        self._issue = issue
-
-    def __getattr__(self, method: str) -> Any:
-        message = (
-            f"{SERVICE_NAMES[self._service]}.{method} is not implemented yet "
-            f"in this gateway (tracked as issue #{self._issue})"
-        )
-
-        async def unimplemented(request: Any, context: grpc.aio.ServicerContext) -> None:
-            await context.abort(grpc.StatusCode.UNIMPLEMENTED, message)
-
-        return unimplemented
-
 
 _FINAL_STATUSES = (
     health_pb2.HealthCheckResponse.NOT_SERVING,
@@ -170,6 +156,14 @@ class Gateway:
     interceptors: list[grpc.aio.ServerInterceptor] = field(default_factory=list)
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     reloader: Reloader | None = None
+    rest: RestService | None = None  # the REST shim, on this event loop
+    apps: AppLayer | None = None  # the App layer: its store, limiter and usage writer
+    task_runtime: TaskRuntime | None = None  # the task queue, and its in-process workers
+
+    @property
+    def http_port(self) -> int:
+        """The REST shim's bound port (0: REST is off)."""
+        return self.rest.port if self.rest is not None else 0
 
     @property
     def address(self) -> str:
@@ -198,14 +192,21 @@ class Gateway:
         reloads it (see gateway/reload.py)."""
         cache = build_cache(config.cache) if config.cache.enabled else None
         service = RouterService(Router(config, factory, cache=cache, clock=clock))
-        interceptors: list[grpc.aio.ServerInterceptor] = [MetricsInterceptor()]
+        apps = await AppLayer.open(config.apps, config.data_dir, lambda: service.router)
+        # Access (auth -> role -> limits -> usage) inside metrics, so refusals are counted.
+        interceptors: list[grpc.aio.ServerInterceptor] = [MetricsInterceptor(), *apps.interceptors]
         server = grpc.aio.server(
             interceptors=interceptors,
             options=server_options(config.server, reuse_port=reuse_port),
         )
         servicers: dict[str, Any] = {"Router": service}
-        for name, issue in _NOT_YET.items():
-            servicers[name] = NotImplementedService(name, issue)
+        servicers["App"] = apps.service
+        task_runtime = TaskRuntime(config.tasks, config.data_dir, lambda: service.router)
+        servicers["Tasks"] = task_runtime.service
+        datasets = build_datasets(config.dataset, config.data_dir, lambda: service.router)
+        servicers["Dataset"] = DatasetService(datasets, config.data_dir / "uploads")
+        task_runtime.types.add(ingest_task_type(datasets))  # `dataset.ingest` tasks
+        apps.chat.retriever = DatasetRetriever(datasets)  # apps retrieve as their tenant
         for name, servicer in servicers.items():
             ADD_TO_SERVER[name](servicer, server)
         health = Health()
@@ -216,15 +217,29 @@ class Gateway:
         port = server.add_insecure_port(f"{config.server.host}:{config.server.port}")
         await server.start()
         serving = health_pb2.HealthCheckResponse.SERVING
-        not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
-        await health.set("", serving)
-        for name, full_name in SERVICE_NAMES.items():
-            await health.set(full_name, not_serving if name in _NOT_YET else serving)
+        for full_name in ("", *SERVICE_NAMES.values()):
+            await health.set(full_name, serving)
         gateway = cls(
             config, server, health, service, factory, cache, port, servicers, interceptors
         )
+        gateway.apps = apps
+        gateway.task_runtime = task_runtime
+        if config.rest.enabled:
+            served = [(s, ADD_TO_SERVER[name]) for name, s in servicers.items()]
+            served.append((health, health_pb2_grpc.add_HealthServicer_to_server))
+            try:
+                gateway.rest = await RestService.start(
+                    config.rest, served, interceptors, config.server.grace_period_s,
+                    reuse_port=reuse_port,
+                )  # fmt: skip
+            except BaseException:
+                await server.stop(None)
+                await gateway.close()
+                raise
         if config.routing.probe_interval_s:
             gateway.spawn(gateway._probe_forever())
+        if config.dataset.snapshot_interval_s:
+            gateway.spawn(gateway._snapshot_forever())
         if config_path is not None:
             reloader = gateway.reloader = Reloader(gateway, config_path)
             gateway.spawn(reloader.watch())
@@ -246,6 +261,16 @@ class Gateway:
             await self.router.probe(routing.probe_timeout_s)
             await asyncio.sleep(routing.probe_interval_s)
 
+    async def _snapshot_forever(self) -> None:
+        """Save changed dataset indexes now and then, so a restart loads fast
+        (the SQLite store is the truth either way)."""
+        while True:
+            await asyncio.sleep(self.config.dataset.snapshot_interval_s)
+            try:
+                await self.servicers["Dataset"].datasets.flush()
+            except Exception:  # e.g. a full disk: keep serving, try again next time
+                log.exception("saving the dataset indexes failed")
+
     async def shutdown(self) -> None:
         """Drain and stop; returns once in-flight RPCs finished or the grace ran out."""
         cfg = self.config.server
@@ -253,18 +278,28 @@ class Gateway:
         if cfg.drain_delay_s:
             await asyncio.sleep(cfg.drain_delay_s)
         await self.health.end_watches()
-        await self.server.stop(cfg.grace_period_s)
+        # REST calls in flight share the same grace period as gRPC ones.
+        rest_stopped = self.rest.stop() if self.rest is not None else asyncio.sleep(0)
+        await asyncio.gather(rest_stopped, self.server.stop(cfg.grace_period_s))
         await self.close()
 
     async def close(self) -> None:
-        """Stop the background tasks and close the providers and the cache."""
+        """Stop the REST shim and the background tasks; close the providers and the cache."""
+        if self.rest is not None:
+            await self.rest.stop()
         tasks = list(self.tasks)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self.task_runtime is not None:  # its workers use the router: stop them first
+            await self.task_runtime.aclose(self.config.server.grace_period_s)
         await self.router.aclose()
         if self.cache is not None:
             await self.cache.aclose()
+        if self.apps is not None:
+            await self.apps.aclose()
+        if isinstance(dataset := self.servicers.get("Dataset"), DatasetService):
+            await dataset.datasets.aclose()  # snapshots the changed indexes
 
 
 async def serve(
@@ -273,6 +308,8 @@ async def serve(
     """Run until SIGTERM or SIGINT, then shut down gracefully."""
     gateway = await Gateway.start(config, reuse_port=reuse_port, config_path=config_path)
     log.info("serving gRPC on %s", gateway.address)
+    if gateway.rest is not None:
+        log.info("serving HTTP on %s:%d", config.rest.host, gateway.http_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

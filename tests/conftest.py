@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -43,6 +44,13 @@ def make_config(
     return parse_config(
         {
             "routing": {"probe_interval_s": 0},
+            "rest": {"port": 0},  # the REST shim on an ephemeral port (Gateway.http_port)
+            # App layer: auth and usage off, an in-memory store (tests turn them on via `top`).
+            "apps": {
+                "auth": {"enabled": False},
+                "usage": {"enabled": False},
+                "store": {"url": "sqlite+aiosqlite://"},
+            },
             **(top or {}),
             "server": {"port": 0, "metrics_port": 0, "grace_period_s": 1, **server},
             "models": models or MODELS,
@@ -99,3 +107,12 @@ async def channel(gateway: Gateway) -> AsyncIterator[grpc.aio.Channel]:
 @pytest.fixture
 def stub(channel: grpc.aio.Channel) -> router_pb2_grpc.RouterStub:
     return router_pb2_grpc.RouterStub(channel)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The directory of the tiny test embedding model (indexer.testmodel: hidden
+    size 64, max_tokens 64), built once per session; pass it to OnnxEmbedder."""
+    from indexer.testmodel import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))

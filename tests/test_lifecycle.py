@@ -24,6 +24,9 @@ from tests.conftest import chat
 
 CONFIG = """
 server: {{drain_delay_s: {drain}, grace_period_s: {grace}}}
+rest: {{port: 0}}
+data_dir: {data_dir}
+apps: {{auth: {{enabled: false}}, usage: {{enabled: false}}, store: {{url: "sqlite+aiosqlite://"}}}}
 models:
   paced:
     deployments:
@@ -44,7 +47,7 @@ def free_port() -> int:
 class Served:
     def __init__(self, tmp: Path, *args: str, drain: float = 0.5, grace: float = 5) -> None:
         config = tmp / "config.yaml"
-        config.write_text(CONFIG.format(drain=drain, grace=grace))
+        config.write_text(CONFIG.format(drain=drain, grace=grace, data_dir=tmp / "data"))
         self.tmp = tmp
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config), *args],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import sys
 from pathlib import Path
@@ -24,16 +25,21 @@ def test_first_lines_are_the_run_and_test_commands() -> None:
     assert "make test" in (ROOT / ".ci" / "run").read_text().splitlines()[-1]
 
 
-async def test_example_client_streams_from_the_embedded_defaults() -> None:
+async def test_example_client_streams_from_the_embedded_defaults(tmp_path: Path) -> None:
     config = load_config(DEFAULTS)
     server = config.server.model_copy(update={"port": 0, "metrics_port": 0})
-    gateway = await Gateway.start(config.model_copy(update={"server": server}))
+    # A fresh data dir: its first start creates the admin key the example reads from the env.
+    rest = config.rest.model_copy(update={"port": 0})
+    config = config.model_copy(update={"server": server, "rest": rest, "data_dir": tmp_path})
+    gateway = await Gateway.start(config)
+    assert gateway.apps is not None and gateway.apps.admin_secret
+    env = {**os.environ, "INFERGATE_API_KEY": gateway.apps.admin_secret}
     try:
         code = re.search(r"```python\n(.*?)```", README, re.S)
         assert code is not None
         script = code.group(1).replace("127.0.0.1:50051", gateway.address)
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", script, cwd=ROOT,
+            sys.executable, "-c", script, cwd=ROOT, env=env,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
         out, err = await asyncio.wait_for(proc.communicate(), 30)
