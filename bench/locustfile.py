@@ -17,6 +17,7 @@ import grpc.experimental.gevent as grpc_gevent
 
 grpc_gevent.init_gevent()  # before any channel: makes blocking gRPC calls cooperative
 
+import os  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
@@ -60,6 +61,9 @@ class GatewayUser(User):
         self.request = pb.GenerateRequest(
             model=options.model, messages=[pb.Message(role="user", content=options.prompt)]
         )
+        # The gateway's API key (auth is on in the embedded defaults).
+        key = os.environ.get("INFERGATE_API_KEY")
+        self.metadata = (("authorization", f"Bearer {key}"),) if key else None
 
     def on_stop(self) -> None:
         self.channel.close()
@@ -81,7 +85,7 @@ class GatewayUser(User):
     def generate(self) -> None:
         started = time.perf_counter_ns()
         try:
-            reply = self.stub.Generate(self.request, timeout=60)
+            reply = self.stub.Generate(self.request, timeout=60, metadata=self.metadata)
         except grpc.RpcError as exc:
             self._record("Generate", started, 0, exc)
             return
@@ -93,7 +97,7 @@ class GatewayUser(User):
         first_token_us = 0
         tokens = 0
         try:
-            for chunk in self.stub.GenerateStream(self.request, timeout=60):
+            for chunk in self.stub.GenerateStream(self.request, timeout=60, metadata=self.metadata):
                 if not first_token_us and chunk.delta:
                     first_token_us = max((time.perf_counter_ns() - started) // 1000, 1)
                 tokens += bool(chunk.delta)

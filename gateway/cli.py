@@ -102,8 +102,14 @@ def _supervise(config: GatewayConfig, workers: int, path: Path | None) -> int:
             if proc.pid is not None and proc.exitcode is None:
                 os.kill(proc.pid, signal.SIGTERM)
 
+    def reload_all(signum: int, frame: object) -> None:
+        for proc in procs:
+            if proc.pid is not None and proc.exitcode is None:
+                os.kill(proc.pid, signal.SIGHUP)
+
     signal.signal(signal.SIGTERM, stop_all)
     signal.signal(signal.SIGINT, stop_all)
+    signal.signal(signal.SIGHUP, reload_all)  # each worker reloads its config
     for proc in procs:
         proc.start()
     if config.server.metrics_port:

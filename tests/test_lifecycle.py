@@ -68,6 +68,18 @@ class Served:
         assert not count, "gateway did not start in time"
         return address
 
+    def wait_line(self, text: str, count: int = 1) -> bool:
+        """Read the log until `text` appeared on `count` lines (False: it ended first)."""
+        assert self.proc.stderr is not None
+        deadline = time.monotonic() + 20
+        while count and time.monotonic() < deadline:
+            line = self.proc.stderr.readline()
+            if not line:
+                return False
+            self.log.append(line)
+            count -= text in line
+        return not count
+
     def wait_exit(self, timeout: float = 20) -> int:
         code = self.proc.wait(timeout)
         assert self.proc.stderr is not None
@@ -169,6 +181,9 @@ async def test_workers_share_the_port_and_sum_their_metrics(
     text = await asyncio.to_thread(scrape, f"http://127.0.0.1:{metrics_port}/metrics")
     line = 'infergate_grpc_requests_total{code="OK",method="/infergate.v1.Router/Generate"}'
     assert f"{line} 20.0" in text
+    server.proc.send_signal(signal.SIGHUP)  # passed on: every worker reloads, none dies
+    assert server.wait_line("config reloaded", count=2)
+    assert server.proc.poll() is None
     server.proc.send_signal(signal.SIGTERM)
     assert server.wait_exit() == 0
     assert not leftovers(tmp_path), "metrics directory left behind"
