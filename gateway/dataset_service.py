@@ -6,32 +6,39 @@ the command that fetches it. Cancelling a call, or its deadline expiring,
 cancels its ingest or search; an ingest whose commit had begun still completes
 (see indexer.collection). UpsertDocuments and IngestFile are idempotent by
 document id; CreateCollection and DeleteCollection are not (ALREADY_EXISTS,
-NOT_FOUND the second time).
+NOT_FOUND the second time). With an audit log, each creation and deletion is
+recorded after it took effect, naming the caller; a failed audit write is
+logged and the change stands (the collection already exists or is gone).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import logging
 import os
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import grpc
 from google.protobuf import empty_pb2
 
 from gateway import dataset_convert as convert
+from gateway.apps.audit import AppendAudit
+from gateway.apps.catalog import actor
 from gateway.errors import abort
 from gateway.identity import current
 from gateway.pb import dataset_pb2 as pb
 from gateway.pb import dataset_pb2_grpc
 from indexer.datasets import Datasets
-from indexer.documents import DocumentInput
+from indexer.documents import CollectionInfo, DocumentInput
 from indexer.errors import DatasetError, InvalidInput
 from router.errors import RouterError
 
 _MAX_PAGE = 1000
+log = logging.getLogger("infergate.dataset")
 
 
 def _page_size(requested: int) -> int:
@@ -41,9 +48,22 @@ def _page_size(requested: int) -> int:
 
 
 class DatasetService(dataset_pb2_grpc.DatasetServicer):
-    def __init__(self, datasets: Datasets, uploads: Path) -> None:
+    def __init__(self, datasets: Datasets, uploads: Path, audit: AppendAudit | None = None) -> None:
         self.datasets = datasets
         self._uploads = uploads
+        self._audit = audit
+
+    async def _audited(
+        self, action: str, tenant: str, collection: str,
+        before: CollectionInfo | None, after: CollectionInfo | None,
+    ) -> None:  # fmt: skip
+        if self._audit is None:
+            return
+        resource = f"tenants/{tenant}/collections/{collection}"
+        try:
+            await self._audit(actor(), action, resource, _summary(before), _summary(after))
+        except Exception:  # the change stands; its record is what is missing
+            log.exception("could not write the audit event for %s %s", action, resource)
 
     async def CreateCollection(
         self, request: pb.CreateCollectionRequest, context: grpc.aio.ServicerContext
@@ -56,8 +76,9 @@ class DatasetService(dataset_pb2_grpc.DatasetServicer):
                     f"this gateway embeds with {self.datasets.embedding_model!r} "
                     f"(leave it empty), not {spec.embedding_model!r}",
                 )
+            tenant = current().tenant
             info = await self.datasets.create(
-                current().tenant,
+                tenant,
                 request.collection_id,
                 spec.display_name,
                 spec.chunk_tokens,
@@ -65,6 +86,7 @@ class DatasetService(dataset_pb2_grpc.DatasetServicer):
             )
         except (DatasetError, RouterError) as exc:
             await abort(context, exc)
+        await self._audited("CreateCollection", tenant, info.id, None, info)
         return convert.collection_to_pb(info)
 
     async def GetCollection(
@@ -95,9 +117,12 @@ class DatasetService(dataset_pb2_grpc.DatasetServicer):
     ) -> empty_pb2.Empty:
         try:
             name = convert.collection_id(request.name, "name")
-            await self.datasets.delete(current().tenant, name)
+            tenant = current().tenant
+            before = await self.datasets.get(tenant, name) if self._audit else None
+            await self.datasets.delete(tenant, name)
         except (DatasetError, RouterError) as exc:
             await abort(context, exc)
+        await self._audited("DeleteCollection", tenant, name, before, None)
         return empty_pb2.Empty()
 
     async def UpsertDocuments(
@@ -231,3 +256,8 @@ async def _receive(
     if header is None:
         raise InvalidInput("header", "the upload was empty")
     return collection, header
+
+
+def _summary(info: CollectionInfo | None) -> dict[str, Any] | None:
+    """What the audit log keeps of a collection: its settings and size."""
+    return None if info is None else dataclasses.asdict(info)

@@ -5,14 +5,18 @@ Calls already running finish on the snapshot they started with; providers the
 new snapshot dropped are closed once the old one is idle. An invalid file is
 rejected with a logged reason and a metric, and the old snapshot keeps serving.
 Server settings (ports, limits) need a restart: a change there is logged.
+With the App layer, every reload, applied or rejected, is an audit event
+(actor `system:<source>`; before/after name the model aliases and their
+deployments, never options or keys).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import watchfiles
 
@@ -20,7 +24,7 @@ from adapters.redis_cache import build_cache
 from gateway import metrics
 from gateway.config import load_config
 from router.cache import ResponseCache
-from router.config import CacheConfig, ConfigError
+from router.config import CacheConfig, ConfigError, RouterConfig
 from router.provider import Provider
 from router.router import Router
 
@@ -28,6 +32,7 @@ if TYPE_CHECKING:
     from gateway.server import Gateway
 
 log = logging.getLogger("infergate.reload")
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
 
 
 class Reloader:
@@ -38,10 +43,12 @@ class Reloader:
         self._lock = asyncio.Lock()
         self._retiring: set[asyncio.Task[None]] = set()
 
-    async def reload(self) -> bool:
-        """Load, validate and swap; False (old config kept) when the file is bad."""
+    async def reload(self, source: str = "file") -> bool:
+        """Load, validate and swap; False (old config kept) when the file is bad.
+        `source` (file, sighup) names the audit event's actor."""
         async with self._lock:
             gateway = self._gateway
+            summary = _summary(gateway.router.config)
             old, before = gateway.router, gateway.cache
             cache = before  # replaced only when the cache config changed
             try:
@@ -58,12 +65,15 @@ class Reloader:
                     await provider.aclose()
                 if cache is not None and cache is not before:
                     await cache.aclose()
+                rejected = {"path": str(self._path), "error": _redacted(exc)}
+                await self._audit(source, "RejectConfigReload", summary, rejected)
                 return False
             if config.server != gateway.config.server:
                 log.warning("config reload: server settings change only on restart")
             gateway.swap(new, cache)
             metrics.RELOADS.labels("ok").inc()
             log.info("config reloaded from %s: %d models", self._path, len(config.models))
+            await self._audit(source, "ReloadConfig", summary, _summary(config))
             stale_cache = None if cache is before else before
             task = asyncio.create_task(self._retire(old, new.retired, stale_cache))
             self._retiring.add(task)
@@ -74,7 +84,18 @@ class Reloader:
         """Reload whenever the file changes (editors that replace it included)."""
         async for changes in watchfiles.awatch(self._path.parent, debounce=200, recursive=False):
             if any(Path(p) == self._path for _, p in changes):
-                await self.reload()
+                await self.reload("file")
+
+    async def _audit(
+        self, source: str, action: str, before: dict[str, Any], after: dict[str, Any]
+    ) -> None:
+        apps = self._gateway.apps
+        if apps is None:
+            return
+        try:
+            await apps.store.append_audit(f"system:{source}", action, "config", before, after)
+        except Exception:  # the reload stands (or was refused) either way
+            log.exception("could not write the audit event for a config reload")
 
     async def _retire(
         self, old: Router, providers: list[Provider], cache: ResponseCache | None
@@ -89,6 +110,23 @@ class Reloader:
         if cache is not None:
             await old.flush()  # its pending writes first
             await cache.aclose()
+
+
+def _summary(config: RouterConfig) -> dict[str, Any]:
+    """What the audit log keeps of a config: aliases and deployment names only
+    (options may hold URLs with credentials)."""
+    return {
+        "models": {
+            alias: [d.name for d in model.deployments] for alias, model in config.models.items()
+        }
+    }
+
+
+def _redacted(exc: ConfigError) -> str:
+    """The error's first line (a YAML error goes on to quote the file) with
+    quoted values masked: a bad option is echoed, and it may be a URL with a
+    password in it."""
+    return _QUOTED.sub("'***'", str(exc).splitlines()[0])
 
 
 def _cache(config: CacheConfig) -> ResponseCache | None:

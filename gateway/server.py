@@ -46,6 +46,7 @@ from gateway.reload import Reloader
 from gateway.rest.service import RestService
 from gateway.router_service import RouterService
 from gateway.tasks.runtime import TaskRuntime
+from gateway.tasks.usage import usage_sink
 from router.cache import ResponseCache
 from router.router import ProviderFactory, Router
 
@@ -201,10 +202,14 @@ class Gateway:
         )
         servicers: dict[str, Any] = {"Router": service}
         servicers["App"] = apps.service
-        task_runtime = TaskRuntime(config.tasks, config.data_dir, lambda: service.router)
+        task_runtime = TaskRuntime(
+            config.tasks, config.data_dir, lambda: service.router, usage=usage_sink(apps.recorder)
+        )
         servicers["Tasks"] = task_runtime.service
         datasets = build_datasets(config.dataset, config.data_dir, lambda: service.router)
-        servicers["Dataset"] = DatasetService(datasets, config.data_dir / "uploads")
+        servicers["Dataset"] = DatasetService(
+            datasets, config.data_dir / "uploads", audit=apps.store.append_audit
+        )
         task_runtime.types.add(ingest_task_type(datasets))  # `dataset.ingest` tasks
         apps.chat.retriever = DatasetRetriever(datasets)  # apps retrieve as their tenant
         for name, servicer in servicers.items():
@@ -244,7 +249,7 @@ class Gateway:
             reloader = gateway.reloader = Reloader(gateway, config_path)
             gateway.spawn(reloader.watch())
             asyncio.get_running_loop().add_signal_handler(
-                signal.SIGHUP, lambda: gateway.spawn(reloader.reload())
+                signal.SIGHUP, lambda: gateway.spawn(reloader.reload("sighup"))
             )
         return gateway
 

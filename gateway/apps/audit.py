@@ -10,13 +10,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from gateway.apps.model import AuditEvent
 
 GENESIS = "0" * 64
+
+# Store.append_audit's shape (actor, action, resource, before, after): what
+# code outside the App layer is handed to record its changes.
+AppendAudit = Callable[
+    [str, str, str, dict[str, Any] | None, dict[str, Any] | None], Awaitable[None]
+]
 
 
 def canonical(value: Mapping[str, Any] | None) -> str:

@@ -432,6 +432,19 @@ class Store:
 
     # --- audit ------------------------------------------------------------------------
 
+    async def append_audit(
+        self, actor: str, action: str, resource: str,
+        before: dict[str, Any] | None, after: dict[str, Any] | None,
+    ) -> None:  # fmt: skip
+        """Append one event for a change made outside this store (a config
+        reload, a dataset collection), after that change took effect. Not
+        idempotent: each call is one more event. Cancelling it rolls it back."""
+
+        async def work(conn: AsyncConnection) -> None:
+            await self._audit(conn, actor, action, resource, before, after)
+
+        await self._write(work)
+
     async def list_audit(self, after_seq: int, limit: int, resource: str = "") -> list[AuditEvent]:
         query = select(audit).where(audit.c.seq > after_seq).order_by(audit.c.seq).limit(limit)
         if resource:

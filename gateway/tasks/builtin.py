@@ -1,14 +1,17 @@
 """The built-in task types: batch generation and batch embeddings through the
-Router, and `noop` (smoke tests, benchmarks)."""
+Router, and `noop` (smoke tests, benchmarks). Each Router call is reported to
+the worker's usage sink (`TaskContext.used`), failed ones included."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Mapping
 from typing import Any
 
+from gateway.errors import status_code
 from gateway.tasks.errors import InvalidTask, TaskFailed
-from gateway.tasks.handlers import TaskContext, TaskType, TaskTypes
+from gateway.tasks.handlers import ModelCall, TaskContext, TaskType, TaskTypes
 from router.errors import InvalidRequest, ModelNotFound, ProviderError, RouterError
 from router.types import Message, Params, Request
 
@@ -65,6 +68,14 @@ def _failed(exc: RouterError) -> TaskFailed:
     return TaskFailed(f"{type(exc).__name__}: {exc}", retryable=retryable)
 
 
+def _elapsed_ms(started: float) -> int:
+    return int((time.perf_counter() - started) * 1000)
+
+
+def _refused(ctx: TaskContext, model: str, started: float, exc: RouterError) -> None:
+    ctx.used(ModelCall(model, "", 0, 0, _elapsed_ms(started), status_code(exc).name))
+
+
 async def generate_batch(ctx: TaskContext, payload: Mapping[str, Any]) -> Mapping[str, Any]:
     """Every prompt through the Router (up to 8 at once); all or nothing."""
     max_tokens = payload.get("max_tokens")
@@ -85,8 +96,18 @@ async def generate_batch(ctx: TaskContext, payload: Mapping[str, Any]) -> Mappin
             request_id=f"task-{ctx.task.id}-{i}",
         )
         async with limit:
-            routed = await router.generate(request)
+            started = time.perf_counter()
+            try:
+                routed = await router.generate(request)
+            except RouterError as exc:
+                _refused(ctx, request.model, started, exc)
+                raise
         response = routed.response
+        usage = response.usage
+        ctx.used(
+            ModelCall(request.model, routed.deployment, usage.input_tokens, usage.output_tokens,
+                      _elapsed_ms(started), "OK")
+        )  # fmt: skip
         return {
             "text": response.text,
             "finish_reason": response.finish_reason,
@@ -109,11 +130,14 @@ async def generate_batch(ctx: TaskContext, payload: Mapping[str, Any]) -> Mappin
 
 
 async def embed_batch(ctx: TaskContext, payload: Mapping[str, Any]) -> Mapping[str, Any]:
+    model, started = payload["model"], time.perf_counter()
     try:
-        routed = await ctx.router.embed(payload["model"], payload["inputs"])
+        routed = await ctx.router.embed(model, payload["inputs"])
     except RouterError as exc:
+        _refused(ctx, model, started, exc)
         raise _failed(exc) from exc
     usage = routed.embeddings.usage
+    ctx.used(ModelCall(model, routed.deployment, usage.input_tokens, 0, _elapsed_ms(started), "OK"))
     return {
         "vectors": routed.embeddings.vectors,
         "deployment": routed.deployment,

@@ -22,11 +22,34 @@ HANDLER_MODULES: tuple[str, ...] = ("gateway.tasks.builtin",)
 
 
 @dataclass(frozen=True, slots=True)
+class ModelCall:
+    """One Router call a handler made, as a usage record sees it."""
+
+    model: str  # the alias asked for
+    deployment: str  # "" when no deployment answered
+    input_tokens: int
+    output_tokens: int
+    latency_ms: int
+    status: str  # "OK", or the gRPC code name the error maps to
+
+
+# Where a worker sends its handlers' model calls (the App layer's usage recorder).
+UsageSink = Callable[[Task, ModelCall], None]
+
+
+@dataclass(frozen=True, slots=True)
 class TaskContext:
     """What a handler gets besides its payload."""
 
     task: Task
     router: Router  # the current config snapshot's router
+    usage: UsageSink | None = None
+
+    def used(self, call: ModelCall) -> None:
+        """Record a model call made for this task; never blocks, never raises
+        beyond what the sink does (the recorder only queues)."""
+        if self.usage is not None:
+            self.usage(self.task, call)
 
 
 Run = Callable[[TaskContext, Mapping[str, Any]], Awaitable[Mapping[str, Any]]]

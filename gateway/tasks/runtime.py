@@ -11,7 +11,7 @@ from pathlib import Path
 
 from gateway.tasks.archive import build_archive
 from gateway.tasks.config import TasksConfig
-from gateway.tasks.handlers import TaskTypes, load
+from gateway.tasks.handlers import TaskTypes, UsageSink, load
 from gateway.tasks.memory import MemoryTaskQueue
 from gateway.tasks.queue import TaskQueue
 from gateway.tasks.redis_queue import RedisTaskQueue
@@ -50,6 +50,7 @@ def build_worker(
     types: TaskTypes,
     router: Callable[[], Router],
     concurrency: int,
+    usage: UsageSink | None = None,
 ) -> Worker:
     return Worker(
         queue,
@@ -58,12 +59,14 @@ def build_worker(
         concurrency=concurrency,
         visibility_timeout_s=config.visibility_timeout_s,
         task_timeout_s=config.task_timeout_s,
+        usage=usage,
     )
 
 
 class TaskRuntime:
     """Owns the queue and the in-process worker; `aclose` stops the worker
-    (its tasks get `grace_s`, then go back to the queue) and closes the queue."""
+    (its tasks get `grace_s`, then go back to the queue) and closes the queue.
+    `usage` receives the model calls its workers' handlers make."""
 
     def __init__(
         self,
@@ -71,6 +74,7 @@ class TaskRuntime:
         data_dir: Path,
         router: Callable[[], Router],
         clock: Clock = time.time,
+        usage: UsageSink | None = None,
     ) -> None:
         self.types = load()
         self.queue = build_queue(config, data_dir, clock)
@@ -78,7 +82,9 @@ class TaskRuntime:
         self.worker: Worker | None = None
         self._running: asyncio.Task[None] | None = None
         if config.concurrency:
-            self.worker = build_worker(config, self.queue, self.types, router, config.concurrency)
+            self.worker = build_worker(
+                config, self.queue, self.types, router, config.concurrency, usage
+            )
             self._running = asyncio.create_task(self.worker.run())
 
     async def aclose(self, grace_s: float = 5.0) -> None:

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 
 from gateway.tasks import metrics
 from gateway.tasks.errors import InvalidTask, QueueUnavailable, TaskError, TaskFailed
-from gateway.tasks.handlers import TaskContext, TaskTypes
+from gateway.tasks.handlers import TaskContext, TaskTypes, UsageSink
 from gateway.tasks.model import Task, TaskState
 from gateway.tasks.queue import Lease, TaskQueue
 from router.router import Router
@@ -44,8 +44,10 @@ class Worker:
         task_timeout_s: float = 600.0,
         poll_s: float = 0.5,
         name: str | None = None,
+        usage: UsageSink | None = None,
     ) -> None:
         self.queue = queue
+        self.usage = usage
         self.types = types
         self.router = router
         self.concurrency = concurrency
@@ -123,7 +125,7 @@ class Worker:
                 await self._record(self.queue.fail(lease, error))
                 return
             try:
-                context = TaskContext(task, self.router())
+                context = TaskContext(task, self.router(), self.usage)
                 async with asyncio.timeout(self._task_timeout_s):
                     result = await task_type.run(context, task.payload)
             except asyncio.CancelledError:
