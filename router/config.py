@@ -6,6 +6,7 @@ by its path (`models.chat.deployments.0.weight: ...`).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -45,6 +46,11 @@ class DeploymentConfig(Frozen):
     model: str = Field(min_length=1, description="the upstream's own model name")
     weight: int = Field(default=1, ge=1, le=1000)
     options: dict[str, Any] = Field(default_factory=dict, description="provider settings")
+    when_env: str | None = Field(
+        default=None,
+        min_length=1,
+        description="served only when this environment variable is set (e.g. its API key)",
+    )
 
 
 class BreakerConfig(Frozen):
@@ -192,6 +198,24 @@ class RouterConfig(Frozen):
     cache: CacheConfig = CacheConfig()
     filter: FilterConfig | None = Field(default=None, description="over every model's output")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _leave_out_absent(cls, data: Any) -> Any:
+        """Drop deployments whose `when_env` variable is unset, and models left with
+        none, so one file can offer every vendor and serve those with a key."""
+        if not isinstance(data, dict) or not isinstance(data.get("models"), dict):
+            return data
+        models = {}
+        for alias, model in data["models"].items():
+            deployments = model.get("deployments") if isinstance(model, dict) else None
+            if isinstance(deployments, list) and deployments:
+                kept = [d for d in deployments if _present(d)]
+                if not kept:
+                    continue
+                model = {**model, "deployments": kept}
+            models[alias] = model
+        return {**data, "models": models}
+
     def retry_for(self, alias: str) -> RetryConfig:
         return self.models[alias].retry or self.retry
 
@@ -209,6 +233,11 @@ class RouterConfig(Frozen):
                 if fallback not in self.models:
                     raise ValueError(f"models.{alias}.fallbacks: unknown model {fallback!r}")
         return self
+
+
+def _present(deployment: Any) -> bool:
+    name = deployment.get("when_env") if isinstance(deployment, dict) else None
+    return not isinstance(name, str) or not name or bool(os.environ.get(name))
 
 
 C = TypeVar("C", bound=BaseModel)

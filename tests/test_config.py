@@ -72,3 +72,27 @@ def test_serve_with_a_bad_file_fails_at_start_naming_the_field(tmp_path: Path) -
         capture_output=True, text=True, timeout=30, check=False,
     )  # fmt: skip
     assert check.returncode == 0, check.stderr
+
+
+def test_vendor_models_are_served_only_when_their_key_is_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    assert {"gpt-4o-mini", "claude-haiku"}.isdisjoint(load_config(DEFAULTS).models)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    config = load_config(DEFAULTS)
+    assert [d.provider for d in config.models["gpt-4o-mini"].deployments] == ["openai"]
+    assert "claude-haiku" not in config.models
+
+
+def test_when_env_keeps_the_other_deployments_of_a_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("INFERGATE_TEST_ABSENT", raising=False)
+    deployments = [
+        {"name": "a", "provider": "mock", "model": "echo", "when_env": "INFERGATE_TEST_ABSENT"},
+        {"name": "b", "provider": "mock", "model": "echo"},
+    ]
+    config = parse_config({"models": {"m": {"deployments": deployments}}})
+    assert [d.name for d in config.models["m"].deployments] == ["b"]
+    with pytest.raises(ConfigError, match="models"):  # nothing left to serve at all
+        parse_config({"models": {"m": {"deployments": deployments[:1]}}})
