@@ -3,9 +3,9 @@
 `base_url` points the same adapter at any OpenAI-compatible server (vLLM,
 Ollama, llama.cpp server, another gateway). One pooled async client per
 deployment; the SDK's own retries are off because the router decides retries.
-The SDK sends every request and raises the HTTP errors; a stream's SSE lines
-are read as plain JSON rather than the SDK's typed chunks, which cost more CPU
-than everything else in the adapter.
+The SDK sends every request (over its aiohttp transport) and raises the HTTP
+errors; answers and a stream's SSE lines are read as plain JSON rather than
+the SDK's typed models, which cost more CPU than everything else in the adapter.
 
 Deployment options:
 
@@ -24,6 +24,7 @@ import time
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Any, Literal
 
+import aiohttp
 import httpx2
 import openai
 from pydantic import Field
@@ -78,7 +79,9 @@ class OpenAIProvider:
             base_url=self.settings.base_url,
             max_retries=0,
             timeout=self.settings.timeout_s,
-            http_client=openai.DefaultAsyncHttpx2Client(limits=limits),
+            # The SDK's aiohttp transport (C HTTP parser) instead of httpcore2:
+            # ~0.25 ms less CPU per unary call and ~0.5 ms per 20-token stream.
+            http_client=openai.DefaultAioHttpClient(limits=limits),
         )
 
     def upstream_request(self, request: Request) -> dict[str, Any]:
@@ -96,21 +99,24 @@ class OpenAIProvider:
         it raises ProviderError(TIMEOUT)."""
         body = self.upstream_request(request)
         try:
-            completion = await self._create(body, deadline)
+            raw = await self._create(body, deadline)
+            completion = json.loads(raw.content)
         except (openai.OpenAIError, httpx2.HTTPError) as exc:
-            raise _http.translate(exc, _ERRORS, VENDOR, started=False) from exc
-        if not completion.choices:
+            raise _translate(exc, started=False) from exc
+        except ValueError as exc:  # not JSON: the upstream is not speaking the protocol
+            raise ProviderError(ErrorKind.UPSTREAM_5XX, f"openai: bad answer: {exc}") from exc
+        choices = completion.get("choices") if isinstance(completion, dict) else None
+        if not choices:
             raise ProviderError(ErrorKind.UPSTREAM_5XX, "openai: the answer has no choices")
-        choice = completion.choices[0]
+        choice = choices[0]
+        message = choice.get("message") or {}
         calls = tuple(
-            ToolCall(c.id, c.function.name, c.function.arguments)
-            for c in choice.message.tool_calls or ()
-            if c.type == "function"
+            _tool_call(c) for c in message.get("tool_calls") or () if c.get("type") == "function"
         )
         return Response(
-            text=choice.message.content or "",
-            finish_reason=_finish(choice.finish_reason),
-            usage=_usage(completion.usage),
+            text=message.get("content") or "",
+            finish_reason=_finish(choice.get("finish_reason")),
+            usage=_usage_dict(completion.get("usage") or {}),
             tool_calls=calls,
         )
 
@@ -154,7 +160,7 @@ class OpenAIProvider:
                     if deadline is not None and time.monotonic() > deadline:
                         raise ProviderError(ErrorKind.TIMEOUT, "openai: deadline passed mid-stream")
         except (openai.OpenAIError, httpx2.HTTPError) as exc:
-            raise _http.translate(exc, _ERRORS, VENDOR, started=started) from exc
+            raise _translate(exc, started=started) from exc
         except ValueError as exc:  # not JSON: the upstream is not speaking the protocol
             kind = ErrorKind.INTERRUPTED if started else ErrorKind.UPSTREAM_5XX
             raise ProviderError(kind, f"openai: bad stream event: {exc}") from exc
@@ -175,16 +181,17 @@ class OpenAIProvider:
             timeout=timeout if timeout is not None else self.settings.timeout_s,
         )
 
-    async def _create(self, body: dict[str, Any], deadline: float | None) -> Any:
-        # model and messages are the SDK's required arguments; every other field
-        # goes through extra_body untouched, so the wire body is `body` exactly.
-        rest = {k: v for k, v in body.items() if k not in ("model", "messages", "stream")}
+    async def _create(self, body: dict[str, Any], deadline: float | None) -> httpx2.Response:
+        # The SDK's generic POST: its client, pool, auth, retry policy and
+        # error types, without `create`'s TypedDict walk of the body and its
+        # typed ChatCompletion, which were ~0.5 of ~1.4 ms CPU per call; the
+        # body goes out as built and the answer is read as plain JSON.
         timeout = _http.remaining(deadline, VENDOR)
-        return await self._client.chat.completions.create(
-            model=body["model"],
-            messages=body["messages"],
-            extra_body=rest,
-            timeout=timeout if timeout is not None else self.settings.timeout_s,
+        return await self._client.post(
+            "/chat/completions",
+            body=body,
+            cast_to=httpx2.Response,
+            options={"timeout": timeout if timeout is not None else self.settings.timeout_s},
         )
 
     async def embed(self, texts: Sequence[str]) -> Embeddings:
@@ -194,7 +201,7 @@ class OpenAIProvider:
                 model=self.model, input=list(texts), encoding_format="float"
             )
         except (openai.OpenAIError, httpx2.HTTPError) as exc:
-            raise _http.translate(exc, _ERRORS, VENDOR, started=False) from exc
+            raise _translate(exc, started=False) from exc
         vectors = [list(map(float, item.embedding)) for item in sorted(result.data, key=_index)]
         return Embeddings(vectors, Usage(result.usage.prompt_tokens, 0))
 
@@ -203,10 +210,25 @@ class OpenAIProvider:
         try:
             await self._client.models.list()
         except (openai.OpenAIError, httpx2.HTTPError) as exc:
-            raise _http.translate(exc, _ERRORS, VENDOR, started=False) from exc
+            raise _translate(exc, started=False) from exc
 
     async def aclose(self) -> None:
         await self._client.close()
+
+
+def _translate(exc: BaseException, *, started: bool) -> ProviderError:
+    """Like _http.translate, but a refused or dropped connection stays a
+    connection failure: the SDK's aiohttp transport maps every aiohttp
+    ClientConnectionError to httpx2.ConnectTimeout, which would read as TIMEOUT."""
+    cause = exc.__cause__
+    while cause is not None and not isinstance(cause, aiohttp.ClientError):
+        cause = cause.__cause__
+    if isinstance(cause, aiohttp.ClientConnectionError) and not isinstance(
+        cause, aiohttp.ServerTimeoutError
+    ):
+        kind = ErrorKind.INTERRUPTED if started else ErrorKind.UNAVAILABLE
+        return ProviderError(kind, f"openai: connection failed: {type(cause).__name__}: {cause}")
+    return _http.translate(exc, _ERRORS, VENDOR, started=started)
 
 
 def _finish(reason: str | None) -> str:
@@ -223,18 +245,18 @@ def _add_call(calls: dict[int, list[str]], part: dict[str, Any]) -> None:
     slot[2] += function.get("arguments") or ""
 
 
+def _tool_call(call: dict[str, Any]) -> ToolCall:
+    function = call.get("function") or {}
+    name, arguments = function.get("name") or "", function.get("arguments") or ""
+    return ToolCall(call.get("id") or "", name, arguments)
+
+
 def _usage_dict(usage: dict[str, Any]) -> Usage:
     return Usage(usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0)
 
 
 def _index(item: Any) -> int:
     return int(item.index)
-
-
-def _usage(usage: Any) -> Usage:
-    if usage is None:
-        return Usage()
-    return Usage(usage.prompt_tokens or 0, usage.completion_tokens or 0)
 
 
 def _message(message: Message) -> dict[str, Any]:
