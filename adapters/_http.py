@@ -106,6 +106,8 @@ def translate(exc: BaseException, sdk: SdkErrors, vendor: str, *, started: bool)
         message = getattr(exc, "message", str(exc))
         kind = kind_for_status(status) if status >= 300 else _in_stream(exc)
         wait = retry_after(headers) if kind is ErrorKind.RATE_LIMITED else None
+        if kind is ErrorKind.AUTH:  # vendors echo part of the key ("sk-...abcd"): never pass it on
+            message = "the upstream refused the deployment's credentials"
         return ProviderError(kind, f"{vendor}: HTTP {status}: {message}", retry_after=wait)
     if isinstance(exc, sdk.timeout | httpx2.TimeoutException):
         return ProviderError(ErrorKind.TIMEOUT, f"{vendor}: no answer before the deadline")

@@ -181,6 +181,23 @@ async def test_openai_streams_ask_for_usage_and_send_the_bearer_key() -> None:
         await fake.server.close()
 
 
+async def test_a_refused_key_is_not_echoed_from_the_vendors_message() -> None:
+    fake = OpenAIFake()
+    await fake.server.start()
+    fake.script.status = 401
+    # OpenAI's real 401 names part of the key it was sent.
+    fake.script.error_message = "Incorrect API key provided: sk-proj-****abcd."
+    provider = OpenAIProvider("gpt-fake", {"base_url": fake.base_url})
+    try:
+        with pytest.raises(ProviderError) as caught:
+            await provider.generate(chat(Message("user", "x")), None)
+        assert caught.value.kind is ErrorKind.AUTH
+        assert "abcd" not in str(caught.value) and "HTTP 401" in str(caught.value)
+    finally:
+        await provider.aclose()
+        await fake.server.close()
+
+
 async def test_openai_max_tokens_parameter_name_is_configurable() -> None:
     provider = OpenAIProvider(
         "o4", {"base_url": "http://127.0.0.1:9/v1", "max_tokens_param": "max_completion_tokens"}

@@ -43,7 +43,7 @@ class AnthropicFake:
             if script.retry_after:
                 headers["retry-after"] = script.retry_after
             error = {"type": _ERROR_TYPES.get(script.status, "api_error"),
-                     "message": f"fake error {script.status}"}  # fmt: skip
+                     "message": script.error_message or f"fake error {script.status}"}  # fmt: skip
             reply.json(script.status, {"type": "error", "error": error}, headers)
         elif request.path.startswith("/v1/models/"):
             model_id = request.path.rsplit("/", 1)[1]

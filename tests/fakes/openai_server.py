@@ -42,7 +42,7 @@ class OpenAIFake:
         if script.status != 200:
             headers = {"retry-after": script.retry_after} if script.retry_after else {}
             error = {
-                "message": f"fake error {script.status}",
+                "message": script.error_message or f"fake error {script.status}",
                 "type": _ERROR_TYPES.get(script.status, "server_error"),
                 "param": None,
                 "code": None,

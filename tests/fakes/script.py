@@ -16,6 +16,7 @@ class Script:
     input_tokens: int = 7
     status: int = 200  # an HTTP status (gRPC fakes translate it) to fail with
     retry_after: str | None = None  # sent with an error status
+    error_message: str | None = None  # the error body's message (default: "fake error N")
     delay_s: float = 0.0  # before the response starts
     token_delay_s: float = 0.0  # between streamed tokens
     cut_after: int | None = None  # streams: drop the connection after this many tokens
