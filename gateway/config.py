@@ -35,6 +35,9 @@ class ServerConfig(Frozen):
     grace_period_s: float = Field(
         default=15, ge=0, description="then in-flight RPCs get this long to finish"
     )
+    access_log: bool = Field(
+        default=False, description="one INFO line per RPC on the infergate.access logger"
+    )
 
 
 class GatewayConfig(RouterConfig):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -41,6 +42,7 @@ RELOADS = Counter("infergate_config_reloads", "Config reloads, by result", ["res
 TOKENS_STREAMED = Counter(
     "infergate_tokens_streamed", "Output tokens streamed to clients, by model alias", ["model"]
 )
+ACCESS_LOG = logging.getLogger("infergate.access")
 
 
 def _code(context: grpc.aio.ServicerContext, error: BaseException | None) -> str:
@@ -62,28 +64,48 @@ def _code(context: grpc.aio.ServicerContext, error: BaseException | None) -> str
 class _Instruments:
     """The metric children for one method, resolved once."""
 
-    __slots__ = ("codes", "in_flight", "latency", "method", "ttfm")
+    __slots__ = ("access_log", "codes", "in_flight", "latency", "method", "ttfm")
 
-    def __init__(self, method: str) -> None:
+    def __init__(self, method: str, access_log: bool) -> None:
         self.method = method
+        self.access_log = access_log
         self.latency = LATENCY.labels(method)
         self.ttfm = TIME_TO_FIRST_MESSAGE.labels(method)
         self.in_flight = IN_FLIGHT.labels(method)
         self.codes: dict[str, Any] = {}
 
-    def done(self, started: float, code: str) -> None:
+    def done(self, started: float, context: grpc.aio.ServicerContext, code: str) -> None:
+        elapsed = time.perf_counter() - started
         self.in_flight.dec()
-        self.latency.observe(time.perf_counter() - started)
+        self.latency.observe(elapsed)
         counter = self.codes.get(code)
         if counter is None:
             counter = self.codes[code] = REQUESTS.labels(self.method, code)
         counter.inc()
+        if self.access_log:
+            _log_access(self.method, code, elapsed, context)
+
+
+def _log_access(method: str, code: str, elapsed: float, context: grpc.aio.ServicerContext) -> None:
+    """One line per RPC: method, status, milliseconds, the caller's x-request-id, peer.
+    Never metadata values beyond the request id (they carry keys)."""
+    request_id = "-"
+    for key, value in context.invocation_metadata() or ():
+        if key == "x-request-id":
+            request_id = str(value)[:128]
+            break
+    ACCESS_LOG.info(
+        "%s %s %.2fms request_id=%s peer=%s",
+        method, code, elapsed * 1000, request_id, context.peer(),
+    )  # fmt: skip
 
 
 class MetricsInterceptor(grpc.aio.ServerInterceptor):
-    """Counts, times and tracks in-flight RPCs; streams also get time to first message."""
+    """Counts, times and tracks in-flight RPCs; streams also get time to first message.
+    With `access_log`, each finished RPC is also one INFO line on `infergate.access`."""
 
-    def __init__(self) -> None:
+    def __init__(self, access_log: bool = False) -> None:
+        self._access_log = access_log
         self._handlers: dict[str, grpc.RpcMethodHandler] = {}
 
     async def intercept_service(
@@ -98,7 +120,7 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(details)
         if handler is None:
             return handler
-        wrapped = _wrap(handler, _Instruments(method))
+        wrapped = _wrap(handler, _Instruments(method, self._access_log))
         self._handlers[method] = wrapped
         return wrapped
 
@@ -143,7 +165,7 @@ def _timed_unary(behaviour: Any, m: _Instruments) -> Any:
             error = exc
             raise
         finally:
-            m.done(started, _code(context, error))
+            m.done(started, context, _code(context, error))
 
     return unary
 
@@ -165,6 +187,6 @@ def _timed_stream(behaviour: Any, m: _Instruments) -> Any:
             error = exc
             raise
         finally:
-            m.done(started, _code(context, error))
+            m.done(started, context, _code(context, error))
 
     return stream

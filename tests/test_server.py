@@ -267,3 +267,23 @@ async def test_metrics_codes_for_cancel_deadline_and_unexpected_errors(
     assert [a - b for a, b in zip(counts(), before, strict=True)] == [1, 1, 1]
     for method in (unary, stream):
         assert _sample("infergate_grpc_in_flight", {"method": method}) == 0
+
+
+async def test_access_log_names_each_rpc_and_never_its_key(
+    start_gateway: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    gateway = await start_gateway(MODELS, access_log=True)
+    metadata = (("x-request-id", "req-42"), ("authorization", "Bearer igk_secret"))
+    with caplog.at_level("INFO", logger="infergate.access"):
+        async with grpc.aio.insecure_channel(gateway.address) as channel:
+            stub = router_pb2_grpc.RouterStub(channel)
+            await stub.Generate(chat("chat"), metadata=metadata)
+            with pytest.raises(grpc.aio.AioRpcError):
+                await stub.Generate(chat("nope"))
+    lines = [r.getMessage() for r in caplog.records if r.name == "infergate.access"]
+    assert len(lines) == 2
+    assert lines[0].startswith("/infergate.v1.Router/Generate OK ")
+    assert "request_id=req-42" in lines[0]
+    assert lines[1].startswith("/infergate.v1.Router/Generate NOT_FOUND ")
+    assert "request_id=-" in lines[1]
+    assert not any("igk_secret" in line for line in lines)
