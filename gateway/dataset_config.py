@@ -43,11 +43,18 @@ class EmbedderConfig(Frozen):
 
 
 class DatasetConfig(Frozen):
-    enabled: bool = True
+    enabled: bool = Field(
+        default=True,
+        description="false: the Dataset RPCs answer UNIMPLEMENTED and no dataset is opened",
+    )
     embedder: EmbedderConfig = EmbedderConfig()
     index: IndexParams = IndexParams()
     chunk: ChunkParams = ChunkParams()
     search: SearchParams = SearchParams()
     snapshot_interval_s: float = Field(
         default=30, ge=0, description="how often changed indexes are saved (0: only at stop)"
+    )
+    # Matches rest.max_upload_bytes: a gRPC stream has no total size of its own.
+    max_upload_bytes: int = Field(
+        default=256 * 1024 * 1024, ge=1024, description="IngestFile: the largest file accepted"
     )

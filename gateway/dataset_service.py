@@ -13,14 +13,11 @@ logged and the change stands (the collection already exists or is gone).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
-import os
-import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import grpc
 from google.protobuf import empty_pb2
@@ -28,6 +25,7 @@ from google.protobuf import empty_pb2
 from gateway import dataset_convert as convert
 from gateway.apps.audit import AppendAudit
 from gateway.apps.catalog import actor
+from gateway.dataset_spool import Spool
 from gateway.errors import abort
 from gateway.identity import current
 from gateway.pb import dataset_pb2 as pb
@@ -48,10 +46,17 @@ def _page_size(requested: int) -> int:
 
 
 class DatasetService(dataset_pb2_grpc.DatasetServicer):
-    def __init__(self, datasets: Datasets, uploads: Path, audit: AppendAudit | None = None) -> None:
+    def __init__(
+        self,
+        datasets: Datasets,
+        uploads: Path,
+        audit: AppendAudit | None = None,
+        max_upload_bytes: int = 256 * 1024 * 1024,
+    ) -> None:
         self.datasets = datasets
         self._uploads = uploads
         self._audit = audit
+        self._max_upload_bytes = max_upload_bytes
 
     async def _audited(
         self, action: str, tenant: str, collection: str,
@@ -151,15 +156,18 @@ class DatasetService(dataset_pb2_grpc.DatasetServicer):
         request_iterator: AsyncIterator[pb.IngestFileRequest],
         context: grpc.aio.ServicerContext,
     ) -> pb.IngestFileResponse:
-        self._uploads.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=self._uploads, prefix="upload-")
-        path = Path(name)
+        """Spool the stream to a temporary file (on a worker thread), then index
+        it. More than `max_upload_bytes` of data answers INVALID_ARGUMENT, as the
+        REST path does: retrying cannot help, and RESOURCE_EXHAUSTED would become
+        a 429 that clients retry. The spooled file is removed however the call
+        ends (cancelled, refused or indexed)."""
+        spool = await Spool.create(self._uploads, self._max_upload_bytes)
         try:
-            with os.fdopen(fd, "wb") as file:
-                collection, header = await _receive(request_iterator, file, self._check)
+            collection, header = await _receive(request_iterator, spool, self._check)
+            await spool.close()
             document = DocumentInput(
                 id=header.document_id or header.filename,
-                path=path,
+                path=spool.path,
                 filename=header.filename,
                 mime_type=header.mime_type,
                 metadata=convert.struct_to_dict(header.metadata),
@@ -169,8 +177,7 @@ class DatasetService(dataset_pb2_grpc.DatasetServicer):
         except (DatasetError, RouterError) as exc:
             await abort(context, exc)
         finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(name)  # what was parsed lives in the store now, or nowhere
+            await spool.discard()  # what was parsed lives in the store now, or nowhere
         return pb.IngestFileResponse(
             document_id=result.document_id, chunks=result.chunks, pages=result.pages
         )
@@ -232,10 +239,10 @@ def _missing(field: str) -> str:
 
 async def _receive(
     messages: AsyncIterator[pb.IngestFileRequest],
-    file: IO[bytes],
+    spool: Spool,
     check: Callable[[str], Awaitable[None]],
 ) -> tuple[str, pb.IngestFileHeader]:
-    """Spool the upload to `file` once `check` accepted its collection;
+    """Spool the upload once `check` accepted its collection;
     returns (collection id, header)."""
     header: pb.IngestFileHeader | None = None
     collection = ""
@@ -250,7 +257,7 @@ async def _receive(
                 raise InvalidInput("header.filename", "a file needs a filename or a document_id")
             await check(collection)
         elif part == "data":
-            file.write(message.data)
+            await spool.write(message.data)
         elif part == "header":
             raise InvalidInput("header", "only the first message may carry the header")
     if header is None:

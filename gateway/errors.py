@@ -9,6 +9,7 @@ import grpc
 from gateway.apps.errors import (
     AlreadyExists,
     AppError,
+    FailedPrecondition,
     InvalidArgument,
     NotFound,
     PermissionDenied,
@@ -46,6 +47,7 @@ _APP_CODES: dict[type[AppError], grpc.StatusCode] = {
     Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
     PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
     QuotaExceeded: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
 }
 
 

@@ -28,6 +28,7 @@ from adapters.redis_cache import build_cache
 from gateway.apps.dataset_retriever import DatasetRetriever
 from gateway.apps.runtime import AppLayer
 from gateway.config import GatewayConfig, ServerConfig
+from gateway.dataset_disabled import DisabledDatasetService, DisabledRetrieval
 from gateway.dataset_embedder import build_datasets
 from gateway.dataset_service import DatasetService
 from gateway.dataset_tasks import ingest_task_type
@@ -121,6 +122,19 @@ class Health(HealthServicer):
         self._closing.set()
 
 
+def _bind(server: grpc.aio.Server, cfg: ServerConfig) -> int:
+    """The bound port; a taken port (or an address not on this machine) is a
+    clear error rather than gRPC's "Failed to bind"."""
+    address = f"{cfg.host}:{cfg.port}"
+    try:
+        return server.add_insecure_port(address)
+    except RuntimeError as exc:
+        raise OSError(
+            f"cannot serve gRPC on {address}: the port is in use, or the address is "
+            "not one of this machine's (server.host, server.port)",
+        ) from exc
+
+
 def server_options(cfg: ServerConfig, *, reuse_port: bool) -> list[tuple[str, int]]:
     keepalive = cfg.keepalive
     return [
@@ -190,28 +204,65 @@ class Gateway:
         clock: Callable[[], float] = time.monotonic,
     ) -> Gateway:
         """Serve `config`. With `config_path`, the file is watched and SIGHUP
-        reloads it (see gateway/reload.py)."""
+        reloads it (see gateway/reload.py). If any part fails to start (e.g. the
+        gRPC port is taken), what had started is closed, in reverse order, before
+        the error propagates; the same holds when the start is cancelled."""
+        async with contextlib.AsyncExitStack() as undo:
+            gateway = await cls._start(config, undo, reuse_port, factory, config_path, clock)
+            undo.pop_all()  # started: from here on close() owns it all
+        return gateway
+
+    @classmethod
+    async def _start(
+        cls,
+        config: GatewayConfig,
+        undo: contextlib.AsyncExitStack,
+        reuse_port: bool,
+        factory: ProviderFactory,
+        config_path: Path | None,
+        clock: Callable[[], float],
+    ) -> Gateway:
+        """Start each part and push its closing onto `undo` as soon as it is open."""
         cache = build_cache(config.cache) if config.cache.enabled else None
-        service = RouterService(Router(config, factory, cache=cache, clock=clock))
+        if cache is not None:
+            undo.push_async_callback(cache.aclose)
+        router = Router(config, factory, cache=cache, clock=clock)
+        undo.push_async_callback(router.aclose)
+        service = RouterService(router)
         apps = await AppLayer.open(config.apps, config.data_dir, lambda: service.router)
+        undo.push_async_callback(apps.aclose)
         # Access (auth -> role -> limits -> usage) inside metrics, so refusals are counted.
-        interceptors: list[grpc.aio.ServerInterceptor] = [MetricsInterceptor(), *apps.interceptors]
+        interceptors: list[grpc.aio.ServerInterceptor] = [
+            MetricsInterceptor(access_log=config.server.access_log),
+            *apps.interceptors,
+        ]
         server = grpc.aio.server(
             interceptors=interceptors,
             options=server_options(config.server, reuse_port=reuse_port),
         )
+        undo.push_async_callback(server.stop, None)
         servicers: dict[str, Any] = {"Router": service}
         servicers["App"] = apps.service
+        datasets = None
+        if config.dataset.enabled:
+            datasets = build_datasets(config.dataset, config.data_dir, lambda: service.router)
+            undo.push_async_callback(datasets.aclose)
+            servicers["Dataset"] = DatasetService(
+                datasets, config.data_dir / "uploads", audit=apps.store.append_audit,
+                max_upload_bytes=config.dataset.max_upload_bytes,
+            )  # fmt: skip
+            apps.chat.retriever = DatasetRetriever(datasets)  # apps retrieve as their tenant
+        else:
+            servicers["Dataset"] = DisabledDatasetService()
+            apps.chat.retriever = DisabledRetrieval()
         task_runtime = TaskRuntime(
             config.tasks, config.data_dir, lambda: service.router, usage=usage_sink(apps.recorder)
         )
+        # Its workers use the router and the datasets: they stop before either closes.
+        undo.push_async_callback(task_runtime.aclose, config.server.grace_period_s)
         servicers["Tasks"] = task_runtime.service
-        datasets = build_datasets(config.dataset, config.data_dir, lambda: service.router)
-        servicers["Dataset"] = DatasetService(
-            datasets, config.data_dir / "uploads", audit=apps.store.append_audit
-        )
-        task_runtime.types.add(ingest_task_type(datasets))  # `dataset.ingest` tasks
-        apps.chat.retriever = DatasetRetriever(datasets)  # apps retrieve as their tenant
+        if datasets is not None:
+            task_runtime.types.add(ingest_task_type(datasets))  # `dataset.ingest` tasks
         for name, servicer in servicers.items():
             ADD_TO_SERVER[name](servicer, server)
         health = Health()
@@ -219,38 +270,36 @@ class Gateway:
         reflection.enable_server_reflection(
             [*SERVICE_NAMES.values(), "grpc.health.v1.Health", reflection.SERVICE_NAME], server
         )
-        port = server.add_insecure_port(f"{config.server.host}:{config.server.port}")
+        port = _bind(server, config.server)
         await server.start()
-        serving = health_pb2.HealthCheckResponse.SERVING
         for full_name in ("", *SERVICE_NAMES.values()):
-            await health.set(full_name, serving)
+            await health.set(full_name, health_pb2.HealthCheckResponse.SERVING)
+        if datasets is None:
+            await health.set(SERVICE_NAMES["Dataset"], health_pb2.HealthCheckResponse.NOT_SERVING)
         gateway = cls(
             config, server, health, service, factory, cache, port, servicers, interceptors
         )
         gateway.apps = apps
         gateway.task_runtime = task_runtime
+        undo.push_async_callback(gateway._stop_tasks)
         if config.rest.enabled:
             served = [(s, ADD_TO_SERVER[name]) for name, s in servicers.items()]
             served.append((health, health_pb2_grpc.add_HealthServicer_to_server))
-            try:
-                gateway.rest = await RestService.start(
-                    config.rest, served, interceptors, config.server.grace_period_s,
-                    reuse_port=reuse_port,
-                )  # fmt: skip
-            except BaseException:
-                await server.stop(None)
-                await gateway.close()
-                raise
+            gateway.rest = await RestService.start(
+                config.rest, served, interceptors, config.server.grace_period_s,
+                reuse_port=reuse_port,
+            )  # fmt: skip
+            undo.push_async_callback(gateway.rest.stop)
         if config.routing.probe_interval_s:
             gateway.spawn(gateway._probe_forever())
-        if config.dataset.snapshot_interval_s:
+        if datasets is not None and config.dataset.snapshot_interval_s:
             gateway.spawn(gateway._snapshot_forever())
         if config_path is not None:
             reloader = gateway.reloader = Reloader(gateway, config_path)
             gateway.spawn(reloader.watch())
-            asyncio.get_running_loop().add_signal_handler(
-                signal.SIGHUP, lambda: gateway.spawn(reloader.reload("sighup"))
-            )
+            loop = asyncio.get_running_loop()
+            loop.add_signal_handler(signal.SIGHUP, lambda: gateway.spawn(reloader.reload("sighup")))
+            undo.callback(loop.remove_signal_handler, signal.SIGHUP)
         return gateway
 
     def spawn(self, work: Coroutine[Any, Any, Any]) -> None:
@@ -258,6 +307,13 @@ class Gateway:
         task = asyncio.create_task(work)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+
+    async def _stop_tasks(self) -> None:
+        """Cancel the background tasks and wait until they have ended."""
+        tasks = list(self.tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _probe_forever(self) -> None:
         """Active health checks: every deployment's probe(), at the configured interval."""
@@ -292,10 +348,7 @@ class Gateway:
         """Stop the REST shim and the background tasks; close the providers and the cache."""
         if self.rest is not None:
             await self.rest.stop()
-        tasks = list(self.tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._stop_tasks()
         if self.task_runtime is not None:  # its workers use the router: stop them first
             await self.task_runtime.aclose(self.config.server.grace_period_s)
         await self.router.aclose()

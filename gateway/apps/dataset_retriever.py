@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from gateway.apps.errors import InvalidArgument, NotFound
+from gateway.apps.errors import FailedPrecondition, InvalidArgument, NotFound
 from gateway.apps.retrieval import Passage
 from indexer import errors as dataset
 from indexer.datasets import Datasets
@@ -35,6 +35,8 @@ class DatasetRetriever:
                 raise NotFound(f"collection {name!r}") from None
             except dataset.InvalidInput as exc:
                 raise InvalidArgument(f"app.retrieval.collections[{i}]", str(exc)) from None
+            except dataset.NotReady as exc:  # e.g. the embedding model is not fetched yet
+                raise FailedPrecondition(str(exc)) from None
             found += [
                 Passage(
                     name,

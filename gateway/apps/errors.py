@@ -42,3 +42,8 @@ class QuotaExceeded(AppError):
     def __init__(self, what: str, retry_after: float) -> None:
         super().__init__(f"{what} exceeded; retry in {retry_after:.2f}s")
         self.retry_after = retry_after
+
+
+class FailedPrecondition(AppError):
+    """The gateway is not set up for this call (e.g. an app retrieves from
+    datasets while the Dataset layer is disabled); the message says what to change."""

@@ -111,8 +111,10 @@ async def worker_resources(
     from gateway.tasks.usage import usage_sink
 
     types = load()
-    datasets = build_datasets(config.dataset, config.data_dir, router)
-    types.add(ingest_task_type(datasets))
+    datasets = None
+    if config.dataset.enabled:
+        datasets = build_datasets(config.dataset, config.data_dir, router)
+        types.add(ingest_task_type(datasets))
     recorder = None
     try:
         if config.apps.usage.enabled:
@@ -127,7 +129,8 @@ async def worker_resources(
         if recorder is not None:
             await recorder.aclose()
             await store.aclose()
-        await datasets.aclose()  # snapshots the indexes it changed
+        if datasets is not None:
+            await datasets.aclose()  # snapshots the indexes it changed
 
 
 def run_dead_letters(args: argparse.Namespace) -> int:
