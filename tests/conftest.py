@@ -1,16 +1,53 @@
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
 import pytest
+import redis.asyncio as redis
+from redis.exceptions import RedisError
 
 from gateway.config import GatewayConfig, parse_config
 from gateway.pb import router_pb2 as pb
 from gateway.pb import router_pb2_grpc
 from gateway.server import Gateway
+
+REDIS_URL = os.environ.get("INFERGATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def service_missing(reason: str) -> NoReturn:
+    """A service a test needs is down: a failure under CI (CI=true), a skip elsewhere."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+@pytest.fixture
+async def redis_client() -> AsyncIterator[redis.Redis]:
+    """The local Redis (INFERGATE_TEST_REDIS_URL)."""
+    client = redis.Redis.from_url(REDIS_URL, socket_timeout=1, socket_connect_timeout=1)
+    try:
+        await client.ping()
+    except (RedisError, OSError) as exc:
+        await client.aclose()
+        service_missing(f"no Redis at {REDIS_URL} ({exc!r}); start one to run the Redis tests")
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def redis_prefix(redis_client: redis.Redis) -> AsyncIterator[str]:
+    """A key prefix of the test's own, its keys deleted afterwards."""
+    prefix = f"infergate:test:{uuid.uuid4().hex}:"
+    yield prefix
+    keys = [key async for key in redis_client.scan_iter(match=prefix + "*")]
+    if keys:
+        await redis_client.delete(*keys)
+
 
 MODELS: dict[str, Any] = {
     "chat": {"deployments": [{"name": "chat-a", "provider": "mock", "model": "echo?tokens=8"}]},

@@ -5,9 +5,7 @@ Redis fails these tests instead of skipping them)."""
 from __future__ import annotations
 
 import logging
-import os
 import time
-import uuid
 from collections.abc import AsyncIterator
 from types import MappingProxyType
 from typing import Any
@@ -15,7 +13,6 @@ from typing import Any
 import pydantic
 import pytest
 import redis.asyncio as redis
-from redis.exceptions import RedisError
 
 from adapters.redis_cache import RedisCache, build_cache
 from router.cache import CachedAnswer, MemoryCache, ResponseCache, cache_key
@@ -31,8 +28,8 @@ from router.types import (
     ToolCall,
     Usage,
 )
+from tests.conftest import REDIS_URL
 
-REDIS_URL = os.environ.get("INFERGATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 SCHEMA = {
     "type": "object",
     "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
@@ -271,27 +268,8 @@ async def test_build_cache_picks_the_configured_backend() -> None:
 
 
 @pytest.fixture
-async def redis_client() -> AsyncIterator[redis.Redis]:
-    client = redis.Redis.from_url(REDIS_URL, socket_timeout=1, socket_connect_timeout=1)
-    try:
-        await client.ping()
-    except (RedisError, OSError) as exc:
-        await client.aclose()
-        reason = f"no Redis at {REDIS_URL} ({exc!r}); start one to run the Redis cache tests"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
-async def redis_config(redis_client: redis.Redis) -> AsyncIterator[CacheConfig]:
-    prefix = f"infergate:test:{uuid.uuid4().hex}:"
-    yield CacheConfig(backend="redis", redis_url=REDIS_URL, key_prefix=prefix)
-    keys = [key async for key in redis_client.scan_iter(match=prefix + "*")]
-    if keys:
-        await redis_client.delete(*keys)
+def redis_config(redis_prefix: str) -> CacheConfig:
+    return CacheConfig(backend="redis", redis_url=REDIS_URL, key_prefix=redis_prefix)
 
 
 @pytest.fixture

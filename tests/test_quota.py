@@ -6,20 +6,16 @@ the real usage, and one budget shared by two gateway processes over Redis
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import subprocess
 import sys
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
-import redis.asyncio as redis
 import yaml
-from redis.exceptions import RedisError
 
 from gateway.apps.limits import Budget, Limiter, MemoryLimiter, RedisLimiter
 from gateway.apps.model import Tenant
@@ -27,31 +23,10 @@ from gateway.apps.store import Store
 from gateway.identity import Role
 from gateway.pb import app_pb2, app_pb2_grpc, router_pb2, router_pb2_grpc
 from gateway.server import Gateway
-from tests.conftest import MODELS, StartGateway, chat
+from tests.conftest import MODELS, REDIS_URL, StartGateway, chat
 from tests.test_auth import admin, bearer, secure_top
 
 ROOT = Path(__file__).resolve().parent.parent
-REDIS_URL = os.environ.get("INFERGATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-
-
-@pytest.fixture
-async def redis_prefix() -> AsyncIterator[str]:
-    """A key prefix of its own in a live Redis, cleaned up afterwards."""
-    client = redis.Redis.from_url(REDIS_URL, socket_timeout=1, socket_connect_timeout=1)
-    try:
-        await client.ping()
-    except (RedisError, OSError) as exc:
-        await client.aclose()
-        reason = f"no Redis at {REDIS_URL} ({exc!r}); start one to run the Redis limit tests"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    prefix = f"infergate:test:{uuid.uuid4().hex}:"
-    yield prefix
-    keys = [key async for key in client.scan_iter(match=prefix + "*")]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
 
 
 class FakeClock:

@@ -23,6 +23,7 @@ from gateway.apps.model import App, Retrieval, Tenant, Turn, UsageQuery, UsageRe
 from gateway.apps.store import Store
 from gateway.apps.tables import metadata
 from gateway.identity import Role
+from tests.conftest import service_missing
 
 PG_DSN = os.environ.get("INFERGATE_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 PG_URL = PG_DSN.replace("postgresql://", "postgresql+asyncpg://", 1)
@@ -50,10 +51,7 @@ def pg_schema() -> Iterator[str]:
     try:
         _in_thread(lambda: _sql(f'CREATE SCHEMA "{schema}"'))
     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-        reason = f"no PostgreSQL at {PG_DSN} ({exc!r}); start one to run the PostgreSQL tests"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
+        service_missing(f"no PostgreSQL at {PG_DSN} ({exc!r}); start one for these tests")
     yield schema
     _in_thread(lambda: _sql(f'DROP SCHEMA "{schema}" CASCADE'))
 

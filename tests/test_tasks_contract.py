@@ -21,8 +21,6 @@ from tests.test_tasks_fixtures import (  # noqa: F401 (fixtures)
     clock,
     make_memory_queue,
     make_redis_queue,
-    redis_client,
-    redis_prefix,
 )
 
 S = TaskState

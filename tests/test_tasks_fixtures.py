@@ -4,23 +4,19 @@ queues of both backends, and a local S3 server (moto)."""
 
 from __future__ import annotations
 
-import os
 import random
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
-import redis.asyncio as redis
-from redis.exceptions import RedisError
 
 from gateway.tasks.archive import LocalResultStore
 from gateway.tasks.memory import MemoryTaskQueue
 from gateway.tasks.queue import ResultStore, TaskQueue
 from gateway.tasks.redis_queue import RedisTaskQueue
 from gateway.tasks.states import RetryPolicy
+from tests.conftest import REDIS_URL
 
-REDIS_URL = os.environ.get("INFERGATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 POLICY = RetryPolicy(max_attempts=3, base_s=10.0, max_s=25.0, jitter=0.5)
 VISIBILITY_S = 0.3
 
@@ -38,30 +34,6 @@ class FakeClock:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
-
-
-@pytest.fixture
-async def redis_client() -> AsyncIterator[redis.Redis]:
-    client = redis.Redis.from_url(REDIS_URL, socket_timeout=1, socket_connect_timeout=1)
-    try:
-        await client.ping()
-    except (RedisError, OSError) as exc:
-        await client.aclose()
-        reason = f"no Redis at {REDIS_URL} ({exc!r}); start one to run the Redis task tests"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
-async def redis_prefix(redis_client: redis.Redis) -> AsyncIterator[str]:
-    prefix = f"infergate:test:{uuid.uuid4().hex}:"
-    yield prefix
-    keys = [key async for key in redis_client.scan_iter(match=prefix + "*")]
-    if keys:
-        await redis_client.delete(*keys)
 
 
 QueueFactory = Callable[..., TaskQueue]

@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from test_tasks_fixtures are parameters here)
 """The Tasks service through the real gateway, over a real channel: the
 embedded default (in-process queue and workers) and Redis (no workers in the
 gateway, so tasks stay put until the test moves them)."""
@@ -18,8 +17,7 @@ from prometheus_client import REGISTRY
 from gateway.pb import tasks_pb2 as pb
 from gateway.pb import tasks_pb2_grpc
 from gateway.server import Gateway
-from tests.conftest import StartGateway
-from tests.test_tasks_fixtures import REDIS_URL, redis_client, redis_prefix  # noqa: F401
+from tests.conftest import REDIS_URL, StartGateway
 from tests.test_tasks_redis import free_port
 
 Code = grpc.StatusCode

@@ -32,15 +32,13 @@ from gateway.tasks.model import Task, TaskState
 from gateway.tasks.queue import TaskQueue
 from gateway.tasks.runtime import build_queue, build_worker
 from router.router import Router
+from tests.conftest import REDIS_URL
 from tests.test_tasks_fixtures import (  # noqa: F401 (fixtures)
-    REDIS_URL,
     FakeClock,
     QueueFactory,
     _s3_credentials,
     clock,
     make_redis_queue,
-    redis_client,
-    redis_prefix,
     s3_endpoint,
 )
 

@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from test_tasks_fixtures are parameters here)
 """Task workers beyond the gateway's own: a separate worker runs `dataset.ingest`
 (the Datasets of the same config) and every worker's model calls leave usage
 records that QueryUsage counts, with the mock's exact token counts."""
@@ -24,8 +23,7 @@ from gateway.tasks.queue import TaskQueue
 from gateway.tasks.runtime import build_queue, build_worker
 from indexer.documents import Query
 from router.router import Router
-from tests.conftest import MODELS, StartGateway
-from tests.test_tasks_fixtures import REDIS_URL, redis_client, redis_prefix  # noqa: F401
+from tests.conftest import MODELS, REDIS_URL, StartGateway
 
 # The mock counts input words and answers `chat` with 8 tokens: 2 + 3 in, 8 + 8 out.
 BATCH = {"model": "chat", "prompts": ["a b", "c d e"]}
