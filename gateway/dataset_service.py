@@ -175,6 +175,7 @@ class DatasetService(dataset_pb2_grpc.DatasetServicer):
             tenant = current().tenant
             result = (await self.datasets.upsert(tenant, collection, [document]))[0]
         except (DatasetError, RouterError) as exc:
+            await spool.discard()  # before the caller hears of the refusal
             await abort(context, exc)
         finally:
             await spool.discard()  # what was parsed lives in the store now, or nowhere
