@@ -46,10 +46,8 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
 
 
 def _call_error(exc: CallError) -> Response:
-    headers: dict[str, str] = {}
-    if exc.context is not None:
-        _, headers = response_headers(exc.context.initial_metadata, exc.context.trailing)
-    return _error(compat.code_status(exc.code), exc.message, headers)
+    status, headers = compat.failed_call(exc)
+    return _error(status, exc.message, headers)
 
 
 def _message(i: int, raw: Any) -> pb.Message:

@@ -10,6 +10,7 @@ import grpc
 from starlette.requests import Request
 
 from gateway.pb import router_pb2 as pb
+from gateway.rest.call import CallError
 from gateway.rest.context import RestContext
 from gateway.rest.shim import HttpError, Shim
 from gateway.rest.transcode import parse_json
@@ -86,6 +87,17 @@ def number(body: dict[str, Any], key: str, kind: type = float) -> Any:
     if kind is int and value != int(value):
         raise bad(f"{key}: must be an integer")
     return kind(value)
+
+
+def failed_call(exc: CallError) -> tuple[int, dict[str, str]]:
+    """The HTTP status and headers (Retry-After, X-Request-Id, ...) of a failed call;
+    each compatible surface wraps them in its own vendor's error body."""
+    from gateway.rest.status import response_headers
+
+    headers: dict[str, str] = {}
+    if exc.context is not None:
+        _, headers = response_headers(exc.context.initial_metadata, exc.context.trailing)
+    return code_status(exc.code), headers
 
 
 def code_status(code: grpc.StatusCode) -> int:
