@@ -9,6 +9,7 @@ same shape: `APIStatusError` (status_code, response), `APITimeoutError`, and
 from __future__ import annotations
 
 import email.utils
+import json
 import logging
 import os
 import time
@@ -105,10 +106,7 @@ def translate(exc: BaseException, sdk: SdkErrors, vendor: str, *, started: bool)
         headers = getattr(getattr(exc, "response", None), "headers", {})
         message = getattr(exc, "message", str(exc))
         kind = kind_for_status(status) if status >= 300 else _in_stream(exc)
-        wait = retry_after(headers) if kind is ErrorKind.RATE_LIMITED else None
-        if kind is ErrorKind.AUTH:  # vendors echo part of the key ("sk-...abcd"): never pass it on
-            message = "the upstream refused the deployment's credentials"
-        return ProviderError(kind, f"{vendor}: HTTP {status}: {message}", retry_after=wait)
+        return status_error(vendor, status, headers, message, kind)
     if isinstance(exc, sdk.timeout | httpx2.TimeoutException):
         return ProviderError(ErrorKind.TIMEOUT, f"{vendor}: no answer before the deadline")
     if isinstance(exc, sdk.connection | httpx2.TransportError):
@@ -116,6 +114,35 @@ def translate(exc: BaseException, sdk: SdkErrors, vendor: str, *, started: bool)
         cause = exc.__cause__ or exc
         return ProviderError(kind, f"{vendor}: connection failed: {type(cause).__name__}: {cause}")
     return ProviderError(ErrorKind.UPSTREAM_5XX, f"{vendor}: {type(exc).__name__}: {exc}")
+
+
+def status_error(
+    vendor: str,
+    status: int,
+    headers: Mapping[str, str],
+    message: str,
+    kind: ErrorKind | None = None,
+) -> ProviderError:
+    """The router error for an upstream's non-2xx answer (`kind` overrides the
+    status's own, for an error event inside a 200 stream)."""
+    kind = kind or kind_for_status(status)
+    wait = retry_after(headers) if kind is ErrorKind.RATE_LIMITED else None
+    if kind is ErrorKind.AUTH:  # vendors echo part of the key ("sk-...abcd"): never pass it on
+        message = "the upstream refused the deployment's credentials"
+    return ProviderError(kind, f"{vendor}: HTTP {status}: {message}", retry_after=wait)
+
+
+def error_message(body: bytes) -> str:
+    """The message of an error answer: `error.message` of a JSON body (OpenAI's
+    and Anthropic's shape), else the start of the text."""
+    try:
+        error = json.loads(body).get("error")
+        message = error.get("message") if isinstance(error, dict) else None
+        if isinstance(message, str):
+            return message
+    except (ValueError, AttributeError):
+        pass
+    return body[:500].decode(errors="replace").strip() or "(no body)"
 
 
 def _in_stream(exc: BaseException) -> ErrorKind:

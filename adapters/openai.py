@@ -1,11 +1,19 @@
 """OpenAI Chat Completions and Embeddings through the official `openai` SDK.
 
 `base_url` points the same adapter at any OpenAI-compatible server (vLLM,
-Ollama, llama.cpp server, another gateway). One pooled async client per
-deployment; the SDK's own retries are off because the router decides retries.
-The SDK sends every request (over its aiohttp transport) and raises the HTTP
-errors; answers and a stream's SSE lines are read as plain JSON rather than
-the SDK's typed models, which cost more CPU than everything else in the adapter.
+Ollama, llama.cpp server, another gateway). Per deployment, one
+`openai.AsyncOpenAI` client (its own retries off: the router decides retries)
+and one pooled aiohttp session, the HTTP library of the SDK's own aiohttp
+transport.
+
+The SDK owns the client's configuration: the base URL, the key and every
+header it sends (`default_headers`, `auth_headers`), read once. Embeddings and
+probes go through it. Chat completions, the hot path, are posted on the
+session with those headers, and answers and SSE lines are read as plain JSON:
+the SDK's request path (options model, request building, httpx2 and its
+bridge to aiohttp) cost 0.44 ms CPU of a 1.0 ms gateway call, more than
+everything else on the gateway's side (bench/RESULTS.md, issue 7).
+HTTPS_PROXY/HTTP_PROXY/NO_PROXY are read once, at start.
 
 Deployment options:
 
@@ -20,8 +28,9 @@ Deployment options:
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import AsyncGenerator, Mapping, Sequence
+import urllib.parse
+import urllib.request
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from typing import Any, Literal
 
 import aiohttp
@@ -83,6 +92,15 @@ class OpenAIProvider:
             # ~0.25 ms less CPU per unary call and ~0.5 ms per 20-token stream.
             http_client=openai.DefaultAioHttpClient(limits=limits),
         )
+        client = self._client
+        self._chat_url = str(client.base_url.join("chat/completions"))
+        headers = {**client.default_headers, **client.auth_headers}
+        self._headers = {k: v for k, v in headers.items() if isinstance(v, str)}  # not Omit
+        self._proxy = _env_proxy(self._chat_url)
+        self._idle = aiohttp.ClientTimeout(
+            sock_connect=self.settings.timeout_s, sock_read=self.settings.timeout_s
+        )
+        self._session: aiohttp.ClientSession | None = None
 
     def upstream_request(self, request: Request) -> dict[str, Any]:
         """The exact Chat Completions body `generate` sends. No I/O."""
@@ -99,10 +117,10 @@ class OpenAIProvider:
         it raises ProviderError(TIMEOUT)."""
         body = self.upstream_request(request)
         try:
-            raw = await self._create(body, deadline)
-            completion = json.loads(raw.content)
-        except (openai.OpenAIError, httpx2.HTTPError) as exc:
-            raise _translate(exc, started=False) from exc
+            async with await self._post(body, deadline) as answer:
+                completion = json.loads(await answer.read())
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise _failed(exc, started=False) from exc
         except ValueError as exc:  # not JSON: the upstream is not speaking the protocol
             raise ProviderError(ErrorKind.UPSTREAM_5XX, f"openai: bad answer: {exc}") from exc
         choices = completion.get("choices") if isinstance(completion, dict) else None
@@ -125,8 +143,7 @@ class OpenAIProvider:
         the assembled tool calls and the upstream's usage (requested with
         stream_options.include_usage). Closing the generator or cancelling
         its task closes the HTTP response, so the upstream sees the disconnect.
-        A deadline cuts the stream at the next read (the read timeout is the
-        time left when it started)."""
+        A deadline bounds the whole stream."""
         body = self.upstream_request(request)
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
@@ -135,13 +152,12 @@ class OpenAIProvider:
         usage: Usage | None = None
         calls: dict[int, list[str]] = {}  # index -> [id, name, arguments so far]
         try:
-            async with self._open(body, deadline) as upstream:
-                # Building the SDK's typed chunk objects was 57% of this adapter's
-                # CPU per 20-token stream (5.6 -> 2.4 ms without them); the lines
-                # are plain SSE, read here as dicts. Reading on past [DONE] to the
-                # body's end keeps the connection reusable.
-                async for line in upstream.iter_lines():
-                    if not line.startswith("data:") or line.endswith("[DONE]"):
+            async with await self._post(body, deadline) as upstream:
+                # One read per network chunk, however many SSE lines it holds;
+                # reading on past [DONE] to the body's end keeps the connection
+                # reusable, and leaving early closes it.
+                async for line in _lines(upstream):
+                    if not line.startswith(b"data:") or line.endswith(b"[DONE]"):
                         continue
                     event = json.loads(line[5:])
                     started = True
@@ -157,10 +173,8 @@ class OpenAIProvider:
                             finish = _finish(choice["finish_reason"])
                         if delta.get("content"):
                             yield Chunk(delta=delta["content"])
-                    if deadline is not None and time.monotonic() > deadline:
-                        raise ProviderError(ErrorKind.TIMEOUT, "openai: deadline passed mid-stream")
-        except (openai.OpenAIError, httpx2.HTTPError) as exc:
-            raise _translate(exc, started=started) from exc
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise _failed(exc, started=started) from exc
         except ValueError as exc:  # not JSON: the upstream is not speaking the protocol
             kind = ErrorKind.INTERRUPTED if started else ErrorKind.UPSTREAM_5XX
             raise ProviderError(kind, f"openai: bad stream event: {exc}") from exc
@@ -169,30 +183,28 @@ class OpenAIProvider:
         tool_calls = tuple(ToolCall(*calls[i]) for i in sorted(calls))
         yield Chunk(tool_calls=tool_calls, finish_reason=finish, usage=usage)
 
-    def _open(self, body: dict[str, Any], deadline: float | None) -> Any:
-        """The streamed response as raw lines (an async context manager)."""
-        rest = {k: v for k, v in body.items() if k not in ("model", "messages", "stream")}
-        timeout = _http.remaining(deadline, VENDOR)
-        return self._client.chat.completions.with_streaming_response.create(
-            model=body["model"],
-            messages=body["messages"],
-            stream=True,
-            extra_body=rest,
-            timeout=timeout if timeout is not None else self.settings.timeout_s,
+    async def _post(self, body: dict[str, Any], deadline: float | None) -> Any:
+        """POST /chat/completions; the answer, once its status is 2xx (an async
+        context manager that closes it), else the translated ProviderError."""
+        if self._session is None:  # made on first use: it belongs to the running loop
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self.settings.max_connections)
+            )
+        left = _http.remaining(deadline, VENDOR)
+        answer = await self._session.post(
+            self._chat_url,
+            data=json.dumps(body).encode(),
+            headers=self._headers,
+            proxy=self._proxy,
+            timeout=self._idle if left is None else aiohttp.ClientTimeout(total=left),
         )
-
-    async def _create(self, body: dict[str, Any], deadline: float | None) -> httpx2.Response:
-        # The SDK's generic POST: its client, pool, auth, retry policy and
-        # error types, without `create`'s TypedDict walk of the body and its
-        # typed ChatCompletion, which were ~0.5 of ~1.4 ms CPU per call; the
-        # body goes out as built and the answer is read as plain JSON.
-        timeout = _http.remaining(deadline, VENDOR)
-        return await self._client.post(
-            "/chat/completions",
-            body=body,
-            cast_to=httpx2.Response,
-            options={"timeout": timeout if timeout is not None else self.settings.timeout_s},
-        )
+        if answer.status >= 400:
+            async with answer:
+                text = await answer.read()
+            raise _http.status_error(
+                VENDOR, answer.status, answer.headers, _http.error_message(text)
+            )
+        return answer
 
     async def embed(self, texts: Sequence[str]) -> Embeddings:
         """Vectors in input order, within `timeout_s`; cancellation closes the request."""
@@ -213,22 +225,52 @@ class OpenAIProvider:
             raise _translate(exc, started=False) from exc
 
     async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
         await self._client.close()
 
 
 def _translate(exc: BaseException, *, started: bool) -> ProviderError:
-    """Like _http.translate, but a refused or dropped connection stays a
-    connection failure: the SDK's aiohttp transport maps every aiohttp
-    ClientConnectionError to httpx2.ConnectTimeout, which would read as TIMEOUT."""
+    """An SDK error (embeddings, probes) as the router's. The SDK's aiohttp
+    transport maps every aiohttp ClientConnectionError to httpx2.ConnectTimeout,
+    which would read as TIMEOUT: its aiohttp cause decides instead."""
     cause = exc.__cause__
     while cause is not None and not isinstance(cause, aiohttp.ClientError):
         cause = cause.__cause__
-    if isinstance(cause, aiohttp.ClientConnectionError) and not isinstance(
-        cause, aiohttp.ServerTimeoutError
-    ):
-        kind = ErrorKind.INTERRUPTED if started else ErrorKind.UNAVAILABLE
-        return ProviderError(kind, f"openai: connection failed: {type(cause).__name__}: {cause}")
+    if isinstance(cause, aiohttp.ClientConnectionError) and not isinstance(cause, TimeoutError):
+        return _failed(cause, started=started)
     return _http.translate(exc, _ERRORS, VENDOR, started=started)
+
+
+def _failed(exc: BaseException, *, started: bool) -> ProviderError:
+    """An aiohttp failure (or its timeout) as the router's error. A connection
+    refused, dropped or cut mid-body is UNAVAILABLE before any data and
+    INTERRUPTED after."""
+    if isinstance(exc, TimeoutError):  # aiohttp's timeouts subclass it too
+        return ProviderError(ErrorKind.TIMEOUT, "openai: no answer before the deadline")
+    if isinstance(exc, aiohttp.ClientConnectionError | aiohttp.ClientPayloadError):
+        kind = ErrorKind.INTERRUPTED if started else ErrorKind.UNAVAILABLE
+        return ProviderError(kind, f"openai: connection failed: {type(exc).__name__}: {exc}")
+    return ProviderError(ErrorKind.UPSTREAM_5XX, f"openai: {type(exc).__name__}: {exc}")
+
+
+async def _lines(answer: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    """The body's lines (without line endings), from one read per network chunk."""
+    rest = b""
+    async for data in answer.content.iter_any():
+        *lines, rest = (rest + data).split(b"\n")
+        for line in lines:
+            yield line.rstrip(b"\r")
+    if rest:
+        yield rest.rstrip(b"\r")
+
+
+def _env_proxy(url: str) -> str | None:
+    """The proxy HTTPS_PROXY/HTTP_PROXY name for `url`, unless NO_PROXY exempts it."""
+    parts = urllib.parse.urlsplit(url)
+    if urllib.request.proxy_bypass(parts.hostname or ""):
+        return None
+    return urllib.request.getproxies().get(parts.scheme)
 
 
 def _finish(reason: str | None) -> str:

@@ -198,6 +198,45 @@ async def test_a_refused_key_is_not_echoed_from_the_vendors_message() -> None:
         await fake.server.close()
 
 
+async def test_openai_errors_carry_the_vendors_message_and_status() -> None:
+    fake = OpenAIFake()
+    await fake.server.start()
+    fake.script.status = 400
+    fake.script.error_message = "max_tokens is too large: 999999"
+    provider = OpenAIProvider("gpt-fake", {"base_url": fake.base_url})
+    try:
+        with pytest.raises(ProviderError) as unary:
+            await provider.generate(chat(Message("user", "x")), None)
+        with pytest.raises(ProviderError) as streamed:
+            [c async for c in provider.stream(chat(Message("user", "x")), None)]
+        for caught in (unary, streamed):
+            assert caught.value.kind is ErrorKind.BAD_REQUEST
+            assert str(caught.value).endswith("HTTP 400: max_tokens is too large: 999999")
+    finally:
+        await provider.aclose()
+        await fake.server.close()
+
+
+async def test_openai_chat_goes_through_the_environment_proxy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """HTTP_PROXY is honoured as the SDK's transport honours it: the fake is the
+    proxy here and sees the absolute URL of an upstream that does not exist."""
+    fake = OpenAIFake()
+    await fake.server.start()
+    for name in ("NO_PROXY", "no_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", fake.server.url)
+    provider = OpenAIProvider("gpt-fake", {"base_url": "http://upstream.invalid/v1"})
+    try:
+        response = await provider.generate(chat(Message("user", "x")), None)
+        assert response.text == "Hello from the fake"
+        assert fake.observed.paths == ["POST http://upstream.invalid/v1/chat/completions"]
+    finally:
+        await provider.aclose()
+        await fake.server.close()
+
+
 async def test_openai_max_tokens_parameter_name_is_configurable() -> None:
     provider = OpenAIProvider(
         "o4", {"base_url": "http://127.0.0.1:9/v1", "max_tokens_param": "max_completion_tokens"}
