@@ -1,7 +1,8 @@
 """The REST shim under load, in one run.
 
     python -m bench.rest shim   [--seconds 5] [--rounds 3]  # REST vs gRPC; uvicorn vs granian
-    python -m bench.rest openai [--seconds 5] [--litellm /tmp/litellm-venv/bin/litellm]
+    python -m bench.rest openai [--seconds 5] [--server uvicorn|granian ...]
+                                [--litellm /tmp/litellm-venv/bin/litellm]
 
 `shim`: one gateway process (mock provider, zero latency, 20 tokens) per ASGI
 server, pinned to the last core; HTTP load from wrk (C, one thread) and gRPC
@@ -283,15 +284,18 @@ def openai_path(args: argparse.Namespace) -> dict[str, Any]:
             )
         with tempfile.TemporaryDirectory() as data:
             # Both check an API key on every call: the gateway its own, LiteLLM a master key.
-            gateway = start_gateway("granian", upstream, data, auth=True)
-            try:
-                url = "http://" + gateway.find(r"serving HTTP on (\S+)") + "/v1/chat/completions"
-                key = gateway.find(r"(igk_\S+)")
-                results["infergate"] = _proxy_rows(
-                    gateway, url, body, stream_body, args.seconds, key
-                )
-            finally:
-                gateway.stop()
+            for server in args.server:
+                home = Path(data) / server  # a fresh store: the gateway prints its first key
+                home.mkdir()
+                gateway = start_gateway(server, upstream, str(home), auth=True)
+                try:
+                    url = "http://" + gateway.find(r"serving HTTP on (\S+)")
+                    key = gateway.find(r"(igk_\S+)")
+                    results[f"infergate ({server})"] = _proxy_rows(
+                        gateway, url + "/v1/chat/completions", body, stream_body, args.seconds, key
+                    )
+                finally:
+                    gateway.stop()
             if args.litellm:
                 litellm = start_litellm(args.litellm, upstream, data)
                 try:
@@ -303,9 +307,9 @@ def openai_path(args: argparse.Namespace) -> dict[str, Any]:
                     litellm.stop()
     finally:
         fake.stop()
-    for name in ("infergate", "litellm"):
-        if name in results:
-            for key, row in results[name].items():
+    for name, rows in results.items():
+        if name != "upstream (fake, direct)":
+            for key, row in rows.items():
                 if isinstance(row, dict):
                     base = results["upstream (fake, direct)"][key]
                     row["added_p50_us"] = row["p50_us"] - base["p50_us"]
@@ -360,6 +364,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3, help="shim: alternating rounds")
     parser.add_argument("--litellm", default="/tmp/litellm-venv/bin/litellm")
+    parser.add_argument(
+        "--server",
+        nargs="+",
+        default=["uvicorn", "granian"],
+        help="openai: the gateway's ASGI servers",
+    )
     args = parser.parse_args()
     results = shim(args) if args.what == "shim" else openai_path(args)
     OUT.mkdir(parents=True, exist_ok=True)

@@ -19,5 +19,6 @@ class RestConfig(Frozen):
     max_upload_bytes: int = Field(
         default=256 * 1024 * 1024, ge=1024, description="raw-body uploads (IngestFile)"
     )
-    # Measured in bench/rest.py; both run on the gRPC server's event loop.
-    server: Literal["uvicorn", "granian"] = "granian"
+    # Measured in bench/rest.py (bench/RESULTS.md, issue 7); both run on the
+    # gRPC server's event loop.
+    server: Literal["uvicorn", "granian"] = "uvicorn"
