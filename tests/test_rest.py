@@ -112,6 +112,7 @@ async def test_request_id_is_kept_or_made(http: httpx.AsyncClient) -> None:
     assert reply.json()["id"] == "abc-123"  # it reached the servicer as metadata
     missing = await http.get("/v1/nowhere")
     assert missing.headers["x-request-id"].startswith("req-")
+    assert "server" not in reply.headers  # the server software is not advertised
 
 
 async def test_grpc_metadata_headers_reach_the_servicer(http: httpx.AsyncClient) -> None:

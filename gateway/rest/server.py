@@ -70,6 +70,7 @@ class HttpServer:
                 ws="websockets-sansio",
                 lifespan="off",
                 access_log=False,
+                server_header=False,  # no "server: uvicorn" on every answer
                 log_level="warning",
                 timeout_graceful_shutdown=max(math.ceil(self._grace), 1),
             )
