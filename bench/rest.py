@@ -13,7 +13,8 @@ RPS and latency, since on two cores the client may saturate first.
 `openai`: wrk -> POST /v1/chat/completions -> router -> openai adapter -> the
 fake OpenAI server (tests/fakes, zero latency), against LiteLLM's proxy (one
 worker) over the same fake, side by side; "added" latency is the proxy's
-minus the fake's own, measured in the same run. RSS is read after the run.
+minus the fake's own, measured in the same run (the fake alone on the other
+core, as a proxy has it). RSS is read after the run.
 Results (JSON) go to bench/out/; the figures are recorded in bench/RESULTS.md.
 """
 
@@ -276,12 +277,16 @@ def openai_path(args: argparse.Namespace) -> dict[str, Any]:
     stream_body = {**body, "stream": True}
     try:
         rows = results["upstream (fake, direct)"] = {}
+        # The fake on the proxies' core while it is measured alone: sharing
+        # wrk's core at full speed, its p99 is the scheduler's, no baseline.
+        os.sched_setaffinity(fake.proc.pid, {SERVER_CORE})
         for c in (1, 64):
             fake_body = {**body, "model": "gpt-fake"}
             rows[f"c={c}"] = wrk(upstream + "/chat/completions", fake_body, c, args.seconds, False)
             rows[f"stream c={c}"] = wrk(
                 upstream + "/chat/completions", {**fake_body, "stream": True}, c, args.seconds, True
             )
+        os.sched_setaffinity(fake.proc.pid, {CLIENT_CORE})
         with tempfile.TemporaryDirectory() as data:
             # Both check an API key on every call: the gateway its own, LiteLLM a master key.
             for server in args.server:
