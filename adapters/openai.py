@@ -13,7 +13,7 @@ session with those headers, and answers and SSE lines are read as plain JSON:
 the SDK's request path (options model, request building, httpx2 and its
 bridge to aiohttp) cost 0.44 ms CPU of a 1.0 ms gateway call, more than
 everything else on the gateway's side (bench/RESULTS.md, issue 7).
-HTTPS_PROXY/HTTP_PROXY/NO_PROXY are read once, at start.
+Proxies from the environment are the SDK client's own choice, made once at start.
 
 Deployment options:
 
@@ -28,8 +28,6 @@ Deployment options:
 from __future__ import annotations
 
 import json
-import urllib.parse
-import urllib.request
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from typing import Any, Literal
 
@@ -83,22 +81,22 @@ class OpenAIProvider:
             max_connections=self.settings.max_connections,
             max_keepalive_connections=self.settings.max_connections,
         )
-        self._client = openai.AsyncOpenAI(
+        # The SDK's aiohttp transport (C HTTP parser) instead of httpcore2.
+        http_client = openai.DefaultAioHttpClient(limits=limits)
+        self._client = client = openai.AsyncOpenAI(
             api_key=key or "unused",  # OpenAI-compatible servers often need none
             base_url=self.settings.base_url,
             max_retries=0,
             timeout=self.settings.timeout_s,
-            # The SDK's aiohttp transport (C HTTP parser) instead of httpcore2:
-            # ~0.25 ms less CPU per unary call and ~0.5 ms per 20-token stream.
-            http_client=openai.DefaultAioHttpClient(limits=limits),
+            http_client=http_client,
         )
-        client = self._client
         self._chat_url = str(client.base_url.join("chat/completions"))
         headers = {**client.default_headers, **client.auth_headers}
         self._headers = {k: v for k, v in headers.items() if isinstance(v, str)}  # not Omit
-        self._proxy = _env_proxy(self._chat_url)
+        self._proxy = _proxy(http_client, self._chat_url)  # aiohttp's proxy arguments
+        timeout_s = self.settings.timeout_s  # as the SDK's: pool wait, connect, each read
         self._idle = aiohttp.ClientTimeout(
-            sock_connect=self.settings.timeout_s, sock_read=self.settings.timeout_s
+            connect=timeout_s, sock_connect=timeout_s, sock_read=timeout_s
         )
         self._session: aiohttp.ClientSession | None = None
 
@@ -187,18 +185,23 @@ class OpenAIProvider:
         """POST /chat/completions; the answer, once its status is 2xx (an async
         context manager that closes it), else the translated ProviderError."""
         if self._session is None:  # made on first use: it belongs to the running loop
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self.settings.max_connections)
+            connector = aiohttp.TCPConnector(
+                limit=self.settings.max_connections,
+                ssl=httpx2.create_ssl_context(),  # the SDK's trust store
+                # Under the 5 s idle close of uvicorn-based servers (vLLM): an
+                # idle connection is dropped here before the server drops it.
+                keepalive_timeout=4.0,
             )
+            self._session = aiohttp.ClientSession(connector=connector)
         left = _http.remaining(deadline, VENDOR)
         answer = await self._session.post(
             self._chat_url,
             data=json.dumps(body).encode(),
             headers=self._headers,
-            proxy=self._proxy,
+            **self._proxy,
             timeout=self._idle if left is None else aiohttp.ClientTimeout(total=left),
         )
-        if answer.status >= 400:
+        if not 200 <= answer.status < 300:
             async with answer:
                 text = await answer.read()
             raise _http.status_error(
@@ -248,29 +251,40 @@ def _failed(exc: BaseException, *, started: bool) -> ProviderError:
     INTERRUPTED after."""
     if isinstance(exc, TimeoutError):  # aiohttp's timeouts subclass it too
         return ProviderError(ErrorKind.TIMEOUT, "openai: no answer before the deadline")
-    if isinstance(exc, aiohttp.ClientConnectionError | aiohttp.ClientPayloadError):
+    if isinstance(
+        exc,
+        aiohttp.ClientConnectionError | aiohttp.ClientPayloadError | aiohttp.ClientHttpProxyError,
+    ):
         kind = ErrorKind.INTERRUPTED if started else ErrorKind.UNAVAILABLE
         return ProviderError(kind, f"openai: connection failed: {type(exc).__name__}: {exc}")
     return ProviderError(ErrorKind.UPSTREAM_5XX, f"openai: {type(exc).__name__}: {exc}")
 
 
 async def _lines(answer: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-    """The body's lines (without line endings), from one read per network chunk."""
+    """The body's lines without their endings (LF, CRLF or CR, as SSE allows),
+    from one read per network chunk. A CRLF split across two reads yields an
+    extra empty line, which SSE ignores anyway."""
     rest = b""
     async for data in answer.content.iter_any():
-        *lines, rest = (rest + data).split(b"\n")
+        lines = (rest + data).splitlines(keepends=True)
+        rest = b"" if lines[-1].endswith((b"\n", b"\r")) else lines.pop()
         for line in lines:
-            yield line.rstrip(b"\r")
+            yield line.rstrip(b"\r\n")
     if rest:
-        yield rest.rstrip(b"\r")
+        yield rest
 
 
-def _env_proxy(url: str) -> str | None:
-    """The proxy HTTPS_PROXY/HTTP_PROXY name for `url`, unless NO_PROXY exempts it."""
-    parts = urllib.parse.urlsplit(url)
-    if urllib.request.proxy_bypass(parts.hostname or ""):
-        return None
-    return urllib.request.getproxies().get(parts.scheme)
+def _proxy(http_client: httpx2.AsyncClient, url: str) -> dict[str, Any]:
+    """aiohttp's arguments for the proxy the SDK's own client would use for
+    `url`: httpx2's reading of HTTPS_PROXY/HTTP_PROXY/ALL_PROXY/NO_PROXY
+    (wildcards, CIDRs, ports), at start; none when it goes direct."""
+    proxy: httpx2.Proxy | None = getattr(
+        http_client._transport_for_url(httpx2.URL(url)), "proxy", None
+    )
+    if proxy is None:
+        return {}
+    auth = aiohttp.BasicAuth(*proxy.auth) if proxy.auth else None
+    return {"proxy": str(proxy.url), "proxy_auth": auth, "proxy_headers": dict(proxy.headers)}
 
 
 def _finish(reason: str | None) -> str:

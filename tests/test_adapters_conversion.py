@@ -217,23 +217,31 @@ async def test_openai_errors_carry_the_vendors_message_and_status() -> None:
         await fake.server.close()
 
 
-async def test_openai_chat_goes_through_the_environment_proxy(
+async def test_openai_chat_takes_the_sdks_proxy_from_the_environment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """HTTP_PROXY is honoured as the SDK's transport honours it: the fake is the
-    proxy here and sees the absolute URL of an upstream that does not exist."""
+    """Chat goes where the SDK's own client would: through HTTP_PROXY (the fake
+    is the proxy here and sees the absolute URL of an upstream that does not
+    exist), and direct for hosts NO_PROXY names, CIDRs included."""
     fake = OpenAIFake()
     await fake.server.start()
-    for name in ("NO_PROXY", "no_proxy", "http_proxy"):
+    for name in ("NO_PROXY", "no_proxy", "http_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HTTP_PROXY", fake.server.url)
-    provider = OpenAIProvider("gpt-fake", {"base_url": "http://upstream.invalid/v1"})
+    proxied = OpenAIProvider("gpt-fake", {"base_url": "http://upstream.invalid/v1"})
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("NO_PROXY", "127.0.0.0/8")
+    direct = OpenAIProvider("gpt-fake", {"base_url": fake.base_url})
     try:
-        response = await provider.generate(chat(Message("user", "x")), None)
+        response = await proxied.generate(chat(Message("user", "x")), None)
         assert response.text == "Hello from the fake"
         assert fake.observed.paths == ["POST http://upstream.invalid/v1/chat/completions"]
+        response = await direct.generate(chat(Message("user", "x")), None)
+        assert response.text == "Hello from the fake"
+        assert fake.observed.paths[-1] == "POST /v1/chat/completions"
     finally:
-        await provider.aclose()
+        await proxied.aclose()
+        await direct.aclose()
         await fake.server.close()
 
 

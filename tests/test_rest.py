@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -190,6 +191,24 @@ async def test_websocket_streams_tokens(start_gateway: StartGateway, server: str
         assert json.loads(await socket.recv())["error"]["code"] == 5
         await socket.send("{nope")
         assert "malformed JSON" in json.loads(await socket.recv())["error"]["message"]
+
+
+@pytest.mark.parametrize("server", ["granian", "uvicorn"])
+async def test_idle_connections_close_after_the_idle_timeout(
+    start_gateway: StartGateway, server: str
+) -> None:
+    gateway = await start_gateway(top={"rest": {"port": 0, "server": server, "idle_timeout_s": 1}})
+    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.http_port)
+    try:
+        writer.write(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        assert (await reader.readline()).startswith(b"HTTP/1.1 200")
+        started = time.monotonic()
+        async with asyncio.timeout(5):
+            while await reader.read(4096):  # the rest of the answer, then EOF
+                pass
+        assert 0.5 < time.monotonic() - started < 4
+    finally:
+        writer.close()
 
 
 async def test_healthz(http: httpx.AsyncClient, gateway: Gateway) -> None:

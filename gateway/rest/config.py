@@ -19,6 +19,9 @@ class RestConfig(Frozen):
     max_upload_bytes: int = Field(
         default=256 * 1024 * 1024, ge=1024, description="raw-body uploads (IngestFile)"
     )
+    idle_timeout_s: float = Field(
+        default=75.0, ge=1, description="an idle keep-alive connection is closed after this"
+    )
     # Measured in bench/rest.py (bench/RESULTS.md, issue 7); both run on the
     # gRPC server's event loop.
     server: Literal["uvicorn", "granian"] = "uvicorn"

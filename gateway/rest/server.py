@@ -71,7 +71,11 @@ class HttpServer:
                 lifespan="off",
                 access_log=False,
                 server_header=False,  # no "server: uvicorn" on every answer
+                log_config=None,  # the gateway's logging, not uvicorn's own handlers
                 log_level="warning",
+                # Above load balancers' idle timeouts (60 s on AWS ALB), so they,
+                # not the gateway, close idle connections: no 502 races.
+                timeout_keep_alive=max(math.ceil(cfg.idle_timeout_s), 1),
                 timeout_graceful_shutdown=max(math.ceil(self._grace), 1),
             )
         )
@@ -84,6 +88,7 @@ class HttpServer:
 
     async def _start_granian(self) -> None:
         from granian.constants import Interfaces
+        from granian.http import HTTP1Settings
         from granian.server.embed import Server
 
         server = self._server = Server(
@@ -91,6 +96,9 @@ class HttpServer:
             address=self._config.host,
             port=self.port,
             interface=Interfaces.ASGINL,
+            http1_settings=HTTP1Settings(
+                header_read_timeout=int(self._config.idle_timeout_s * 1000)
+            ),
             log_enabled=False,
         )
         self._task = asyncio.create_task(server.serve())
