@@ -167,64 +167,63 @@ async def test_anthropic_has_no_embeddings(claude: AnthropicProvider) -> None:
 # -- OpenAI -------------------------------------------------------------------------------
 
 
-async def test_openai_streams_ask_for_usage_and_send_the_bearer_key() -> None:
+@pytest.fixture
+async def openai_fake() -> AsyncIterator[OpenAIFake]:
     fake = OpenAIFake()
     await fake.server.start()
-    provider = OpenAIProvider("gpt-fake", {"base_url": fake.base_url})
-    try:
-        chunks = [c async for c in provider.stream(chat(Message("user", "x")), None)]
-        assert chunks[-1].usage is not None and chunks[-1].usage.output_tokens == 4
-        assert fake.observed.requests[-1]["stream_options"] == {"include_usage": True}
-        assert fake.observed.headers[-1]["authorization"] == f"Bearer {KEY}"
-    finally:
-        await provider.aclose()
-        await fake.server.close()
+    yield fake
+    await fake.server.close()
 
 
-async def test_a_refused_key_is_not_echoed_from_the_vendors_message() -> None:
-    fake = OpenAIFake()
-    await fake.server.start()
-    fake.script.status = 401
+@pytest.fixture
+async def gpt(openai_fake: OpenAIFake) -> AsyncIterator[OpenAIProvider]:
+    provider = OpenAIProvider("gpt-fake", {"base_url": openai_fake.base_url})
+    yield provider
+    await provider.aclose()
+
+
+async def test_openai_streams_ask_for_usage_and_send_the_bearer_key(
+    openai_fake: OpenAIFake, gpt: OpenAIProvider
+) -> None:
+    chunks = [c async for c in gpt.stream(chat(Message("user", "x")), None)]
+    assert chunks[-1].usage is not None and chunks[-1].usage.output_tokens == 4
+    assert openai_fake.observed.requests[-1]["stream_options"] == {"include_usage": True}
+    assert openai_fake.observed.headers[-1]["authorization"] == f"Bearer {KEY}"
+
+
+async def test_a_refused_key_is_not_echoed_from_the_vendors_message(
+    openai_fake: OpenAIFake, gpt: OpenAIProvider
+) -> None:
+    openai_fake.script.status = 401
     # OpenAI's real 401 names part of the key it was sent.
-    fake.script.error_message = "Incorrect API key provided: sk-proj-****abcd."
-    provider = OpenAIProvider("gpt-fake", {"base_url": fake.base_url})
-    try:
-        with pytest.raises(ProviderError) as caught:
-            await provider.generate(chat(Message("user", "x")), None)
-        assert caught.value.kind is ErrorKind.AUTH
-        assert "abcd" not in str(caught.value) and "HTTP 401" in str(caught.value)
-    finally:
-        await provider.aclose()
-        await fake.server.close()
+    openai_fake.script.error_message = "Incorrect API key provided: sk-proj-****abcd."
+    with pytest.raises(ProviderError) as caught:
+        await gpt.generate(chat(Message("user", "x")), None)
+    assert caught.value.kind is ErrorKind.AUTH
+    assert "abcd" not in str(caught.value) and "HTTP 401" in str(caught.value)
 
 
-async def test_openai_errors_carry_the_vendors_message_and_status() -> None:
-    fake = OpenAIFake()
-    await fake.server.start()
-    fake.script.status = 400
-    fake.script.error_message = "max_tokens is too large: 999999"
-    provider = OpenAIProvider("gpt-fake", {"base_url": fake.base_url})
-    try:
-        with pytest.raises(ProviderError) as unary:
-            await provider.generate(chat(Message("user", "x")), None)
-        with pytest.raises(ProviderError) as streamed:
-            [c async for c in provider.stream(chat(Message("user", "x")), None)]
-        for caught in (unary, streamed):
-            assert caught.value.kind is ErrorKind.BAD_REQUEST
-            assert str(caught.value).endswith("HTTP 400: max_tokens is too large: 999999")
-    finally:
-        await provider.aclose()
-        await fake.server.close()
+async def test_openai_errors_carry_the_vendors_message_and_status(
+    openai_fake: OpenAIFake, gpt: OpenAIProvider
+) -> None:
+    openai_fake.script.status = 400
+    openai_fake.script.error_message = "max_tokens is too large: 999999"
+    with pytest.raises(ProviderError) as unary:
+        await gpt.generate(chat(Message("user", "x")), None)
+    with pytest.raises(ProviderError) as streamed:
+        [c async for c in gpt.stream(chat(Message("user", "x")), None)]
+    for caught in (unary, streamed):
+        assert caught.value.kind is ErrorKind.BAD_REQUEST
+        assert str(caught.value).endswith("HTTP 400: max_tokens is too large: 999999")
 
 
 async def test_openai_chat_takes_the_sdks_proxy_from_the_environment(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, openai_fake: OpenAIFake
 ) -> None:
     """Chat goes where the SDK's own client would: through HTTP_PROXY (the fake
     is the proxy here and sees the absolute URL of an upstream that does not
     exist), and direct for hosts NO_PROXY names, CIDRs included."""
-    fake = OpenAIFake()
-    await fake.server.start()
+    fake = openai_fake
     for name in ("NO_PROXY", "no_proxy", "http_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HTTP_PROXY", fake.server.url)
@@ -242,7 +241,6 @@ async def test_openai_chat_takes_the_sdks_proxy_from_the_environment(
     finally:
         await proxied.aclose()
         await direct.aclose()
-        await fake.server.close()
 
 
 async def test_openai_max_tokens_parameter_name_is_configurable() -> None:
