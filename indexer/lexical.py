@@ -8,6 +8,7 @@ change and the rebuild never see a half-built index.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 from collections.abc import Sequence
@@ -16,6 +17,13 @@ from pathlib import Path
 import bm25s
 import numpy as np
 import numpy.typing as npt
+import tqdm
+
+# bm25s wraps its loops in tqdm even with show_progress=False, and the first
+# tqdm starts a monitor thread that lives as long as the process; no progress
+# bar here needs one. Its DEBUG line per index build is noise in the gateway's log.
+tqdm.tqdm.monitor_interval = 0
+logging.getLogger("bm25s").setLevel(logging.INFO)
 
 Labels = npt.NDArray[np.int64]
 Hits = list[tuple[int, float]]  # (label, BM25 score), best first

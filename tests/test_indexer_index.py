@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -132,6 +133,8 @@ def test_bm25_ranks_by_terms_filters_and_persists(tmp_path: Path) -> None:
     assert loaded is not None and loaded.generation == 7
     assert loaded.search("revenue", 1) == index.search("revenue", 1)
     assert LexicalIndex.load(tmp_path / "nothing") is None
+    # bm25s's tqdm wrappers start no monitor thread that would outlive the build.
+    assert "tqdm_monitor" not in {thread.name for thread in threading.enumerate()}
 
 
 def test_reciprocal_rank_fusion_weights() -> None:
