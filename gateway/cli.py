@@ -22,7 +22,9 @@ log = logging.getLogger("infergate")
 DEFAULTS = Path(__file__).with_name("defaults.yaml")
 # Subcommands that live beside their feature: each module has
 # `register(commands)`, which adds a parser whose `run(args) -> int` default runs it.
-COMMAND_MODULES: tuple[str, ...] = ("indexer.minilm", "gateway.tasks.cli", "gateway.apps.cli")
+COMMAND_MODULES: tuple[str, ...] = (
+    "indexer.minilm", "gateway.tasks.cli", "gateway.apps.cli", "gateway.dataset_snapshots",
+)  # fmt: skip
 
 
 def _config(args: argparse.Namespace) -> GatewayConfig:

@@ -42,6 +42,18 @@ class EmbedderConfig(Frozen):
         return self
 
 
+class SnapshotConfig(Frozen):
+    """S3 credentials come from the usual AWS chain (environment, ~/.aws)."""
+
+    bucket: str = Field(min_length=1)
+    prefix: str = "datasets/"
+    endpoint_url: str | None = Field(default=None, description="an S3-compatible server")
+    region: str = "us-east-1"
+    load_at_start: bool = Field(
+        default=True, description="an empty datasets directory loads the latest snapshot"
+    )
+
+
 class DatasetConfig(Frozen):
     enabled: bool = Field(
         default=True,
@@ -53,6 +65,9 @@ class DatasetConfig(Frozen):
     search: SearchParams = SearchParams()
     snapshot_interval_s: float = Field(
         default=30, ge=0, description="how often changed indexes are saved (0: only at stop)"
+    )
+    snapshots: SnapshotConfig | None = Field(
+        default=None, description="S3-compatible object storage for dataset snapshots"
     )
     # Matches rest.max_upload_bytes: a gRPC stream has no total size of its own.
     max_upload_bytes: int = Field(

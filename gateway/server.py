@@ -31,6 +31,7 @@ from gateway.config import GatewayConfig, ServerConfig
 from gateway.dataset_disabled import DisabledDatasetService, DisabledRetrieval
 from gateway.dataset_embedder import build_datasets
 from gateway.dataset_service import DatasetService
+from gateway.dataset_snapshots import load_at_start
 from gateway.dataset_tasks import ingest_task_type
 from gateway.metrics import MetricsInterceptor
 from gateway.pb import (
@@ -245,6 +246,9 @@ class Gateway:
         servicers["App"] = apps.service
         datasets = None
         if config.dataset.enabled:
+            await asyncio.to_thread(
+                load_at_start, config.dataset.snapshots, config.data_dir / "datasets"
+            )
             datasets = build_datasets(config.dataset, config.data_dir, lambda: service.router)
             undo.push_async_callback(datasets.aclose)
             servicers["Dataset"] = DatasetService(

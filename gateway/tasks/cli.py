@@ -106,6 +106,7 @@ async def worker_resources(
     from gateway.apps.runtime import open_store
     from gateway.apps.usage import UsageRecorder
     from gateway.dataset_embedder import build_datasets
+    from gateway.dataset_snapshots import load_at_start
     from gateway.dataset_tasks import ingest_task_type
     from gateway.tasks.handlers import load
     from gateway.tasks.usage import usage_sink
@@ -113,6 +114,9 @@ async def worker_resources(
     types = load()
     datasets = None
     if config.dataset.enabled:
+        await asyncio.to_thread(
+            load_at_start, config.dataset.snapshots, config.data_dir / "datasets"
+        )
         datasets = build_datasets(config.dataset, config.data_dir, router)
         types.add(ingest_task_type(datasets))
     recorder = None
