@@ -46,7 +46,7 @@ class SnapshotConfig(Frozen):
     """S3 credentials come from the usual AWS chain (environment, ~/.aws)."""
 
     bucket: str = Field(min_length=1)
-    prefix: str = "datasets/"
+    prefix: str = Field(default="datasets/", pattern=r"^(.*/)?$", description="ends with /")
     endpoint_url: str | None = Field(default=None, description="an S3-compatible server")
     region: str = "us-east-1"
     load_at_start: bool = Field(

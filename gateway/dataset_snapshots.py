@@ -23,6 +23,8 @@ leaves the data dir as it was.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import hashlib
 import json
 import logging
@@ -34,6 +36,7 @@ import sqlite3
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -76,43 +79,68 @@ def _digest(path: Path) -> str:
 
 def push(root: Path, config: SnapshotConfig) -> tuple[str, int]:
     """Upload every collection under `root`; (the snapshot's name, collections)."""
+    found = sorted(root.glob(f"*/*/{STORE_FILE}")) if root.is_dir() else []
+    # Not the hidden directories of a create or delete in progress.
+    stores = [store for store in found if _PATH.fullmatch(store.relative_to(root).as_posix())]
+    if not stores:
+        raise SnapshotError(f"no collections under {root}: nothing to push")
     client = _client(config)
     now = time.time()
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}Z"
     name = f"{stamp}-{secrets.token_hex(3)}"
-    stores = sorted(root.glob(f"*/*/{STORE_FILE}")) if root.is_dir() else []
     files = []
-    with tempfile.TemporaryDirectory() as tmp:
+    pushed = 0
+    with tempfile.TemporaryDirectory(prefix=f".{root.name}.push-", dir=root.parent) as tmp:
         for store in stores:
+            copies = _copies(store, Path(tmp))
+            if not copies:
+                log.info("%s was deleted during the push: not in %s", store.parent, name)
+                continue
             directory = store.parent.relative_to(root).as_posix()
-            copies = [(f"{directory}/{STORE_FILE}", _store_copy(store, Path(tmp)))]
-            graph = store.parent / GRAPH_FILE
-            if graph.exists():  # replaced whole by rename: one open reads one version
-                copies.append((f"{directory}/{GRAPH_FILE}", Path(tmp) / GRAPH_FILE))
-                shutil.copyfile(graph, copies[-1][1])
-            for path, copy in copies:
+            for copy in copies:
+                path = f"{directory}/{copy.name}"
                 client.upload_file(str(copy), config.bucket, f"{config.prefix}{name}/{path}")
                 files.append({"path": path, "size": copy.stat().st_size, "sha256": _digest(copy)})
                 copy.unlink()
-    manifest = {"name": name, "created": time.time(), "files": files}
+            pushed += 1
+    manifest = {"name": name, "created": now, "files": files}
     client.put_object(
         Bucket=config.bucket, Key=f"{config.prefix}{name}/{_MANIFEST}", Body=json.dumps(manifest)
     )
     client.put_object(Bucket=config.bucket, Key=f"{config.prefix}{_LATEST}", Body=name.encode())
-    return name, len(stores)
+    return name, pushed
 
 
-def _store_copy(store: Path, tmp: Path) -> Path:
-    """A consistent copy of a store another process may be writing."""
-    copy = tmp / STORE_FILE
-    source = sqlite3.connect(f"file:{store}?mode=ro", uri=True)
-    target = sqlite3.connect(copy)
+def _copies(store: Path, tmp: Path) -> list[Path]:
+    """Copies of a collection's graph and store that another process may be
+    writing; none if it was deleted meanwhile. The graph is copied first: a
+    graph behind its store is repaired from the store when opened (labels are
+    never reused), one ahead of it could name chunks the store still holds as
+    deleted."""
+    copies = []
+    graph = store.with_name(GRAPH_FILE)
     try:
-        source.backup(target)
+        shutil.copyfile(graph, tmp / GRAPH_FILE)  # replaced whole by rename: one version
+        copies.append(tmp / GRAPH_FILE)
+    except FileNotFoundError:
+        pass  # not saved yet: built from the store when opened
+    try:
+        source = sqlite3.connect(f"file:{store}?mode=ro", uri=True)
+    except sqlite3.OperationalError:
+        if store.exists():
+            raise
+        return []
+    target = sqlite3.connect(tmp / STORE_FILE)
+    try:
+        source.backup(target)  # one read transaction: a consistent store
+    except sqlite3.OperationalError:
+        if store.exists():
+            raise
+        return []
     finally:
         target.close()
         source.close()
-    return copy
+    return [tmp / STORE_FILE, *copies]
 
 
 def names(config: SnapshotConfig) -> list[str]:
@@ -132,9 +160,22 @@ def names(config: SnapshotConfig) -> list[str]:
 
 def pull(root: Path, config: SnapshotConfig, name: str = "", force: bool = False) -> str:
     """Load snapshot `name` (default: the latest) into `root`, which must be
-    empty or missing unless `force` (then its contents are replaced)."""
-    if _has_data(root) and not force:
-        raise SnapshotError(f"{root} is not empty: pass --force to replace it")
+    empty or missing unless `force`; then its contents are replaced, and no
+    gateway or worker may be using it."""
+    with _locked(root, _PULLING), _locked(root, _IN_USE, shared=False, wait=False) as free:
+        if force and not free:
+            raise SnapshotError(f"{root} is in use by a gateway or worker: stop it first")
+        if _has_data(root) and not force:
+            raise SnapshotError(f"{root} is not empty: pass --force to replace it")
+        return _pull(root, config, name, force)
+
+
+def _pull(root: Path, config: SnapshotConfig, name: str, force: bool = False) -> str:
+    """Download into a staging directory, check it, then put it in place (the
+    caller holds the pull lock)."""
+    for kind in ("pull", "old"):  # what a killed pull left behind
+        for leftover in root.parent.glob(f".{root.name}.{kind}-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
     client = _client(config)
     name = name or _latest(client, config) or ""
     if not name:
@@ -143,9 +184,10 @@ def pull(root: Path, config: SnapshotConfig, name: str = "", force: bool = False
         raise SnapshotError(f"{name!r} is not a snapshot name")
     try:
         files = json.loads(_read(client, config, f"{name}/{_MANIFEST}"))["files"]
+        if not isinstance(files, list):
+            raise TypeError("files: not a list")
     except (ValueError, KeyError, TypeError) as exc:
         raise SnapshotError(f"snapshot {name}: unreadable manifest: {exc}") from exc
-    root.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.pull-", dir=root.parent))
     try:
         for entry in files:
@@ -157,7 +199,7 @@ def pull(root: Path, config: SnapshotConfig, name: str = "", force: bool = False
             client.download_file(config.bucket, f"{config.prefix}{name}/{path}", str(target))
             if (target.stat().st_size, _digest(target)) != (entry.get("size"), entry.get("sha256")):
                 raise SnapshotError(f"snapshot {name}: {path} does not match its manifest")
-        _swap(staging, root)
+        _swap(staging, root, replace=force)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -184,29 +226,61 @@ def _has_data(root: Path) -> bool:
     return root.is_dir() and any(root.iterdir())
 
 
-def _swap(staging: Path, root: Path) -> None:
-    """Put `staging` where `root` is, the old contents removed only after."""
-    old = None
+def _swap(staging: Path, root: Path, replace: bool) -> None:
+    """Put `staging` where `root` is: over an empty or missing `root` only,
+    unless `replace` (the old contents removed after). A collection created
+    in `root` meanwhile makes this fail rather than be lost."""
+    if not replace:
+        try:
+            if root.exists():
+                os.rmdir(root)
+            os.rename(staging, root)
+        except OSError as exc:
+            raise SnapshotError(f"{root} is not empty any more: {exc.strerror}") from exc
+        return
+    old = root.with_name(f".{root.name}.old-{secrets.token_hex(4)}")
     if root.exists():
-        old = root.with_name(f".{root.name}.old-{secrets.token_hex(4)}")
         os.rename(root, old)
     os.rename(staging, root)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)
 
 
-def load_at_start(config: SnapshotConfig | None, root: Path) -> None:
+# Lock files beside the datasets directory: one pull at a time, and a shared
+# claim held by every gateway and worker using it, which `pull --force` needs free.
+_PULLING, _IN_USE = "pull.lock", "use.lock"
+
+
+@contextlib.contextmanager
+def _locked(root: Path, kind: str, shared: bool = False, wait: bool = True) -> Iterator[bool]:
+    """Holds `kind`'s lock for `root` (flock); yields whether it was taken
+    (always, when `wait`)."""
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with open(root.parent / f".{root.name}.{kind}", "a") as file:
+        mode = (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (0 if wait else fcntl.LOCK_NB)
+        try:
+            fcntl.flock(file, mode)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+
+
+def claim(config: SnapshotConfig | None, root: Path) -> contextlib.ExitStack:
     """At a gateway's or worker's start: an empty `root` loads the latest
-    snapshot when there is one. Object storage that cannot be read stops the
-    start (a replica must not serve an empty dataset by accident)."""
-    if config is None or not config.load_at_start or _has_data(root):
-        return
-    name = _latest(_client(config), config)
-    if name is None:
-        log.info("no dataset snapshot yet under s3://%s/%s", config.bucket, config.prefix)
-        return
-    pull(root, config, name)
-    log.info("loaded dataset snapshot %s into %s", name, root)
+    snapshot when snapshots are configured, and `root` is marked in use until
+    the returned stack is closed. Object storage that cannot be read stops
+    the start (a replica must not serve an empty dataset by accident)."""
+    with _locked(root, _PULLING):  # one process loads; the others then find it there
+        if config is not None and config.load_at_start and not _has_data(root):
+            name = _latest(_client(config), config)
+            if name is None:
+                log.info("no dataset snapshot yet under s3://%s/%s", config.bucket, config.prefix)
+            else:
+                _pull(root, config, name)
+                log.info("loaded dataset snapshot %s into %s", name, root)
+        stack = contextlib.ExitStack()
+        stack.enter_context(_locked(root, _IN_USE, shared=True))
+        return stack
 
 
 # --- `infergate dataset push | pull | snapshots` ---------------------------------------------

@@ -31,7 +31,7 @@ from gateway.config import GatewayConfig, ServerConfig
 from gateway.dataset_disabled import DisabledDatasetService, DisabledRetrieval
 from gateway.dataset_embedder import build_datasets
 from gateway.dataset_service import DatasetService
-from gateway.dataset_snapshots import load_at_start
+from gateway.dataset_snapshots import claim
 from gateway.dataset_tasks import ingest_task_type
 from gateway.metrics import MetricsInterceptor
 from gateway.pb import (
@@ -175,6 +175,8 @@ class Gateway:
     rest: RestService | None = None  # the REST shim, on this event loop
     apps: AppLayer | None = None  # the App layer: its store, limiter and usage writer
     task_runtime: TaskRuntime | None = None  # the task queue, and its in-process workers
+    # The datasets directory marked in use (gateway/dataset_snapshots.py).
+    dataset_claim: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
     @property
     def http_port(self) -> int:
@@ -245,10 +247,13 @@ class Gateway:
         servicers: dict[str, Any] = {"Router": service}
         servicers["App"] = apps.service
         datasets = None
+        claimed = contextlib.ExitStack()
         if config.dataset.enabled:
-            await asyncio.to_thread(
-                load_at_start, config.dataset.snapshots, config.data_dir / "datasets"
+            # Loads the latest snapshot into an empty data dir; marks it in use.
+            claimed = await asyncio.to_thread(
+                claim, config.dataset.snapshots, config.data_dir / "datasets"
             )
+            undo.push(claimed)
             datasets = build_datasets(config.dataset, config.data_dir, lambda: service.router)
             undo.push_async_callback(datasets.aclose)
             servicers["Dataset"] = DatasetService(
@@ -285,6 +290,7 @@ class Gateway:
         )
         gateway.apps = apps
         gateway.task_runtime = task_runtime
+        gateway.dataset_claim = claimed
         undo.push_async_callback(gateway._stop_tasks)
         if config.rest.enabled:
             served = [(s, ADD_TO_SERVER[name]) for name, s in servicers.items()]
@@ -362,6 +368,7 @@ class Gateway:
             await self.apps.aclose()
         if isinstance(dataset := self.servicers.get("Dataset"), DatasetService):
             await dataset.datasets.aclose()  # snapshots the changed indexes
+        self.dataset_claim.close()
 
 
 async def serve(

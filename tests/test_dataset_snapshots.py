@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import boto3
@@ -18,7 +19,7 @@ from gateway.dataset_snapshots import (
     GRAPH_FILE,
     STORE_FILE,
     SnapshotError,
-    load_at_start,
+    claim,
     names,
     pull,
     push,
@@ -101,7 +102,7 @@ def test_a_damaged_snapshot_is_refused_and_the_data_dir_kept(
     (replica / "kept").mkdir(parents=True)
     with pytest.raises(SnapshotError, match="does not match its manifest"):
         pull(replica, config, force=True)
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no staging
+    assert [p.name for p in tmp_path.iterdir() if ".pull-" in p.name] == []  # no staging
     assert [p.name for p in replica.iterdir()] == ["kept"]
     # A manifest naming a path outside the datasets directory.
     evil = {"name": name, "files": [{"path": "../../etc/x", "size": 1, "sha256": "0"}]}
@@ -115,21 +116,58 @@ def test_a_damaged_snapshot_is_refused_and_the_data_dir_kept(
         pull(tmp_path / "other", config, "../x")
 
 
-async def test_load_at_start_fills_only_an_empty_directory(
+def test_claim_fills_only_an_empty_directory_and_once(
     filled: Path, config: SnapshotConfig, tmp_path: Path
 ) -> None:
     empty = tmp_path / "empty"
-    load_at_start(config, empty)  # nothing pushed yet: starts empty, no error
+    claim(config, empty).close()  # nothing pushed yet: starts empty, no error
     assert not empty.exists()
     push(filled, config)
-    load_at_start(config.model_copy(update={"load_at_start": False}), empty)
+    claim(config.model_copy(update={"load_at_start": False}), empty).close()
     assert not empty.exists()
-    load_at_start(config, empty)
-    assert any(empty.rglob(STORE_FILE))
+    # Processes starting together on one data dir (serve --workers, a worker):
+    # one loads the snapshot, the others find it there.
+    with ThreadPoolExecutor(4) as pool:
+        claims = list(pool.map(lambda _: claim(config, empty), range(4)))
+    assert len(list(empty.rglob(STORE_FILE))) == 1
+    assert [p.name for p in tmp_path.iterdir() if ".pull-" in p.name] == []
+    # In use: a forced pull would pull the files from under them.
+    with pytest.raises(SnapshotError, match="in use by a gateway or worker"):
+        pull(empty, config, force=True)
+    for claimed in claims:
+        claimed.close()
+    assert pull(empty, config, force=True)
     mine = tmp_path / "mine"
     (mine / "x").mkdir(parents=True)
-    load_at_start(config, mine)
+    claim(config, mine).close()
     assert [p.name for p in mine.iterdir()] == ["x"]
+
+
+async def test_push_copies_only_whole_collections_and_a_lagging_graph_is_repaired(
+    tmp_path: Path, tiny_model: Path, config: SnapshotConfig
+) -> None:
+    root = tmp_path / "datasets"
+    with pytest.raises(SnapshotError, match="nothing to push"):
+        push(root, config)
+    datasets = Datasets(root, OnnxEmbedder(tiny_model), tiny_model.name)
+    try:
+        await datasets.create(DEFAULT_TENANT, "docs")
+        await datasets.upsert(DEFAULT_TENANT, "docs", DOCS)
+        await datasets.flush()  # the graph on disk holds both documents
+        await datasets.delete_documents(DEFAULT_TENANT, "docs", ["cats"])
+        pizza = DocumentInput("pizza", text="Pizza with cheese and bread is good food.")
+        await datasets.upsert(DEFAULT_TENANT, "docs", [pizza])  # the store is ahead of it
+        hidden = root / DEFAULT_TENANT.encode().hex() / ".gone.deleting-1234"
+        hidden.mkdir()
+        (hidden / STORE_FILE).write_bytes(b"a delete in progress")
+        _, count = push(root, config)
+    finally:
+        await datasets.aclose()
+    assert count == 1
+    replica = tmp_path / "replica"
+    pull(replica, config)
+    assert await top_document(replica, tiny_model, "cheese and bread") == "pizza"
+    assert await top_document(replica, tiny_model, "cats and mice") != "cats"
 
 
 async def test_a_gateway_replica_starts_from_the_latest_snapshot(

@@ -106,16 +106,17 @@ async def worker_resources(
     from gateway.apps.runtime import open_store
     from gateway.apps.usage import UsageRecorder
     from gateway.dataset_embedder import build_datasets
-    from gateway.dataset_snapshots import load_at_start
+    from gateway.dataset_snapshots import claim
     from gateway.dataset_tasks import ingest_task_type
     from gateway.tasks.handlers import load
     from gateway.tasks.usage import usage_sink
 
     types = load()
     datasets = None
+    claimed = contextlib.ExitStack()
     if config.dataset.enabled:
-        await asyncio.to_thread(
-            load_at_start, config.dataset.snapshots, config.data_dir / "datasets"
+        claimed = await asyncio.to_thread(
+            claim, config.dataset.snapshots, config.data_dir / "datasets"
         )
         datasets = build_datasets(config.dataset, config.data_dir, router)
         types.add(ingest_task_type(datasets))
@@ -135,6 +136,7 @@ async def worker_resources(
             await store.aclose()
         if datasets is not None:
             await datasets.aclose()  # snapshots the indexes it changed
+        claimed.close()
 
 
 def run_dead_letters(args: argparse.Namespace) -> int:
