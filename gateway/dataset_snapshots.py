@@ -40,6 +40,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from gateway import s3
 from gateway.dataset_config import SnapshotConfig
 
 log = logging.getLogger("infergate.dataset")
@@ -58,15 +59,7 @@ class SnapshotError(Exception):
 
 
 def _client(config: SnapshotConfig) -> Any:
-    import boto3
-    from botocore.config import Config
-
-    return boto3.client(
-        "s3",
-        endpoint_url=config.endpoint_url,
-        region_name=config.region,
-        config=Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5),
-    )
+    return s3.client(config.endpoint_url, config.region)
 
 
 def _digest(path: Path) -> str:

@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from gateway import s3
 from gateway.tasks.config import ArchiveConfig
 from gateway.tasks.errors import QueueUnavailable
 from gateway.tasks.model import Task
@@ -67,17 +68,9 @@ class S3ResultStore:
     threads. Errors reaching the server raise QueueUnavailable."""
 
     def __init__(self, config: ArchiveConfig) -> None:
-        import boto3
-        from botocore.config import Config
-
         self._bucket = config.bucket
         self._prefix = config.prefix
-        self._client: Any = boto3.client(
-            "s3",
-            endpoint_url=config.endpoint_url,
-            region_name=config.region,
-            config=Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5),
-        )
+        self._client: Any = s3.client(config.endpoint_url, config.region)
 
     def _key(self, tenant: str, task_id: str) -> str:
         return self._prefix + _name(tenant, task_id)
