@@ -71,7 +71,13 @@ def _digest(path: Path) -> str:
 
 
 def push(root: Path, config: SnapshotConfig) -> tuple[str, int]:
-    """Upload every collection under `root`; (the snapshot's name, collections)."""
+    """Upload every collection under `root`; (the snapshot's name, collections).
+    It holds `root` in use meanwhile, so no forced pull swaps it mid-way."""
+    with _locked(root, _IN_USE, shared=True):
+        return _push(root, config)
+
+
+def _push(root: Path, config: SnapshotConfig) -> tuple[str, int]:
     found = sorted(root.glob(f"*/*/{STORE_FILE}")) if root.is_dir() else []
     # Not the hidden directories of a create or delete in progress.
     stores = [store for store in found if _PATH.fullmatch(store.relative_to(root).as_posix())]
@@ -96,6 +102,8 @@ def push(root: Path, config: SnapshotConfig) -> tuple[str, int]:
                 files.append({"path": path, "size": copy.stat().st_size, "sha256": _digest(copy)})
                 copy.unlink()
             pushed += 1
+    if not pushed:
+        raise SnapshotError(f"every collection under {root} was deleted during the push")
     manifest = {"name": name, "created": now, "files": files}
     client.put_object(
         Bucket=config.bucket, Key=f"{config.prefix}{name}/{_MANIFEST}", Body=json.dumps(manifest)
@@ -183,6 +191,7 @@ def _pull(root: Path, config: SnapshotConfig, name: str, force: bool = False) ->
         raise SnapshotError(f"snapshot {name}: unreadable manifest: {exc}") from exc
     staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.pull-", dir=root.parent))
     try:
+        os.chmod(staging, 0o777 & ~_umask())  # mkdtemp's 0700 would become the data dir's
         for entry in files:
             path = str(entry.get("path", "")) if isinstance(entry, dict) else ""
             if not _PATH.fullmatch(path):
@@ -213,6 +222,12 @@ def _latest(client: Any, config: SnapshotConfig) -> str | None:
         return _read(client, config, _LATEST).decode().strip()
     except SnapshotError:
         return None
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _has_data(root: Path) -> bool:
@@ -315,7 +330,7 @@ def _run(args: argparse.Namespace) -> int:
             print(f"loaded snapshot {name} into {root}")
         else:
             print("\n".join(names(snapshots)))
-    except (SnapshotError, BotoCoreError, ClientError) as exc:
+    except (SnapshotError, BotoCoreError, ClientError, OSError) as exc:
         print(f"infergate: {exc}", file=sys.stderr)
         return 2
     return 0

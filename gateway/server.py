@@ -356,6 +356,12 @@ class Gateway:
 
     async def close(self) -> None:
         """Stop the REST shim and the background tasks; close the providers and the cache."""
+        try:
+            await self._close()
+        finally:
+            self.dataset_claim.close()
+
+    async def _close(self) -> None:
         if self.rest is not None:
             await self.rest.stop()
         await self._stop_tasks()
@@ -368,7 +374,6 @@ class Gateway:
             await self.apps.aclose()
         if isinstance(dataset := self.servicers.get("Dataset"), DatasetService):
             await dataset.datasets.aclose()  # snapshots the changed indexes
-        self.dataset_claim.close()
 
 
 async def serve(

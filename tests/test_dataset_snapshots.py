@@ -4,6 +4,7 @@ damage detection, and a replica that loads the latest snapshot at start."""
 from __future__ import annotations
 
 import json
+import os
 import secrets
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -78,6 +79,9 @@ async def test_push_then_pull_gives_a_replica_the_same_collections(
     assert count == 1 and names(config) == [name]
     replica = tmp_path / "replica" / "datasets"
     assert pull(replica, config) == name
+    mask = os.umask(0)
+    os.umask(mask)
+    assert replica.stat().st_mode & 0o777 == 0o777 & ~mask  # not mkdtemp's 0700
     pulled = sorted(p.relative_to(replica).as_posix() for p in replica.rglob("*") if p.is_file())
     tenant = DEFAULT_TENANT.encode().hex()
     assert pulled == [f"{tenant}/docs/{STORE_FILE}", f"{tenant}/docs/{GRAPH_FILE}"]

@@ -114,14 +114,14 @@ async def worker_resources(
     types = load()
     datasets = None
     claimed = contextlib.ExitStack()
-    if config.dataset.enabled:
-        claimed = await asyncio.to_thread(
-            claim, config.dataset.snapshots, config.data_dir / "datasets"
-        )
-        datasets = build_datasets(config.dataset, config.data_dir, router)
-        types.add(ingest_task_type(datasets))
     recorder = None
     try:
+        if config.dataset.enabled:
+            claimed = await asyncio.to_thread(
+                claim, config.dataset.snapshots, config.data_dir / "datasets"
+            )
+            datasets = build_datasets(config.dataset, config.data_dir, router)
+            types.add(ingest_task_type(datasets))
         if config.apps.usage.enabled:
             usage = config.apps.usage
             store = await open_store(config.apps, config.data_dir)
