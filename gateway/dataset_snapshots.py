@@ -63,11 +63,8 @@ def _client(config: SnapshotConfig) -> Any:
 
 
 def _digest(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as file:
-        while block := file.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(file, "sha256").hexdigest()
 
 
 def push(root: Path, config: SnapshotConfig) -> tuple[str, int]:
