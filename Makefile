@@ -37,6 +37,7 @@ lint: dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # Clients in other languages (README: "REST and other languages"). Node.js:
 # installs @grpc/grpc-js + @grpc/proto-loader (npm ci), copies the google/api

@@ -8,11 +8,14 @@ from typing import Any
 from pydantic import Field
 
 from gateway.apps.config import AppsConfig
-from gateway.dataset_config import DatasetConfig
+from gateway.dataset.config import DatasetConfig
 from gateway.rest.config import RestConfig
 from gateway.tasks.config import TasksConfig
 from router import config as router_config
 from router.config import Frozen, RouterConfig
+
+# The embedded config: mock models, SQLite store, in-process task queue.
+DEFAULTS = Path(__file__).with_name("defaults.yaml")
 
 
 class KeepaliveConfig(Frozen):
@@ -56,5 +59,6 @@ def parse_config(data: Any, source: str = "<config>") -> GatewayConfig:
     return router_config.parse_config(data, source, GatewayConfig)
 
 
-def load_config(path: str | Path) -> GatewayConfig:
-    return router_config.load_config(path, GatewayConfig)
+def load_config(path: str | Path | None) -> GatewayConfig:
+    """The config at `path`; None: the embedded defaults."""
+    return router_config.load_config(DEFAULTS if path is None else path, GatewayConfig)

@@ -1,85 +1,58 @@
-"""The one table from domain errors to gRPC status codes."""
+"""The edge's exception tree, wire-free: one class per kind of failure that a
+caller must tell apart. The App layer raises these directly; the task queue's
+tree (gateway/tasks/errors.py) derives from them. gateway/status.py maps each
+kind to its gRPC code once, so no service package names a status itself.
+"""
 
 from __future__ import annotations
 
-from typing import NoReturn
 
-import grpc
-
-from gateway.apps.errors import (
-    AlreadyExists,
-    AppError,
-    FailedPrecondition,
-    InvalidArgument,
-    NotFound,
-    PermissionDenied,
-    QuotaExceeded,
-    Unauthenticated,
-)
-from indexer import errors as dataset
-from router.errors import (
-    AllProvidersFailed,
-    ErrorKind,
-    InvalidRequest,
-    ModelNotFound,
-    ProviderError,
-    RouterError,
-)
-
-_KIND_CODES = {
-    ErrorKind.TIMEOUT: grpc.StatusCode.DEADLINE_EXCEEDED,
-    ErrorKind.RATE_LIMITED: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    # The caller's credentials are fine; the gateway's upstream ones are not.
-    ErrorKind.AUTH: grpc.StatusCode.UNAVAILABLE,
-    ErrorKind.BAD_REQUEST: grpc.StatusCode.INVALID_ARGUMENT,
-    ErrorKind.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
-    ErrorKind.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
-    ErrorKind.UPSTREAM_5XX: grpc.StatusCode.UNAVAILABLE,
-    ErrorKind.INTERRUPTED: grpc.StatusCode.UNAVAILABLE,
-    ErrorKind.CANCELLED: grpc.StatusCode.CANCELLED,
-}
+class GatewayError(Exception):
+    """Base of every error the gateway's own packages raise."""
 
 
-_APP_CODES: dict[type[AppError], grpc.StatusCode] = {
-    NotFound: grpc.StatusCode.NOT_FOUND,
-    AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
-    InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
-    Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
-    PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
-    QuotaExceeded: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
-}
+class NotFound(GatewayError):
+    """No such object for this caller. Another tenant's object answers the
+    same, so that its existence does not leak."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"{what} not found")
 
 
-_DATASET_CODES: dict[type[dataset.DatasetError], grpc.StatusCode] = {
-    dataset.InvalidInput: grpc.StatusCode.INVALID_ARGUMENT,
-    dataset.UnreadableFile: grpc.StatusCode.INVALID_ARGUMENT,
-    dataset.NotFound: grpc.StatusCode.NOT_FOUND,
-    dataset.AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
-    dataset.NotReady: grpc.StatusCode.FAILED_PRECONDITION,
-}
+class AlreadyExists(GatewayError):
+    def __init__(self, what: str) -> None:
+        super().__init__(f"{what} already exists")
 
 
-def status_code(error: RouterError | AppError | dataset.DatasetError) -> grpc.StatusCode:
-    if isinstance(error, dataset.DatasetError):
-        return _DATASET_CODES.get(type(error), grpc.StatusCode.INTERNAL)
-    if isinstance(error, AppError):
-        return _APP_CODES.get(type(error), grpc.StatusCode.INTERNAL)
-    if isinstance(error, InvalidRequest):
-        return grpc.StatusCode.INVALID_ARGUMENT
-    if isinstance(error, ModelNotFound):
-        return grpc.StatusCode.NOT_FOUND
-    if isinstance(error, ProviderError | AllProvidersFailed):
-        return _KIND_CODES[error.kind]
-    return grpc.StatusCode.INTERNAL
+class InvalidArgument(GatewayError):
+    """Bad input; `field` names the offending field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
 
 
-async def abort(
-    context: grpc.aio.ServicerContext, error: RouterError | AppError | dataset.DatasetError
-) -> NoReturn:
-    """End the call with the error's status; an upstream's Retry-After (or a
-    spent rate limit's wait) travels as `retry-after` trailing metadata (seconds)."""
-    retry_after = getattr(error, "retry_after", None)
-    trailers = (("retry-after", f"{retry_after:g}"),) if retry_after else ()
-    await context.abort(status_code(error), str(error), trailers)
-    raise AssertionError("unreachable: abort raises")
+class Unauthenticated(GatewayError):
+    """No key, or a key that is unknown or revoked (never echoed back)."""
+
+
+class PermissionDenied(GatewayError):
+    """A known key whose role is below what the RPC needs."""
+
+
+class QuotaExceeded(GatewayError):
+    """A request or token budget is spent; `retry_after` seconds until it refills."""
+
+    def __init__(self, what: str, retry_after: float) -> None:
+        super().__init__(f"{what} exceeded; retry in {retry_after:.2f}s")
+        self.retry_after = retry_after
+
+
+class FailedPrecondition(GatewayError):
+    """The gateway is not set up for this call (e.g. an app retrieves from
+    datasets while the Dataset layer is disabled); the message says what to change."""
+
+
+class Unavailable(GatewayError):
+    """A backing service (the task queue's store, say) cannot be reached;
+    the call may succeed if retried."""

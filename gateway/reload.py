@@ -16,29 +16,43 @@ import asyncio
 import logging
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import watchfiles
 
 from adapters.redis_cache import build_cache
 from gateway import metrics
-from gateway.config import load_config
+from gateway.apps.audit import AppendAudit
+from gateway.config import ServerConfig, load_config
+from gateway.live import LiveRouter
 from router.cache import ResponseCache
 from router.config import CacheConfig, ConfigError, RouterConfig
 from router.provider import Provider
-from router.router import Router
-
-if TYPE_CHECKING:
-    from gateway.server import Gateway
+from router.router import ProviderFactory, Router
 
 log = logging.getLogger("infergate.reload")
 _QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
 
 
 class Reloader:
-    def __init__(self, gateway: Gateway, path: Path, *, idle_wait_s: float = 600.0) -> None:
-        self._gateway = gateway
+    """Reloads `path` into `live`. `server` is the running server's settings
+    (a change there is only logged); `audit` records every attempt."""
+
+    def __init__(
+        self,
+        live: LiveRouter,
+        path: Path,
+        factory: ProviderFactory,
+        *,
+        server: ServerConfig,
+        audit: AppendAudit | None = None,
+        idle_wait_s: float = 600.0,
+    ) -> None:
+        self._live = live
         self._path = path.resolve()
+        self._factory = factory
+        self._server = server
+        self._append_audit = audit
         self._idle_wait_s = idle_wait_s
         self._lock = asyncio.Lock()
         self._retiring: set[asyncio.Task[None]] = set()
@@ -47,16 +61,16 @@ class Reloader:
         """Load, validate and swap; False (old config kept) when the file is bad.
         `source` (file, sighup) names the audit event's actor."""
         async with self._lock:
-            gateway = self._gateway
-            summary = _summary(gateway.router.config)
-            old, before = gateway.router, gateway.cache
+            live = self._live
+            summary = _summary(live.router.config)
+            old, before = live.router, live.cache
             cache = before  # replaced only when the cache config changed
             try:
                 config = await asyncio.to_thread(load_config, self._path)
                 if config.cache != old.config.cache:
                     cache = _cache(config.cache)
                 new = Router(
-                    config, gateway.factory, previous=old, cache=cache, clock=old.clock, rng=old.rng
+                    config, self._factory, previous=old, cache=cache, clock=old.clock, rng=old.rng
                 )
             except ConfigError as exc:
                 metrics.RELOADS.labels("rejected").inc()
@@ -68,9 +82,9 @@ class Reloader:
                 rejected = {"path": str(self._path), "error": _redacted(exc)}
                 await self._audit(source, "RejectConfigReload", summary, rejected)
                 return False
-            if config.server != gateway.config.server:
+            if config.server != self._server:
                 log.warning("config reload: server settings change only on restart")
-            gateway.swap(new, cache)
+            live.swap(new, cache)
             metrics.RELOADS.labels("ok").inc()
             log.info("config reloaded from %s: %d models", self._path, len(config.models))
             await self._audit(source, "ReloadConfig", summary, _summary(config))
@@ -89,11 +103,10 @@ class Reloader:
     async def _audit(
         self, source: str, action: str, before: dict[str, Any], after: dict[str, Any]
     ) -> None:
-        apps = self._gateway.apps
-        if apps is None:
+        if self._append_audit is None:
             return
         try:
-            await apps.store.append_audit(f"system:{source}", action, "config", before, after)
+            await self._append_audit(f"system:{source}", action, "config", before, after)
         except Exception:  # the reload stands (or was refused) either way
             log.exception("could not write the audit event for a config reload")
 

@@ -24,15 +24,13 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from adapters import build_provider
-from adapters.redis_cache import build_cache
-from gateway.apps.dataset_retriever import DatasetRetriever
+from gateway import assembly
 from gateway.apps.runtime import AppLayer
 from gateway.config import GatewayConfig, ServerConfig
-from gateway.dataset_disabled import DisabledDatasetService, DisabledRetrieval
-from gateway.dataset_embedder import build_datasets
-from gateway.dataset_service import DatasetService
-from gateway.dataset_snapshots import claim
-from gateway.dataset_tasks import ingest_task_type
+from gateway.dataset.disabled import DisabledDatasetService, DisabledRetrieval
+from gateway.dataset.retriever import DatasetRetriever
+from gateway.dataset.service import DatasetService
+from gateway.live import LiveRouter
 from gateway.metrics import MetricsInterceptor
 from gateway.pb import (
     app_pb2,
@@ -46,10 +44,10 @@ from gateway.pb import (
 )
 from gateway.reload import Reloader
 from gateway.rest.service import RestService
-from gateway.router_service import RouterService
+from gateway.router.service import RouterService
 from gateway.tasks.runtime import TaskRuntime
-from gateway.tasks.usage import usage_sink
-from router.cache import ResponseCache
+from gateway.tasks.service import TasksService
+from indexer.datasets import Datasets
 from router.router import ProviderFactory, Router
 
 log = logging.getLogger("infergate")
@@ -156,27 +154,54 @@ def server_options(cfg: ServerConfig, *, reuse_port: bool) -> list[tuple[str, in
     ]
 
 
+async def _serve_grpc(
+    config: GatewayConfig,
+    servicers: dict[str, Any],
+    interceptors: list[grpc.aio.ServerInterceptor],
+    reuse_port: bool,
+    stack: contextlib.AsyncExitStack,
+) -> tuple[grpc.aio.Server, Health, int]:
+    """The started gRPC server with `servicers`, health and reflection, every
+    service SERVING; returns it with its health servicer and bound port."""
+    server = grpc.aio.server(
+        interceptors=interceptors,
+        options=server_options(config.server, reuse_port=reuse_port),
+    )
+    stack.push_async_callback(server.stop, None)
+    for name, servicer in servicers.items():
+        ADD_TO_SERVER[name](servicer, server)
+    health = Health()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    reflection.enable_server_reflection(
+        [*SERVICE_NAMES.values(), "grpc.health.v1.Health", reflection.SERVICE_NAME], server
+    )
+    port = _bind(server, config.server)
+    await server.start()
+    for full_name in ("", *SERVICE_NAMES.values()):
+        await health.set(full_name, health_pb2.HealthCheckResponse.SERVING)
+    return server, health, port
+
+
 @dataclass
 class Gateway:
-    """A started server and what it serves."""
+    """A started server and what it serves. Everything it opened sits on one
+    exit stack: a failed start and close() both unwind it, last opened first."""
 
     config: GatewayConfig
     server: grpc.aio.Server
     health: Health
-    service: RouterService
-    factory: ProviderFactory
-    cache: ResponseCache | None
+    live: LiveRouter
     port: int
+    apps: AppLayer  # the App layer: its store, limiter and usage writer
+    task_runtime: TaskRuntime  # the task queue, and its in-process workers
     # Short service name -> servicer instance (what the REST shim calls in-process).
-    servicers: dict[str, Any] = field(default_factory=dict)
-    interceptors: list[grpc.aio.ServerInterceptor] = field(default_factory=list)
+    servicers: dict[str, Any]
+    interceptors: list[grpc.aio.ServerInterceptor]
+    datasets: Datasets | None = None
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     reloader: Reloader | None = None
     rest: RestService | None = None  # the REST shim, on this event loop
-    apps: AppLayer | None = None  # the App layer: its store, limiter and usage writer
-    task_runtime: TaskRuntime | None = None  # the task queue, and its in-process workers
-    # The datasets directory marked in use (gateway/dataset_snapshots.py).
-    dataset_claim: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+    _stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
 
     @property
     def http_port(self) -> int:
@@ -190,11 +215,7 @@ class Gateway:
     @property
     def router(self) -> Router:
         """The snapshot new calls get."""
-        return self.service.router
-
-    def swap(self, router: Router, cache: ResponseCache | None) -> None:
-        self.service.router = router
-        self.cache = cache
+        return self.live.router
 
     @classmethod
     async def start(
@@ -210,52 +231,29 @@ class Gateway:
         reloads it (see gateway/reload.py). If any part fails to start (e.g. the
         gRPC port is taken), what had started is closed, in reverse order, before
         the error propagates; the same holds when the start is cancelled."""
-        async with contextlib.AsyncExitStack() as undo:
-            gateway = await cls._start(config, undo, reuse_port, factory, config_path, clock)
-            undo.pop_all()  # started: from here on close() owns it all
+        async with contextlib.AsyncExitStack() as stack:
+            gateway = await cls._start(config, stack, reuse_port, factory, clock)
+            if config_path is not None:
+                gateway._watch(config_path, factory, stack)
+            gateway._stack = stack.pop_all()  # started: from here on close() owns it all
         return gateway
 
     @classmethod
     async def _start(
         cls,
         config: GatewayConfig,
-        undo: contextlib.AsyncExitStack,
+        stack: contextlib.AsyncExitStack,
         reuse_port: bool,
         factory: ProviderFactory,
-        config_path: Path | None,
         clock: Callable[[], float],
     ) -> Gateway:
-        """Start each part and push its closing onto `undo` as soon as it is open."""
-        cache = build_cache(config.cache) if config.cache.enabled else None
-        if cache is not None:
-            undo.push_async_callback(cache.aclose)
-        router = Router(config, factory, cache=cache, clock=clock)
-        undo.push_async_callback(router.aclose)
-        service = RouterService(router)
-        apps = await AppLayer.open(config.apps, config.data_dir, lambda: service.router)
-        undo.push_async_callback(apps.aclose)
-        # Access (auth -> role -> limits -> usage) inside metrics, so refusals are counted.
-        interceptors: list[grpc.aio.ServerInterceptor] = [
-            MetricsInterceptor(access_log=config.server.access_log),
-            *apps.interceptors,
-        ]
-        server = grpc.aio.server(
-            interceptors=interceptors,
-            options=server_options(config.server, reuse_port=reuse_port),
-        )
-        undo.push_async_callback(server.stop, None)
-        servicers: dict[str, Any] = {"Router": service}
-        servicers["App"] = apps.service
-        datasets = None
-        claimed = contextlib.ExitStack()
-        if config.dataset.enabled:
-            # Loads the latest snapshot into an empty data dir; marks it in use.
-            claimed = await asyncio.to_thread(
-                claim, config.dataset.snapshots, config.data_dir / "datasets"
-            )
-            undo.push(claimed)
-            datasets = build_datasets(config.dataset, config.data_dir, lambda: service.router)
-            undo.push_async_callback(datasets.aclose)
+        """Open each part, server last; what uses a part is closed before it."""
+        live = await assembly.open_router(config, stack, factory, clock)
+        apps = await AppLayer.open(config.apps, config.data_dir, live)
+        stack.push_async_callback(apps.aclose)
+        datasets = await assembly.open_datasets(config, live, stack)
+        servicers: dict[str, Any] = {"Router": RouterService(live), "App": apps.service}
+        if datasets is not None:
             servicers["Dataset"] = DatasetService(
                 datasets, config.data_dir / "uploads", audit=apps.store.append_audit,
                 max_upload_bytes=config.dataset.max_upload_bytes,
@@ -265,33 +263,27 @@ class Gateway:
             servicers["Dataset"] = DisabledDatasetService()
             apps.chat.retriever = DisabledRetrieval()
         task_runtime = TaskRuntime(
-            config.tasks, config.data_dir, lambda: service.router, usage=usage_sink(apps.recorder)
-        )
+            config.tasks, config.data_dir, live,
+            types=assembly.task_types(datasets), usage=assembly.usage_sink(apps.recorder),
+        )  # fmt: skip
         # Its workers use the router and the datasets: they stop before either closes.
-        undo.push_async_callback(task_runtime.aclose, config.server.grace_period_s)
-        servicers["Tasks"] = task_runtime.service
-        if datasets is not None:
-            task_runtime.types.add(ingest_task_type(datasets))  # `dataset.ingest` tasks
-        for name, servicer in servicers.items():
-            ADD_TO_SERVER[name](servicer, server)
-        health = Health()
-        health_pb2_grpc.add_HealthServicer_to_server(health, server)
-        reflection.enable_server_reflection(
-            [*SERVICE_NAMES.values(), "grpc.health.v1.Health", reflection.SERVICE_NAME], server
+        stack.push_async_callback(task_runtime.aclose, config.server.grace_period_s)
+        servicers["Tasks"] = TasksService(
+            task_runtime.queue, task_runtime.types, config.tasks.max_payload_bytes
         )
-        port = _bind(server, config.server)
-        await server.start()
-        for full_name in ("", *SERVICE_NAMES.values()):
-            await health.set(full_name, health_pb2.HealthCheckResponse.SERVING)
+        # Access (auth -> role -> limits -> usage) inside metrics, so refusals are counted.
+        interceptors: list[grpc.aio.ServerInterceptor] = [
+            MetricsInterceptor(access_log=config.server.access_log),
+            *apps.interceptors,
+        ]
+        server, health, port = await _serve_grpc(config, servicers, interceptors, reuse_port, stack)
         if datasets is None:
             await health.set(SERVICE_NAMES["Dataset"], health_pb2.HealthCheckResponse.NOT_SERVING)
         gateway = cls(
-            config, server, health, service, factory, cache, port, servicers, interceptors
-        )
-        gateway.apps = apps
-        gateway.task_runtime = task_runtime
-        gateway.dataset_claim = claimed
-        undo.push_async_callback(gateway._stop_tasks)
+            config, server, health, live, port, apps, task_runtime, servicers, interceptors,
+            datasets,
+        )  # fmt: skip
+        stack.push_async_callback(gateway._stop_tasks)
         if config.rest.enabled:
             served = [(s, ADD_TO_SERVER[name]) for name, s in servicers.items()]
             served.append((health, health_pb2_grpc.add_HealthServicer_to_server))
@@ -299,18 +291,24 @@ class Gateway:
                 config.rest, served, interceptors, config.server.grace_period_s,
                 reuse_port=reuse_port,
             )  # fmt: skip
-            undo.push_async_callback(gateway.rest.stop)
+            stack.push_async_callback(gateway.rest.stop)
         if config.routing.probe_interval_s:
             gateway.spawn(gateway._probe_forever())
         if datasets is not None and config.dataset.snapshot_interval_s:
-            gateway.spawn(gateway._snapshot_forever())
-        if config_path is not None:
-            reloader = gateway.reloader = Reloader(gateway, config_path)
-            gateway.spawn(reloader.watch())
-            loop = asyncio.get_running_loop()
-            loop.add_signal_handler(signal.SIGHUP, lambda: gateway.spawn(reloader.reload("sighup")))
-            undo.callback(loop.remove_signal_handler, signal.SIGHUP)
+            gateway.spawn(gateway._snapshot_forever(datasets))
         return gateway
+
+    def _watch(
+        self, path: Path, factory: ProviderFactory, stack: contextlib.AsyncExitStack
+    ) -> None:
+        """Reload `path` when it changes and on SIGHUP."""
+        reloader = self.reloader = Reloader(
+            self.live, path, factory, server=self.config.server, audit=self.apps.store.append_audit
+        )
+        self.spawn(reloader.watch())
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGHUP, lambda: self.spawn(reloader.reload("sighup")))
+        stack.callback(loop.remove_signal_handler, signal.SIGHUP)
 
     def spawn(self, work: Coroutine[Any, Any, Any]) -> None:
         """Run in the background until done or until close()."""
@@ -332,13 +330,13 @@ class Gateway:
             await self.router.probe(routing.probe_timeout_s)
             await asyncio.sleep(routing.probe_interval_s)
 
-    async def _snapshot_forever(self) -> None:
+    async def _snapshot_forever(self, datasets: Datasets) -> None:
         """Save changed dataset indexes now and then, so a restart loads fast
         (the SQLite store is the truth either way)."""
         while True:
             await asyncio.sleep(self.config.dataset.snapshot_interval_s)
             try:
-                await self.servicers["Dataset"].datasets.flush()
+                await datasets.flush()
             except Exception:  # e.g. a full disk: keep serving, try again next time
                 log.exception("saving the dataset indexes failed")
 
@@ -355,25 +353,10 @@ class Gateway:
         await self.close()
 
     async def close(self) -> None:
-        """Stop the REST shim and the background tasks; close the providers and the cache."""
-        try:
-            await self._close()
-        finally:
-            self.dataset_claim.close()
-
-    async def _close(self) -> None:
-        if self.rest is not None:
-            await self.rest.stop()
-        await self._stop_tasks()
-        if self.task_runtime is not None:  # its workers use the router: stop them first
-            await self.task_runtime.aclose(self.config.server.grace_period_s)
-        await self.router.aclose()
-        if self.cache is not None:
-            await self.cache.aclose()
-        if self.apps is not None:
-            await self.apps.aclose()
-        if isinstance(dataset := self.servicers.get("Dataset"), DatasetService):
-            await dataset.datasets.aclose()  # snapshots the changed indexes
+        """Stop the REST shim, the background tasks and the workers; close the
+        datasets (saving changed indexes), the App layer, the providers and the
+        cache, and release the data dir. Idempotent."""
+        await self._stack.aclose()
 
 
 async def serve(

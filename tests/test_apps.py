@@ -11,7 +11,7 @@ import grpc
 import pytest
 from google.protobuf import struct_pb2
 
-from gateway.apps.errors import NotFound
+from gateway.errors import NotFound
 from gateway.apps.retrieval import Passage
 from gateway.pb import app_pb2 as pb
 from gateway.pb import app_pb2_grpc, router_pb2, router_pb2_grpc

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.cli import DEFAULTS
-from gateway.config import load_config, parse_config
+from gateway.config import DEFAULTS, load_config, parse_config
 from router.config import ConfigError
 
 GOOD = {"models": {"m": {"deployments": [{"name": "d", "provider": "mock", "model": "echo"}]}}}

@@ -11,8 +11,8 @@ from typing import Any
 import grpc
 import pytest
 
-from gateway import dataset_spool
-from gateway.dataset_spool import Spool
+from gateway.dataset import spool as dataset_spool
+from gateway.dataset.spool import Spool
 from gateway.pb import dataset_pb2 as pb
 from gateway.pb import dataset_pb2_grpc
 from indexer.errors import InvalidInput
@@ -75,7 +75,7 @@ async def test_an_upload_of_exactly_the_limit_is_indexed(
 
 
 def test_the_default_limit_matches_the_rest_upload_limit() -> None:
-    from gateway.dataset_config import DatasetConfig
+    from gateway.dataset.config import DatasetConfig
     from gateway.rest.config import RestConfig
 
     assert DatasetConfig().max_upload_bytes == RestConfig().max_upload_bytes == 256 * 1024 * 1024

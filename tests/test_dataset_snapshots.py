@@ -15,8 +15,8 @@ import grpc
 import pytest
 
 from gateway import cli
-from gateway.dataset_config import SnapshotConfig
-from gateway.dataset_snapshots import (
+from gateway.dataset.config import SnapshotConfig
+from gateway.dataset.snapshots import (
     GRAPH_FILE,
     STORE_FILE,
     SnapshotError,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from adapters import build_provider
-from gateway.dataset_tasks import ingest_task_type
+from gateway.dataset.tasks import ingest_task_type
 from gateway.tasks.errors import InvalidTask, TaskFailed
 from gateway.tasks.handlers import TaskContext
 from gateway.tasks.model import Task, TaskState, Transition

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from gateway.cli import DEFAULTS
-from gateway.config import load_config
+from gateway.config import DEFAULTS, load_config
 from gateway.server import Gateway
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -15,7 +15,7 @@ import httpx2 as httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from gateway.dataset_disabled import DISABLED
+from gateway.dataset.disabled import DISABLED
 from gateway.pb import app_pb2, app_pb2_grpc, dataset_pb2, dataset_pb2_grpc
 from gateway.server import SERVICE_NAMES, Gateway
 from tests.conftest import StartGateway, make_config

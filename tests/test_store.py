@@ -18,7 +18,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Connection
 
 from gateway.apps import keys
-from gateway.apps.errors import AlreadyExists, InvalidArgument, NotFound
+from gateway.errors import AlreadyExists, InvalidArgument, NotFound
 from gateway.apps.model import App, Retrieval, Tenant, Turn, UsageQuery, UsageRecord
 from gateway.apps.store import Store
 from gateway.apps.tables import metadata

@@ -5,6 +5,7 @@ records that QueryUsage counts, with the mock's exact token counts."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from pathlib import Path
 
@@ -12,15 +13,15 @@ import grpc
 from google.protobuf import struct_pb2
 
 from adapters import build_provider
+from gateway import assembly
 from gateway.apps.model import UsageQuery
 from gateway.apps.store import Store
 from gateway.config import parse_config
-from gateway.dataset_embedder import build_datasets
+from gateway.dataset.embedder import build_datasets
 from gateway.pb import app_pb2, app_pb2_grpc, tasks_pb2, tasks_pb2_grpc
-from gateway.tasks.cli import worker_resources
 from gateway.tasks.model import Task, TaskState
 from gateway.tasks.queue import TaskQueue
-from gateway.tasks.runtime import build_queue, build_worker
+from gateway.tasks.runtime import build_queue
 from indexer.documents import Query
 from router.router import Router
 from tests.conftest import MODELS, REDIS_URL, StartGateway
@@ -95,9 +96,9 @@ async def test_a_separate_worker_ingests_documents_and_records_usage(
 
     # The worker's side, as `infergate worker` builds it.
     try:
-        async with worker_resources(config, lambda: router) as (types, usage):
-            assert "dataset.ingest" in types.names() and usage is not None
-            worker = build_worker(config.tasks, queue, types, lambda: router, 2, usage)
+        async with contextlib.AsyncExitStack() as stack:
+            worker = await assembly.open_worker(config, stack, 2)
+            assert "dataset.ingest" in worker.types.names() and worker.usage is not None
             running = asyncio.create_task(worker.run())
             try:
                 ingested = await wait_done(queue, "acme", ingest.id)

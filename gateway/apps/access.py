@@ -30,14 +30,14 @@ from typing import Any
 import grpc
 
 from gateway import identity
-from gateway.apps import keys, metering, roles
-from gateway.apps.errors import AppError, PermissionDenied, QuotaExceeded, Unauthenticated
+from gateway.apps import calls, keys, metering, roles
 from gateway.apps.limits import Budget, Limiter
 from gateway.apps.model import Credential, UsageRecord
 from gateway.apps.store import Store
 from gateway.apps.usage import UsageRecorder
-from gateway.errors import abort
+from gateway.errors import GatewayError, PermissionDenied, QuotaExceeded, Unauthenticated
 from gateway.identity import ANONYMOUS, Principal
+from gateway.status import abort
 
 Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]]
 
@@ -147,7 +147,7 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             if grant.principal.role < needed:
                 have = grant.principal.role.name.lower()
                 raise PermissionDenied(f"{method} needs role {needed.name.lower()}; key has {have}")
-        except AppError as exc:
+        except GatewayError as exc:
             await abort(context, exc)
         return grant
 
@@ -160,7 +160,7 @@ class _Meter:
     def __init__(self, grant: Grant, method: str, request: Any) -> None:
         self.grant = grant
         self.method = method
-        self.call = metering.Call()
+        self.call = calls.Call()
         metering.observe_request(self.call, request)
         self.reserved = 0
         self.started = time.perf_counter()
@@ -241,7 +241,7 @@ def _guarded_unary(behaviour: Any, access: AccessInterceptor, method: str) -> An
             meter = await _admit(access, grant, method, request, context)
             if meter is None:
                 return await behaviour(request, context)
-            call_token = metering.bind(meter.call)
+            call_token = calls.bind(meter.call)
             error: BaseException | None = None
             try:
                 response = await behaviour(request, context)
@@ -251,7 +251,7 @@ def _guarded_unary(behaviour: Any, access: AccessInterceptor, method: str) -> An
                 error = exc
                 raise
             finally:
-                metering.unbind(call_token)
+                calls.unbind(call_token)
                 meter.settle(access, context, error)
         finally:
             identity.unbind(token)
@@ -272,7 +272,7 @@ def _guarded_stream(behaviour: Any, access: AccessInterceptor, method: str) -> A
                     async for message in messages:
                         yield message
                 return
-            call, call_token = meter.call, metering.bind(meter.call)
+            call, call_token = meter.call, calls.bind(meter.call)
             observe = metering.observe_response
             error: BaseException | None = None
             try:
@@ -284,7 +284,7 @@ def _guarded_stream(behaviour: Any, access: AccessInterceptor, method: str) -> A
                 error = exc
                 raise
             finally:
-                metering.unbind(call_token)
+                calls.unbind(call_token)
                 meter.settle(access, context, error)
         finally:
             identity.unbind(token)

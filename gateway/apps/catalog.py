@@ -7,9 +7,9 @@ from collections.abc import Callable, Collection
 
 from gateway import identity
 from gateway.apps import prompt
-from gateway.apps.errors import InvalidArgument
 from gateway.apps.model import App
 from gateway.apps.store import Store
+from gateway.errors import InvalidArgument
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _COLLECTION = re.compile(r"^collections/[^/]+$")

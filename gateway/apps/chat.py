@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway import identity
-from gateway.apps import metering, prompt
-from gateway.apps.errors import InvalidArgument
+from gateway.apps import calls, prompt
 from gateway.apps.model import App, Turn
 from gateway.apps.retrieval import Passage, Retriever
 from gateway.apps.store import Store
+from gateway.errors import InvalidArgument
 from router.router import Router
 from router.types import Message, Params, Request, Usage
 
@@ -103,7 +103,7 @@ class ChatEngine:
         request = Request(
             app.model, messages, self._params(app), request_id="chat-" + secrets.token_hex(12)
         )
-        call = metering.current_call()
+        call = calls.current_call()
         if call is not None:
             call.app, call.model = app.id, app.model
         stream = self._router().stream(request, deadline)

@@ -1,5 +1,6 @@
-"""What one model-consuming RPC used: the estimate reserved before it, and the
-model, deployment and token counts observed while it ran.
+"""What one model-consuming RPC used, read off its messages: the estimate
+reserved before it, and the model, deployment and token counts observed while
+it ran (into gateway/apps/calls.py's `Call`).
 
 Router messages are read here (the Router service knows nothing of metering);
 the App service fills `current_call()` itself, since its model and deployment
@@ -8,10 +9,9 @@ are not on the wire.
 
 from __future__ import annotations
 
-from contextvars import ContextVar
-from dataclasses import dataclass
 from typing import Any
 
+from gateway.apps.calls import Call
 from gateway.pb import app_pb2, router_pb2
 
 # Model-consuming RPCs: these are token-limited and leave usage records.
@@ -25,31 +25,6 @@ TOKEN_METHODS = frozenset(
     }
 )
 _CHARS_PER_TOKEN = 4  # a conservative average for the estimate; reconciled after
-
-
-@dataclass(slots=True)
-class Call:
-    app: str = ""
-    model: str = ""
-    deployment: str = ""
-    input_tokens: int = 0
-    output_tokens: int = 0
-
-
-_current: ContextVar[Call | None] = ContextVar("infergate_call", default=None)
-
-
-def current_call() -> Call | None:
-    """The metered call running in this task, if any."""
-    return _current.get()
-
-
-def bind(call: Call) -> Any:
-    return _current.set(call)
-
-
-def unbind(token: Any) -> None:
-    _current.reset(token)
 
 
 def estimate(request: Any, output_default: int) -> int:

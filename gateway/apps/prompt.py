@@ -15,8 +15,8 @@ from typing import Any
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
-from gateway.apps.errors import InvalidArgument
 from gateway.apps.retrieval import Passage
+from gateway.errors import InvalidArgument
 
 DEFAULT_TEMPLATE = (
     "Answer the question using only the context below. If the context does not "

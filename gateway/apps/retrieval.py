@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from gateway.apps.errors import InvalidArgument
+from gateway.errors import InvalidArgument
 
 
 @dataclass(frozen=True, slots=True)

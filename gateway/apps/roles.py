@@ -49,7 +49,7 @@ def required(method: str) -> Role:
 
 def parse_role(name: str, field: str = "role") -> Role:
     """'admin', 'developer' or 'user' (any case)."""
-    from gateway.apps.errors import InvalidArgument
+    from gateway.errors import InvalidArgument
 
     try:
         return Role[name.strip().upper()]

@@ -24,15 +24,15 @@ from gateway import identity
 from gateway.apps import wire
 from gateway.apps.catalog import AppCatalog, actor, check_id
 from gateway.apps.chat import ChatEngine, Cited, Delta, Done
-from gateway.apps.errors import AppError, InvalidArgument
 from gateway.apps.model import Tenant, UsageQuery
 from gateway.apps.roles import parse_role
 from gateway.apps.store import Store, now_ms
-from gateway.errors import abort
+from gateway.errors import GatewayError, InvalidArgument
 from gateway.identity import Role
 from gateway.pb import app_pb2 as pb
 from gateway.pb import app_pb2_grpc
 from gateway.pb import router_pb2 as rpb
+from gateway.status import abort
 from router.errors import RouterError
 
 R = TypeVar("R")
@@ -47,7 +47,7 @@ def _translated(method: Handler[R]) -> Handler[R]:
     async def run(self: Any, request: Any, context: grpc.aio.ServicerContext) -> R:
         try:
             return await method(self, request, context)
-        except (AppError, RouterError) as exc:
+        except (GatewayError, RouterError) as exc:
             await abort(context, exc)
 
     return run
@@ -143,7 +143,7 @@ class AppService(app_pb2_grpc.AppServicer):
                         msg.done.finish_reason = event.finish_reason
                         msg.done.usage.CopyFrom(_usage(event.usage))
                     yield msg
-        except (AppError, RouterError) as exc:
+        except (GatewayError, RouterError) as exc:
             await abort(context, exc)
 
     @_translated

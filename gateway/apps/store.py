@@ -28,7 +28,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from gateway.apps import audit as chain
 from gateway.apps import keys as secrets
-from gateway.apps.errors import AlreadyExists, InvalidArgument, NotFound
 from gateway.apps.model import (
     ApiKey,
     App,
@@ -51,6 +50,7 @@ from gateway.apps.tables import (
     tenants,
     usage,
 )
+from gateway.errors import AlreadyExists, InvalidArgument, NotFound
 from gateway.identity import Role
 
 T = TypeVar("T")

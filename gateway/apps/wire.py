@@ -7,12 +7,12 @@ from typing import Any
 
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
-from gateway import convert
-from gateway.apps.errors import InvalidArgument
 from gateway.apps.model import ApiKey, App, AuditEvent, Retrieval, Tenant, UsageRow
 from gateway.apps.retrieval import Passage
+from gateway.errors import InvalidArgument
 from gateway.pb import app_pb2 as pb
 from gateway.pb import router_pb2
+from gateway.router import wire as convert
 from router.errors import InvalidRequest
 from router.types import Message, Params, Request
 from router.validate import validate

@@ -9,7 +9,6 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from gateway.errors import status_code
 from gateway.tasks.errors import InvalidTask, TaskFailed
 from gateway.tasks.handlers import ModelCall, TaskContext, TaskType, TaskTypes
 from router.errors import InvalidRequest, ModelNotFound, ProviderError, RouterError
@@ -73,7 +72,7 @@ def _elapsed_ms(started: float) -> int:
 
 
 def _refused(ctx: TaskContext, model: str, started: float, exc: RouterError) -> None:
-    ctx.used(ModelCall(model, "", 0, 0, _elapsed_ms(started), status_code(exc).name))
+    ctx.used(ModelCall(model, "", 0, 0, _elapsed_ms(started), exc))
 
 
 async def generate_batch(ctx: TaskContext, payload: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -106,7 +105,7 @@ async def generate_batch(ctx: TaskContext, payload: Mapping[str, Any]) -> Mappin
         usage = response.usage
         ctx.used(
             ModelCall(request.model, routed.deployment, usage.input_tokens, usage.output_tokens,
-                      _elapsed_ms(started), "OK")
+                      _elapsed_ms(started))
         )  # fmt: skip
         return {
             "text": response.text,
@@ -137,7 +136,7 @@ async def embed_batch(ctx: TaskContext, payload: Mapping[str, Any]) -> Mapping[s
         _refused(ctx, model, started, exc)
         raise _failed(exc) from exc
     usage = routed.embeddings.usage
-    ctx.used(ModelCall(model, routed.deployment, usage.input_tokens, 0, _elapsed_ms(started), "OK"))
+    ctx.used(ModelCall(model, routed.deployment, usage.input_tokens, 0, _elapsed_ms(started)))
     return {
         "vectors": routed.embeddings.vectors,
         "deployment": routed.deployment,

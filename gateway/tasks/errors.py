@@ -1,29 +1,34 @@
-"""The tasks package's one exception tree; service.py maps it to gRPC codes once."""
+"""The task queue's exception tree. Each error is also one of the gateway's
+kinds (gateway/errors.py), which gateway/status.py maps to gRPC codes."""
 
 from __future__ import annotations
 
+from gateway.errors import (
+    FailedPrecondition,
+    GatewayError,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+)
 
-class TaskError(Exception):
+
+class TaskError(GatewayError):
     """Base of every error the task queue raises."""
 
 
-class InvalidTask(TaskError):
+class InvalidTask(TaskError, InvalidArgument):
     """The submitted task is wrong; `field` names the offending field."""
 
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
 
-
-class TaskNotFound(TaskError):
+class TaskNotFound(TaskError, NotFound):
     """No such task for this tenant (another tenant's task reads the same)."""
 
     def __init__(self, task_id: str) -> None:
-        super().__init__(f"task {task_id!r} not found")
+        super().__init__(f"task {task_id!r}")
         self.task_id = task_id
 
 
-class IllegalTransition(TaskError):
+class IllegalTransition(TaskError, FailedPrecondition):
     """The state machine refuses this change (cancelling a running task, say)."""
 
     def __init__(self, task_id: str, current: str, wanted: str) -> None:
@@ -32,7 +37,7 @@ class IllegalTransition(TaskError):
         self.wanted = wanted
 
 
-class QueueUnavailable(TaskError):
+class QueueUnavailable(TaskError, Unavailable):
     """The queue's store cannot be reached; nothing was changed by the call
     that raised this unless the store applied it before the connection broke
     (a retried Submit with the same idempotency key is safe)."""

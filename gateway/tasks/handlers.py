@@ -16,6 +16,7 @@ from typing import Any
 
 from gateway.tasks.errors import InvalidTask
 from gateway.tasks.model import Task
+from router.errors import RouterError
 from router.router import Router
 
 HANDLER_MODULES: tuple[str, ...] = ("gateway.tasks.builtin",)
@@ -30,7 +31,7 @@ class ModelCall:
     input_tokens: int
     output_tokens: int
     latency_ms: int
-    status: str  # "OK", or the gRPC code name the error maps to
+    error: RouterError | None = None  # why it failed; None: it answered
 
 
 # Where a worker sends its handlers' model calls (the App layer's usage recorder).

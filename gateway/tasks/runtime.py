@@ -1,6 +1,6 @@
-"""The gateway's part of tasks: the queue from the config, the gRPC service,
-and, where the config asks (always with the memory backend), workers in the
-gateway process itself."""
+"""The gateway's part of tasks: the queue from the config and, where the
+config asks (always with the memory backend), workers in the gateway process
+itself. Wire-free: the server puts the gRPC service in front of `queue`."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from gateway.tasks.handlers import TaskTypes, UsageSink, load
 from gateway.tasks.memory import MemoryTaskQueue
 from gateway.tasks.queue import TaskQueue
 from gateway.tasks.redis_queue import RedisTaskQueue
-from gateway.tasks.service import TasksService
 from gateway.tasks.worker import Worker
 from router.router import Router
 
@@ -66,19 +65,21 @@ def build_worker(
 class TaskRuntime:
     """Owns the queue and the in-process worker; `aclose` stops the worker
     (its tasks get `grace_s`, then go back to the queue) and closes the queue.
-    `usage` receives the model calls its workers' handlers make."""
+    `types` are the task types it accepts (default: the built-in ones); `usage`
+    receives the model calls its workers' handlers make."""
 
     def __init__(
         self,
         config: TasksConfig,
         data_dir: Path,
         router: Callable[[], Router],
+        *,
+        types: TaskTypes | None = None,
         clock: Clock = time.time,
         usage: UsageSink | None = None,
     ) -> None:
-        self.types = load()
+        self.types = types if types is not None else load()
         self.queue = build_queue(config, data_dir, clock)
-        self.service = TasksService(self.queue, self.types, config.max_payload_bytes)
         self.worker: Worker | None = None
         self._running: asyncio.Task[None] | None = None
         if config.concurrency:

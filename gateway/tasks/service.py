@@ -8,21 +8,16 @@ import contextlib
 import json
 import re
 from collections.abc import AsyncIterator
-from typing import NoReturn
 
 import grpc
 
 from gateway import identity
 from gateway.pb import tasks_pb2 as pb
 from gateway.pb import tasks_pb2_grpc
-from gateway.tasks import convert, metrics
-from gateway.tasks.errors import (
-    IllegalTransition,
-    InvalidTask,
-    QueueUnavailable,
-    TaskError,
-    TaskNotFound,
-)
+from gateway.status import abort
+from gateway.tasks import metrics
+from gateway.tasks import wire as convert
+from gateway.tasks.errors import InvalidTask, TaskError, TaskNotFound
 from gateway.tasks.handlers import TaskTypes
 from gateway.tasks.model import TaskState
 from gateway.tasks.queue import TaskQueue
@@ -31,25 +26,6 @@ DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
 MAX_KEY_LENGTH = 256
 _ID = re.compile(r"^[0-9a-f]{1,64}$")
-
-_CODES: dict[type[TaskError], grpc.StatusCode] = {
-    InvalidTask: grpc.StatusCode.INVALID_ARGUMENT,
-    TaskNotFound: grpc.StatusCode.NOT_FOUND,
-    IllegalTransition: grpc.StatusCode.FAILED_PRECONDITION,
-    QueueUnavailable: grpc.StatusCode.UNAVAILABLE,
-}
-
-
-def status_code(error: TaskError) -> grpc.StatusCode:
-    return next(
-        (code for kind, code in _CODES.items() if isinstance(error, kind)),
-        grpc.StatusCode.INTERNAL,
-    )
-
-
-async def abort(context: grpc.aio.ServicerContext, error: TaskError) -> NoReturn:
-    await context.abort(status_code(error), str(error))
-    raise AssertionError("unreachable: abort raises")
 
 
 def _task_id(value: str) -> str:

@@ -15,12 +15,13 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from gateway import convert, metrics
-from gateway.errors import abort
+from gateway import metrics
+from gateway.live import LiveRouter
 from gateway.pb import router_pb2 as pb
 from gateway.pb import router_pb2_grpc
+from gateway.router import wire as convert
+from gateway.status import abort
 from router.errors import InvalidRequest, RouterError
-from router.router import Router
 from router.types import Request
 
 _CACHE_HIT = (("x-infergate-cache", "hit"),)
@@ -42,16 +43,16 @@ def _decode(message: pb.GenerateRequest, context: grpc.aio.ServicerContext) -> R
 
 
 class RouterService(router_pb2_grpc.RouterServicer):
-    """Serves the current snapshot; a hot reload swaps `router`, and calls
-    already running finish on the one they started with."""
+    """Serves the live snapshot; a hot reload swaps it, and calls already
+    running finish on the one they started with."""
 
-    def __init__(self, router: Router) -> None:
-        self.router = router
+    def __init__(self, live: LiveRouter) -> None:
+        self._live = live
 
     async def Generate(
         self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext
     ) -> pb.GenerateResponse:
-        router = self.router
+        router = self._live.router
         try:
             req = _decode(request, context)
             if request.dry_run:
@@ -85,7 +86,7 @@ class RouterService(router_pb2_grpc.RouterServicer):
             req = _decode(request, context)
             if request.dry_run:
                 raise InvalidRequest("dry_run", "not supported on a stream; use Route or Generate")
-            stream = self.router.stream(req, _deadline(context))
+            stream = self._live.router.stream(req, _deadline(context))
             alias = req.model
             first = True
             async with contextlib.aclosing(stream.chunks()) as chunks:
@@ -115,7 +116,7 @@ class RouterService(router_pb2_grpc.RouterServicer):
         self, request: pb.EmbedRequest, context: grpc.aio.ServicerContext
     ) -> pb.EmbedResponse:
         try:
-            routed = await self.router.embed(
+            routed = await self._live.router.embed(
                 request.model, list(request.inputs), _deadline(context)
             )
         except RouterError as exc:
@@ -134,13 +135,13 @@ class RouterService(router_pb2_grpc.RouterServicer):
         self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListModelsResponse:
         return pb.ListModelsResponse(
-            models=[convert.model_to_pb(m) for m in self.router.models.values()]
+            models=[convert.model_to_pb(m) for m in self._live.router.models.values()]
         )
 
     async def GetModelHealth(
         self, request: pb.GetModelHealthRequest, context: grpc.aio.ServicerContext
     ) -> pb.ModelHealth:
-        router = self.router
+        router = self._live.router
         try:
             models = [router.model(request.model)] if request.model else router.models.values()
         except RouterError as exc:
@@ -153,6 +154,6 @@ class RouterService(router_pb2_grpc.RouterServicer):
         self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext
     ) -> pb.RouteDecision:
         try:
-            return convert.decision_to_pb(self.router.route(_decode(request, context)))
+            return convert.decision_to_pb(self._live.router.route(_decode(request, context)))
         except RouterError as exc:
             await abort(context, exc)

@@ -22,14 +22,14 @@ from typing import Any
 import grpc
 from google.protobuf import empty_pb2
 
-from gateway import dataset_convert as convert
 from gateway.apps.audit import AppendAudit
 from gateway.apps.catalog import actor
-from gateway.dataset_spool import Spool
-from gateway.errors import abort
+from gateway.dataset import wire as convert
+from gateway.dataset.spool import Spool
 from gateway.identity import current
 from gateway.pb import dataset_pb2 as pb
 from gateway.pb import dataset_pb2_grpc
+from gateway.status import abort
 from indexer.datasets import Datasets
 from indexer.documents import CollectionInfo, DocumentInput
 from indexer.errors import DatasetError, InvalidInput

@@ -8,23 +8,17 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from gateway import assembly
 from gateway.config import GatewayConfig, load_config
 from gateway.tasks.errors import TaskError
 from gateway.tasks.model import TaskState
 from gateway.tasks.queue import TaskQueue
-from gateway.tasks.runtime import build_queue, build_worker
+from gateway.tasks.runtime import build_queue
 from router.config import ConfigError
 
-if TYPE_CHECKING:
-    from gateway.tasks.handlers import TaskTypes, UsageSink
-    from router.router import Router
-
 log = logging.getLogger("infergate.tasks")
-DEFAULTS = Path(__file__).resolve().parent.parent / "defaults.yaml"
 
 
 def register(commands: Any) -> None:
@@ -51,7 +45,7 @@ def register(commands: Any) -> None:
 
 
 def _shared_config(args: argparse.Namespace) -> GatewayConfig:
-    config = load_config(Path(args.config) if args.config else DEFAULTS)
+    config = load_config(args.config)
     if config.tasks.backend != "redis":
         raise ConfigError(
             "tasks.backend is memory: its tasks live inside the gateway process; "
@@ -76,67 +70,16 @@ def run_worker(args: argparse.Namespace) -> int:
 
 
 async def _work(config: GatewayConfig, concurrency: int, grace_s: float) -> None:
-    from adapters import build_provider
-    from router.router import Router
-
-    router = Router(config, build_provider)
-    async with worker_resources(config, lambda: router) as (types, usage):
-        queue = build_queue(config.tasks, config.data_dir)
-        worker = build_worker(config.tasks, queue, types, lambda: router, concurrency, usage)
+    """Run tasks until SIGTERM/SIGINT; on the way out close what the worker
+    opened (gateway/assembly.py), last opened first."""
+    async with contextlib.AsyncExitStack() as stack:
+        worker = await assembly.open_worker(config, stack, concurrency)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, worker.stop, grace_s)
         log.info("worker %s: running up to %d tasks at once", worker.name, concurrency)
-        try:
-            await worker.run()
-        finally:
-            await queue.aclose()
-            await router.aclose()
+        await worker.run()
     log.info("worker %s: stopped", worker.name)
-
-
-@contextlib.asynccontextmanager
-async def worker_resources(
-    config: GatewayConfig, router: Callable[[], Router]
-) -> AsyncIterator[tuple[TaskTypes, UsageSink | None]]:
-    """What a worker outside the gateway needs for every task type the gateway
-    accepts: the Datasets of the same config (`dataset.ingest`), and, with
-    `apps.usage.enabled`, the App store's usage recorder (closed after the
-    worker, so its queued records are written)."""
-    from gateway.apps.runtime import open_store
-    from gateway.apps.usage import UsageRecorder
-    from gateway.dataset_embedder import build_datasets
-    from gateway.dataset_snapshots import claim
-    from gateway.dataset_tasks import ingest_task_type
-    from gateway.tasks.handlers import load
-    from gateway.tasks.usage import usage_sink
-
-    types = load()
-    datasets = None
-    claimed = contextlib.ExitStack()
-    recorder = None
-    try:
-        if config.dataset.enabled:
-            claimed = await asyncio.to_thread(
-                claim, config.dataset.snapshots, config.data_dir / "datasets"
-            )
-            datasets = build_datasets(config.dataset, config.data_dir, router)
-            types.add(ingest_task_type(datasets))
-        if config.apps.usage.enabled:
-            usage = config.apps.usage
-            store = await open_store(config.apps, config.data_dir)
-            recorder = UsageRecorder(
-                store, batch_size=usage.batch_size, interval_s=usage.flush_interval_s
-            )
-            recorder.start()
-        yield types, usage_sink(recorder)
-    finally:
-        if recorder is not None:
-            await recorder.aclose()
-            await store.aclose()
-        if datasets is not None:
-            await datasets.aclose()  # snapshots the indexes it changed
-        claimed.close()
 
 
 def run_dead_letters(args: argparse.Namespace) -> int:

@@ -7,16 +7,15 @@ import argparse
 import asyncio
 import getpass
 import sys
-from pathlib import Path
 from typing import Any
 
 from gateway.apps.audit import verify
 from gateway.apps.catalog import check_id
-from gateway.apps.errors import AppError, NotFound
 from gateway.apps.model import Tenant
 from gateway.apps.roles import parse_role
 from gateway.apps.runtime import open_store
 from gateway.config import GatewayConfig, load_config
+from gateway.errors import GatewayError, NotFound
 
 
 def register(commands: Any) -> None:
@@ -41,15 +40,13 @@ def register(commands: Any) -> None:
 
 
 def _config(args: argparse.Namespace) -> GatewayConfig:
-    from gateway.cli import DEFAULTS
-
-    return load_config(Path(args.config) if args.config else DEFAULTS)
+    return load_config(args.config)
 
 
 def _run(command: Any, args: argparse.Namespace) -> int:
     try:
         return int(asyncio.run(command(_config(args), args)))
-    except AppError as exc:
+    except GatewayError as exc:
         print(f"infergate: {exc}", file=sys.stderr)
         return 2
 

@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 from tokenizers import Tokenizer
 
-from gateway.dataset_config import DEFAULT_MODEL, DatasetConfig
+from gateway.dataset.config import DEFAULT_MODEL, DatasetConfig
 from indexer.datasets import Datasets
 from indexer.embedder import Embedder
 from indexer.errors import NotReady

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from gateway.apps.errors import FailedPrecondition, InvalidArgument, NotFound
 from gateway.apps.retrieval import Passage
+from gateway.errors import FailedPrecondition, InvalidArgument, NotFound
 from indexer import errors as dataset
 from indexer.datasets import Datasets
 from indexer.documents import Mode, Query

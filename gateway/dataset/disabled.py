@@ -13,8 +13,8 @@ from typing import Any, NoReturn
 
 import grpc
 
-from gateway.apps.errors import FailedPrecondition
 from gateway.apps.retrieval import Passage
+from gateway.errors import FailedPrecondition
 from gateway.pb import dataset_pb2, dataset_pb2_grpc
 
 DISABLED = "the Dataset layer is disabled in the config (dataset.enabled: false)"

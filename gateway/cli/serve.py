@@ -1,10 +1,9 @@
-"""`infergate` command line."""
+"""`infergate serve` (one process, or N sharing a port) and `infergate check-config`."""
 
 from __future__ import annotations
 
 import argparse
 import ctypes
-import importlib
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -14,22 +13,49 @@ import signal
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from gateway.config import GatewayConfig, load_config
 from router.config import ConfigError
 
 log = logging.getLogger("infergate")
-DEFAULTS = Path(__file__).with_name("defaults.yaml")
-# Subcommands that live beside their feature: each module has
-# `register(commands)`, which adds a parser whose `run(args) -> int` default runs it.
-COMMAND_MODULES: tuple[str, ...] = (
-    "indexer.minilm", "gateway.tasks.cli", "gateway.apps.cli", "gateway.dataset_snapshots",
-)  # fmt: skip
+
+
+def register(commands: Any) -> None:
+    serve = commands.add_parser("serve", help="run the gateway")
+    serve.add_argument("--config", help="YAML config (default: the embedded mock setup)")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--metrics-port", type=int, help="0 disables /metrics")
+    serve.add_argument("--workers", type=int, default=1, help="processes sharing the port")
+    serve.set_defaults(run=run_serve)
+    check = commands.add_parser("check-config", help="validate a config file and exit")
+    check.add_argument("config")
+    check.set_defaults(run=run_check)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    config = _config(args)
+    if args.workers < 1:
+        raise ConfigError("--workers must be >= 1")
+    path = Path(args.config) if args.config else None  # watched and reloaded
+    if args.workers > 1:
+        return _serve_many(config, args.workers, path)
+    _serve_one(config, reuse_port=False, metrics=True, path=path)
+    return 0
+
+
+def run_check(args: argparse.Namespace) -> int:
+    from adapters import build_provider
+    from router.router import Router
+
+    Router(load_config(args.config), build_provider)
+    print(f"{args.config}: ok")
+    return 0
 
 
 def _config(args: argparse.Namespace) -> GatewayConfig:
-    path = Path(args.config) if args.config else DEFAULTS
-    config = load_config(path)
+    config = load_config(args.config)
     overrides = {
         k: v
         for k, v in (("host", args.host), ("port", args.port), ("metrics_port", args.metrics_port))
@@ -57,7 +83,7 @@ def _serve_one(
 
 
 def _worker(config: GatewayConfig, parent: int, path: Path | None) -> None:
-    _logging()
+    setup_logging()
     _die_with_parent(parent)
     _serve_one(config, reuse_port=True, metrics=False, path=path)
 
@@ -134,51 +160,9 @@ def _supervise(config: GatewayConfig, workers: int, path: Path | None) -> int:
     return 1 if failed else 0
 
 
-def _logging() -> None:
+def setup_logging() -> None:
     logging.basicConfig(
         level=os.environ.get("INFERGATE_LOG_LEVEL", "INFO"),
         format="%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s",
         stream=sys.stderr,
     )
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="infergate", description="A gRPC-first inference gateway")
-    commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="run the gateway")
-    serve.add_argument("--config", help="YAML config (default: the embedded mock setup)")
-    serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
-    serve.add_argument("--metrics-port", type=int, help="0 disables /metrics")
-    serve.add_argument("--workers", type=int, default=1, help="processes sharing the port")
-    check = commands.add_parser("check-config", help="validate a config file and exit")
-    check.add_argument("config")
-    for module in COMMAND_MODULES:
-        importlib.import_module(module).register(commands)
-    args = parser.parse_args(argv)
-    _logging()
-    try:
-        if hasattr(args, "run"):
-            return int(args.run(args))
-        if args.command == "check-config":
-            from adapters import build_provider
-            from router.router import Router
-
-            Router(load_config(args.config), build_provider)
-            print(f"{args.config}: ok")
-            return 0
-        config = _config(args)
-        if args.workers < 1:
-            raise ConfigError("--workers must be >= 1")
-        path = Path(args.config) if args.config else None  # watched and reloaded
-        if args.workers > 1:
-            return _serve_many(config, args.workers, path)
-        _serve_one(config, reuse_port=False, metrics=True, path=path)
-        return 0
-    except ConfigError as exc:
-        print(f"infergate: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

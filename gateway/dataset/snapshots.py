@@ -22,7 +22,6 @@ leaves the data dir as it was.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import fcntl
 import hashlib
@@ -33,7 +32,6 @@ import re
 import secrets
 import shutil
 import sqlite3
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -41,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway import s3
-from gateway.dataset_config import SnapshotConfig
+from gateway.dataset.config import SnapshotConfig
 
 log = logging.getLogger("infergate.dataset")
 _LATEST = "LATEST"
@@ -286,48 +284,3 @@ def claim(config: SnapshotConfig | None, root: Path) -> contextlib.ExitStack:
         stack = contextlib.ExitStack()
         stack.enter_context(_locked(root, _IN_USE, shared=True))
         return stack
-
-
-# --- `infergate dataset push | pull | snapshots` ---------------------------------------------
-
-
-def register(commands: Any) -> None:
-    dataset = commands.add_parser("dataset", help="dataset snapshots in object storage")
-    sub = dataset.add_subparsers(dest="dataset_command", required=True)
-    sub.add_parser("push", help="upload every collection as a new snapshot")
-    pull_ = sub.add_parser("pull", help="load a snapshot into an empty data dir")
-    pull_.add_argument("--snapshot", default="", help="its name (default: the latest)")
-    pull_.add_argument(
-        "--force", action="store_true", help="replace the datasets there (gateway stopped)"
-    )
-    sub.add_parser("snapshots", help="list the snapshots, oldest first")
-    for parser in sub.choices.values():
-        parser.add_argument("--config", help="YAML config (default: the embedded one)")
-    dataset.set_defaults(run=_run)
-
-
-def _run(args: argparse.Namespace) -> int:
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    from gateway.cli import DEFAULTS
-    from gateway.config import load_config
-
-    config = load_config(Path(args.config) if args.config else DEFAULTS)
-    snapshots = config.dataset.snapshots
-    if snapshots is None:
-        print("infergate: set dataset.snapshots (bucket, ...) in the config", file=sys.stderr)
-        return 2
-    root = config.data_dir / "datasets"
-    try:
-        if args.dataset_command == "push":
-            name, count = push(root, snapshots)
-            print(f"pushed snapshot {name}: {count} collections")
-        elif args.dataset_command == "pull":
-            name = pull(root, snapshots, args.snapshot, args.force)
-            print(f"loaded snapshot {name} into {root}")
-        else:
-            print("\n".join(names(snapshots)))
-    except (SnapshotError, BotoCoreError, ClientError, OSError) as exc:
-        print(f"infergate: {exc}", file=sys.stderr)
-        return 2
-    return 0

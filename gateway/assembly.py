@@ -1,0 +1,129 @@
+"""The core parts, built once: the live Router snapshot, the datasets, the task
+types and the usage sink. `infergate serve` (gateway/server.py) and
+`infergate worker` (gateway/cli/tasks.py) both build them here.
+
+Every `open_*` pushes its part's closing onto the caller's AsyncExitStack as
+soon as the part is open, so a start that fails half way (or is cancelled)
+closes what it had opened, in reverse order, and a clean stop closes the same
+way. Parts that use another are pushed after it and so closed before it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+
+from adapters import build_provider
+from adapters.redis_cache import build_cache
+from gateway.apps.model import UsageRecord
+from gateway.apps.runtime import open_store
+from gateway.apps.usage import UsageRecorder
+from gateway.config import GatewayConfig
+from gateway.dataset.embedder import build_datasets
+from gateway.dataset.snapshots import claim
+from gateway.dataset.tasks import ingest_task_type
+from gateway.live import LiveRouter
+from gateway.status import status_name
+from gateway.tasks.handlers import ModelCall, TaskTypes, UsageSink, load
+from gateway.tasks.model import Task
+from gateway.tasks.runtime import build_queue, build_worker
+from gateway.tasks.worker import Worker
+from indexer.datasets import Datasets
+from router.router import ProviderFactory, Router
+
+
+async def open_router(
+    config: GatewayConfig,
+    stack: contextlib.AsyncExitStack,
+    factory: ProviderFactory = build_provider,
+    clock: Callable[[], float] = time.monotonic,
+) -> LiveRouter:
+    """The first snapshot and the response cache (closed after the snapshot
+    that is live then: a reload may have replaced both)."""
+    cache = build_cache(config.cache) if config.cache.enabled else None
+    live = LiveRouter(Router(config, factory, cache=cache, clock=clock), cache)
+    stack.push_async_callback(_close_cache, live)
+    stack.push_async_callback(lambda: live.router.aclose())
+    return live
+
+
+async def _close_cache(live: LiveRouter) -> None:
+    if live.cache is not None:
+        await live.cache.aclose()
+
+
+async def open_datasets(
+    config: GatewayConfig, live: LiveRouter, stack: contextlib.AsyncExitStack
+) -> Datasets | None:
+    """The datasets of `config.data_dir`, marked in use by this process (an
+    empty directory first loads the latest snapshot); None when disabled."""
+    if not config.dataset.enabled:
+        return None
+    root = config.data_dir / "datasets"
+    stack.enter_context(await asyncio.to_thread(claim, config.dataset.snapshots, root))
+    datasets = build_datasets(config.dataset, config.data_dir, live)
+    stack.push_async_callback(datasets.aclose)  # snapshots the indexes it changed
+    return datasets
+
+
+def task_types(datasets: Datasets | None) -> TaskTypes:
+    """Every task type this config accepts: the built-in ones, and
+    `dataset.ingest` when datasets are on."""
+    types = load()
+    if datasets is not None:
+        types.add(ingest_task_type(datasets))
+    return types
+
+
+async def open_usage(
+    config: GatewayConfig, stack: contextlib.AsyncExitStack
+) -> UsageRecorder | None:
+    """A usage recorder on the configured store, for a process without the App
+    layer (a worker); closed before its store, so its queued records are written."""
+    usage = config.apps.usage
+    if not usage.enabled:
+        return None
+    store = await open_store(config.apps, config.data_dir)
+    stack.push_async_callback(store.aclose)
+    recorder = UsageRecorder(store, batch_size=usage.batch_size, interval_s=usage.flush_interval_s)
+    recorder.start()
+    stack.push_async_callback(recorder.aclose)
+    return recorder
+
+
+def usage_sink(recorder: UsageRecorder | None) -> UsageSink | None:
+    """Task handlers' model calls as usage records: one per call, with the
+    task's tenant, no app and no key, and `task:<type>` as the method, so that
+    QueryUsage totals include batch work (None: nothing records)."""
+    if recorder is None:
+        return None
+
+    def record(task: Task, call: ModelCall) -> None:
+        recorder.record(
+            UsageRecord(
+                int(time.time() * 1000), task.tenant, "", "", call.model, call.deployment,
+                f"task:{task.type}", call.input_tokens, call.output_tokens, call.latency_ms,
+                status_name(call.error),
+            )
+        )  # fmt: skip
+
+    return record
+
+
+async def open_worker(
+    config: GatewayConfig,
+    stack: contextlib.AsyncExitStack,
+    concurrency: int,
+    factory: ProviderFactory = build_provider,
+) -> Worker:
+    """`infergate worker`: the gateway's core parts, a queue on the configured
+    backend and a worker for it (not yet running), for every task type the
+    gateway accepts, recording usage when `apps.usage.enabled`."""
+    live = await open_router(config, stack, factory)
+    types = task_types(await open_datasets(config, live, stack))
+    usage = usage_sink(await open_usage(config, stack))
+    queue = build_queue(config.tasks, config.data_dir)
+    stack.push_async_callback(queue.aclose)
+    return build_worker(config.tasks, queue, types, live, concurrency, usage)

@@ -1,0 +1,1 @@
+"""The Router service: servicer and protobuf <-> domain conversion."""
