@@ -18,10 +18,10 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Connection
 
 from gateway.apps import keys
-from gateway.errors import AlreadyExists, InvalidArgument, NotFound
 from gateway.apps.model import App, Retrieval, Tenant, Turn, UsageQuery, UsageRecord
 from gateway.apps.store import Store
 from gateway.apps.tables import metadata
+from gateway.errors import AlreadyExists, InvalidArgument, NotFound
 from gateway.identity import Role
 from tests.conftest import service_missing
 

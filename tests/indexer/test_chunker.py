@@ -9,7 +9,7 @@ import pytest
 
 from indexer.chunker import Chunker
 from indexer.hashed_embedder import wordpiece_tokenizer
-from indexer.parse import Section
+from indexer.section import Section
 
 TOKENIZER = wordpiece_tokenizer(["the", "cat", "sat", "on", "mat", "dogs", "bark", "at", "night"])
 

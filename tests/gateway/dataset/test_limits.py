@@ -17,7 +17,7 @@ from gateway.pb import dataset_pb2 as pb
 from gateway.pb import dataset_pb2_grpc
 from indexer.errors import InvalidInput
 from tests.conftest import StartGateway
-from tests.test_dataset_service import dataset_top
+from tests.gateway.dataset.test_service import dataset_top
 
 LIMIT = 4096
 

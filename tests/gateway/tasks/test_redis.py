@@ -1,4 +1,4 @@
-# ruff: noqa: F811  (pytest fixtures imported from test_tasks_fixtures are parameters here)
+# ruff: noqa: F811  (pytest fixtures imported from fixtures.py are parameters here)
 """The Redis queue beyond the contract: crash recovery with real worker
 processes, graceful stop, the S3 archive (a local moto server), a dead Redis,
 the dead-letter stream and the operator CLI."""
@@ -33,7 +33,7 @@ from gateway.tasks.queue import TaskQueue
 from gateway.tasks.runtime import build_queue, build_worker
 from router.router import Router
 from tests.conftest import REDIS_URL
-from tests.test_tasks_fixtures import (  # noqa: F401 (fixtures)
+from tests.gateway.tasks.fixtures import (  # noqa: F401 (fixtures)
     FakeClock,
     QueueFactory,
     _s3_credentials,
@@ -42,7 +42,7 @@ from tests.test_tasks_fixtures import (  # noqa: F401 (fixtures)
     s3_endpoint,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 S = TaskState
 SLOW_MS = 1500
 

@@ -380,7 +380,7 @@ def test_retry_after_forms() -> None:
     assert _http.retry_after({}) is None
 
 
-README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 
 
 async def test_the_readme_backends_example_builds() -> None:

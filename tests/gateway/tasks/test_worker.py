@@ -1,4 +1,4 @@
-# ruff: noqa: F811  (pytest fixtures imported from test_tasks_fixtures are parameters here)
+# ruff: noqa: F811  (pytest fixtures imported from fixtures.py are parameters here)
 """The Worker over the in-process queue: how each way an attempt can end is
 recorded, metrics, and a graceful stop."""
 
@@ -16,7 +16,7 @@ from gateway.tasks.handlers import TaskContext, TaskType, TaskTypes
 from gateway.tasks.model import Task, TaskState
 from gateway.tasks.queue import TaskQueue
 from gateway.tasks.worker import Worker
-from tests.test_tasks_fixtures import (  # noqa: F401 (fixtures)
+from tests.gateway.tasks.fixtures import (  # noqa: F401 (fixtures)
     QueueFactory,
     _s3_credentials,
     clock,

@@ -15,9 +15,9 @@ from gateway.pb import dataset_pb2 as pb
 from gateway.pb import dataset_pb2_grpc, router_pb2, router_pb2_grpc, tasks_pb2, tasks_pb2_grpc
 from indexer.hashed_embedder import wordpiece_tokenizer
 from tests.conftest import StartGateway, chat, make_config
-from tests.test_auth import bearer, new_key, secure_top
-from tests.test_indexer_collection import PAGES
-from tests.test_indexer_parse import write_pdf
+from tests.gateway.apps.test_auth import bearer, new_key, secure_top
+from tests.indexer.test_collection import PAGES
+from tests.indexer.test_parse import write_pdf
 
 
 def dataset_top(data_dir: Path, **dataset: Any) -> dict[str, Any]:
@@ -267,7 +267,7 @@ async def test_another_tenants_collection_is_not_found(
 
 
 def test_the_readme_dataset_example_is_valid() -> None:
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
     block = readme.split("## Datasets", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
     config = make_config(top=yaml.safe_load(block))
     assert config.dataset.index.exact_threshold == 5000

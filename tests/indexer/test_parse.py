@@ -8,7 +8,8 @@ import pytest
 from fpdf import FPDF
 
 from indexer.errors import UnreadableFile
-from indexer.parse import Section, detect_type, parse_file, parse_text_document
+from indexer.parse import detect_type, parse_file, parse_text_document
+from indexer.section import Section
 
 
 def write_pdf(path: Path, pages: list[str]) -> Path:

@@ -11,13 +11,13 @@ import grpc
 import pytest
 from google.protobuf import struct_pb2
 
-from gateway.errors import NotFound
 from gateway.apps.retrieval import Passage
+from gateway.errors import NotFound
 from gateway.pb import app_pb2 as pb
 from gateway.pb import app_pb2_grpc, router_pb2, router_pb2_grpc
 from gateway.server import Gateway
 from tests.conftest import StartGateway, chat
-from tests.test_auth import admin, bearer, new_key, secure_top
+from tests.gateway.apps.test_auth import admin, bearer, new_key, secure_top
 
 FACTS = {
     "acme": {

@@ -24,9 +24,9 @@ from gateway.identity import Role
 from gateway.pb import app_pb2, app_pb2_grpc, router_pb2, router_pb2_grpc
 from gateway.server import Gateway
 from tests.conftest import MODELS, REDIS_URL, StartGateway, chat
-from tests.test_auth import admin, bearer, secure_top
+from tests.gateway.apps.test_auth import admin, bearer, secure_top
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 
 
 class FakeClock:

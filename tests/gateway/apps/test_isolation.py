@@ -24,7 +24,7 @@ from gateway.pb import (
 )
 from gateway.server import Gateway
 from tests.conftest import StartGateway
-from tests.test_auth import bearer, new_key, secure_top
+from tests.gateway.apps.test_auth import bearer, new_key, secure_top
 
 Metadata = tuple[tuple[str, str], ...]
 HANDBOOK = [

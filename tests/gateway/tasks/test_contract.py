@@ -1,4 +1,4 @@
-# ruff: noqa: F811  (pytest fixtures imported from test_tasks_fixtures are parameters here)
+# ruff: noqa: F811  (pytest fixtures imported from fixtures.py are parameters here)
 """One contract suite for every TaskQueue: the in-process one and Redis
 (a real server on 127.0.0.1:6379, a unique key prefix per test)."""
 
@@ -12,7 +12,7 @@ import pytest
 from gateway.tasks.errors import IllegalTransition, TaskNotFound
 from gateway.tasks.model import Task, TaskState
 from gateway.tasks.queue import Lease, TaskQueue
-from tests.test_tasks_fixtures import (  # noqa: F401 (fixtures)
+from tests.gateway.tasks.fixtures import (  # noqa: F401 (fixtures)
     POLICY,
     VISIBILITY_S,
     FakeClock,

@@ -14,7 +14,7 @@ from gateway.apps.audit import verify
 from gateway.pb import app_pb2, app_pb2_grpc, dataset_pb2, dataset_pb2_grpc
 from gateway.server import Gateway
 from tests.conftest import StartGateway
-from tests.test_auth import bearer, new_key, secure_top
+from tests.gateway.apps.test_auth import bearer, new_key, secure_top
 
 
 async def audit_log(gateway: Gateway, metadata: Any = None) -> list[app_pb2.AuditEvent]:

@@ -18,7 +18,7 @@ from gateway.pb import tasks_pb2 as pb
 from gateway.pb import tasks_pb2_grpc
 from gateway.server import Gateway
 from tests.conftest import REDIS_URL, StartGateway
-from tests.test_tasks_redis import free_port
+from tests.gateway.tasks.test_redis import free_port
 
 Code = grpc.StatusCode
 

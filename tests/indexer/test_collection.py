@@ -19,7 +19,7 @@ from indexer.filters import Eq, In, Range
 from indexer.hashed_embedder import HashedEmbedder
 from indexer.onnx_embedder import OnnxEmbedder
 from indexer.params import SearchParams, Settings
-from tests.test_indexer_parse import write_pdf
+from tests.indexer.test_parse import write_pdf
 
 PAGES = [
     "Cats chase mice in the garden. The cat sleeps on the chair in the kitchen.",

@@ -20,7 +20,7 @@ from gateway.cli import main
 from gateway.identity import Role
 
 # The store fixtures (SQLite and PostgreSQL) are test_store's; tests take them by name.
-from tests.test_store import pg_schema, store, store_url  # noqa: F401
+from tests.gateway.apps.test_store import pg_schema, store, store_url  # noqa: F401
 
 
 async def admin_actions(store: Store) -> str:

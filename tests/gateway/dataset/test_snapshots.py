@@ -33,7 +33,7 @@ from indexer.datasets import Datasets
 from indexer.documents import DocumentInput, Query
 from indexer.onnx_embedder import OnnxEmbedder
 from tests.conftest import StartGateway
-from tests.test_tasks_fixtures import _s3_credentials, s3_endpoint  # noqa: F401 (fixtures)
+from tests.gateway.tasks.fixtures import _s3_credentials, s3_endpoint  # noqa: F401 (fixtures)
 
 DOCS = [
     DocumentInput("cats", text="Cats chase mice in the garden and sleep on the chair."),
