@@ -30,7 +30,8 @@ from indexer.errors import InvalidInput
 from indexer.filters import MetadataIndex
 from indexer.lexical import LexicalIndex
 from indexer.params import IndexParams, SearchParams
-from indexer.parse import Section, parse_file, parse_text_document
+from indexer.parse import parse_file, parse_text_document
+from indexer.section import Section
 from indexer.store import DocumentRecord, NewChunk, Store, StoredChunk
 from indexer.vector_index import Hits, VectorIndex
 

@@ -8,30 +8,11 @@ the caller commits nothing of a document until its whole file parsed.
 from __future__ import annotations
 
 import mimetypes
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
-from types import MappingProxyType
-from typing import Any
 
 from indexer.errors import UnreadableFile
-
-_EMPTY: Mapping[str, Any] = MappingProxyType({})
-
-
-@dataclass(frozen=True, slots=True)
-class Section:
-    """A run of text that no chunk crosses: a PDF page, a Markdown section, a CSV row."""
-
-    text: str
-    page: int = 0  # 1-based; 0 where the format has no pages
-    heading: str = ""  # the heading path, "Guide > Install > Linux"
-    extra: Mapping[str, Any] = field(
-        default_factory=lambda: _EMPTY
-    )  # parser facts, e.g. {"row": 7}
-
-
-Parser = Callable[[Path, str], Iterator[Section]]
+from indexer.section import Parser, Section
 
 _BY_EXTENSION = {
     ".pdf": "application/pdf",

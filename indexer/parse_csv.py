@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from indexer.errors import UnreadableFile
-from indexer.parse import Section
 from indexer.parse_text import detect_encoding
+from indexer.section import Section
 
 _SNIFF_CHARS = 16384
 # One huge quoted field must not be able to eat memory without bound.

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from bs4 import BeautifulSoup, MarkupResemblesLocatorWarning, Tag
 
-from indexer.parse import Section
 from indexer.parse_text import read_text
+from indexer.section import Section
 
 _DROP = (
     "script", "style", "noscript", "template", "svg", "iframe", "form",

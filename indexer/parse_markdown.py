@@ -7,8 +7,8 @@ from pathlib import Path
 
 from markdown_it import MarkdownIt
 
-from indexer.parse import Section
 from indexer.parse_text import read_text
+from indexer.section import Section
 
 _MARKDOWN = MarkdownIt("commonmark").enable("table")
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pypdfium2 as pdfium
 
 from indexer.errors import UnreadableFile
-from indexer.parse import Section
+from indexer.section import Section
 
 # PDFium is not thread-safe, and parsing runs in worker threads.
 _PDFIUM = threading.Lock()

@@ -9,7 +9,7 @@ from pathlib import Path
 from charset_normalizer import from_bytes
 
 from indexer.errors import UnreadableFile
-from indexer.parse import Section
+from indexer.section import Section
 
 _SAMPLE_BYTES = 1 << 20
 # Python codec names, most likely first.

@@ -9,147 +9,27 @@ re-raised so the client sees an explicit error, never a silently short answer.
 from __future__ import annotations
 
 import asyncio
-import json
-import logging
 import os
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, TypeVar
 
-from router import strategy as strategies
 from router.cache import CachedAnswer, ResponseCache, cache_key
-from router.config import (
-    ConfigError,
-    DeploymentConfig,
-    ModelConfig,
-    RetryConfig,
-    RouterConfig,
-    RoutingConfig,
-)
-from router.errors import (
-    InvalidRequest,
-    ModelNotFound,
-    ProviderError,
-)
+from router.config import ConfigError, DeploymentConfig, RouterConfig
+from router.errors import InvalidRequest, ModelNotFound, ProviderError
 from router.filter import SensitiveWords
+from router.plan import Candidate, Decision, Deployment, Model, Plan
 from router.provider import Provider
 from router.state import DeploymentState
 from router.stream import RoutedStream, answer
 from router.types import Embeddings, Request, Response
 from router.validate import validate
-from router.walk import Walk
+from router.walk import WalkContext, first_success, log_debug, log_plan
 from router.watchdog import Watchdogs
 
 ProviderFactory = Callable[[DeploymentConfig], Provider]
 Clock = Callable[[], float]
-T = TypeVar("T")
-log = logging.getLogger("infergate.routing")
-
-
-@dataclass(slots=True)
-class Deployment:
-    """One upstream of an alias in one config snapshot."""
-
-    config: DeploymentConfig
-    provider: Provider
-    state: DeploymentState
-
-    @property
-    def name(self) -> str:
-        return self.config.name
-
-
-class Model:
-    """An alias: its deployments, strategies and override rules."""
-
-    def __init__(
-        self,
-        alias: str,
-        config: ModelConfig,
-        deployments: list[Deployment],
-        routing: RoutingConfig,
-        rng: random.Random,
-    ) -> None:
-        self.alias = alias
-        self.config = config
-        self.deployments = deployments
-        self._by_name = {d.name: i for i, d in enumerate(deployments)}
-        self._states = [d.state for d in deployments]
-        self._clock = deployments[0].state.clock
-        weights = [d.config.weight for d in deployments]
-        names = {config.strategy} | {
-            r.then.strategy
-            for r in config.routing_strategy.override
-            if r.then.strategy != "specific_provider"
-        }
-        self._strategies = {
-            name: strategies.build(name, weights, routing.exploration, rng) for name in names
-        }
-
-    def index(self, name: str) -> int:
-        try:
-            return self._by_name[name]
-        except KeyError:
-            raise InvalidRequest(
-                "deployment", f"model {self.alias!r} has no deployment {name!r}"
-            ) from None
-
-    def plan(
-        self, request: Request, stream: bool, advance: bool, rules: bool = True
-    ) -> tuple[str, list[Deployment], list[tuple[Deployment, str]]]:
-        """(strategy, deployments to try in order, deployments skipped with why)."""
-        name = self.config.strategy
-        pinned: int | None = None
-        if request.deployment:
-            name, pinned = "manual", self.index(request.deployment)
-        elif rules:
-            for rule in self.config.routing_strategy.override:
-                if all(request.metadata.get(k) == v for k, v in rule.when.items()):
-                    name = rule.then.strategy
-                    if rule.then.provider:
-                        pinned = self.index(rule.then.provider)
-                    break
-        members = range(len(self.deployments)) if pinned is None else (pinned,)
-        states, now = self._states, self._clock()
-        usable = [i for i in members if states[i].usable(now)]
-        skipped: list[tuple[Deployment, str]] = []
-        if len(usable) < len(members):
-            kept = set(usable)
-            skipped = [(self.deployments[i], states[i].skip_reason()) for i in members
-                       if i not in kept]  # fmt: skip
-        if pinned is None and usable:
-            usable = self._strategies[name].order(usable, self._states, stream, advance)
-        return name, [self.deployments[i] for i in usable], skipped
-
-
-@dataclass(frozen=True, slots=True)
-class Plan:
-    alias: str
-    strategy: str
-    candidates: list[Deployment]
-    skipped: list[tuple[Deployment, str]]
-    retry: RetryConfig
-
-
-@dataclass(frozen=True, slots=True)
-class Candidate:
-    deployment: str
-    provider: str
-    skip_reason: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """A dry run's answer: what would serve the request and what it would be sent."""
-
-    model: str
-    strategy: str
-    deployment: str
-    provider: str
-    candidates: tuple[Candidate, ...]
-    upstream_request: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +75,7 @@ class Router:
             "true",
         )
         self.watchdogs: Watchdogs = previous.watchdogs if previous else Watchdogs()
+        self.walk_context = WalkContext(clock, self.rng, self.watchdogs, self.debug)
         self.active = 0  # calls running on this snapshot
         self._idle = asyncio.Event()
         self._idle.set()
@@ -296,8 +177,9 @@ class Router:
                     cached = Response(hit.text, hit.finish_reason, hit.usage, hit.tool_calls)
                     return Routed(self._filtered(cached), "", "hit")
             plan = self.plan(request, stream=False)
-            self._log_plan(request, plan)
-            deployment, response = await self._first_success(
+            log_plan(self.walk_context, request, plan)
+            deployment, response = await first_success(
+                self.walk_context,
                 plan,
                 deadline,
                 request.request_id,
@@ -342,50 +224,17 @@ class Router:
         plan = self.plan(Request(model, ()), stream=False)
         self.enter()
         try:
-            deployment, result = await self._first_success(
-                plan, deadline, "", lambda d: d.provider.embed(texts), lambda _: 0
+            deployment, result = await first_success(
+                self.walk_context,
+                plan,
+                deadline,
+                "",
+                lambda d: d.provider.embed(texts),
+                lambda _: 0,
             )
         finally:
             self.leave()
         return RoutedEmbeddings(result, deployment.name)
-
-    async def _first_success(
-        self,
-        plan: Plan,
-        deadline: float | None,
-        request_id: str,
-        call: Callable[[Deployment], Awaitable[T]],
-        tokens: Callable[[T], int],
-    ) -> tuple[Deployment, T]:
-        """Walk the plan with unary calls until one succeeds."""
-        walk = Walk(self, plan, deadline, request_id)
-        watchdog = self.watchdogs.watchdog()
-        limit = plan.retry.attempt_timeout_s
-        while (deployment := await walk.next()) is not None:
-            state = deployment.state
-            started = self.clock()
-            state.in_flight += 1
-            watchdog.arm(walk.budget(limit))
-            try:
-                result = await call(deployment)
-            except ProviderError as exc:
-                error = exc
-            except asyncio.CancelledError:
-                if not watchdog.expired():
-                    walk.released(deployment)
-                    raise
-                error = walk.timed_out("no answer", limit)
-            except BaseException:
-                walk.released(deployment)
-                raise
-            else:
-                walk.succeeded(deployment, started, None, tokens(result))
-                return deployment, result
-            finally:
-                watchdog.disarm()
-                state.in_flight -= 1
-            walk.failed(deployment, error)
-        raise walk.exhausted()
 
     async def probe(self, limit_s: float) -> None:
         """Run every deployment's probe() once, concurrently; record the verdicts."""
@@ -420,22 +269,7 @@ class Router:
 
     def log_cache_hit(self, request: Request) -> None:
         if self.debug:
-            line = {"request_id": request.request_id, "alias": request.model, "cache": "hit"}
-            log.info("ROUTING_DEBUG %s", json.dumps(line, separators=(",", ":")))
-
-    def _log_plan(self, request: Request, plan: Plan) -> None:
-        if not self.debug:
-            return
-        candidates = [{"deployment": d.name, "skip": ""} for d in plan.candidates]
-        candidates += [{"deployment": d.name, "skip": why} for d, why in plan.skipped]
-        line = {
-            "request_id": request.request_id,
-            "alias": plan.alias,
-            "strategy": plan.strategy,
-            "candidates": candidates,
-            "chosen": plan.candidates[0].name if plan.candidates else None,
-        }
-        log.info("ROUTING_DEBUG %s", json.dumps(line, separators=(",", ":")))
+            log_debug({"request_id": request.request_id, "alias": request.model, "cache": "hit"})
 
 
 def _same_upstream(a: DeploymentConfig, b: DeploymentConfig) -> bool:

@@ -8,16 +8,31 @@ import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from router.cache import CachedAnswer
+from router.cache import CachedAnswer, ResponseCache
 from router.errors import ProviderError
-from router.filter import StreamFilter
+from router.filter import SensitiveWords, StreamFilter
+from router.plan import Plan
 from router.types import Chunk, Request, Response, ToolCall, Usage
-from router.walk import Walk
+from router.walk import Walk, WalkContext, log_plan
 
-if TYPE_CHECKING:
-    from router.router import Router
+
+class StreamHost(Protocol):
+    """What a routed stream uses of its router. A protocol, not the Router
+    class, so that this module does not import router.router, which imports it."""
+
+    @property
+    def cache(self) -> ResponseCache | None: ...
+    @property
+    def words(self) -> SensitiveWords | None: ...
+    @property
+    def walk_context(self) -> WalkContext: ...
+    def plan(self, request: Request, stream: bool) -> Plan: ...
+    def enter(self) -> None: ...
+    def leave(self) -> None: ...
+    def remember(self, key: str, answer: CachedAnswer) -> None: ...
+    def log_cache_hit(self, request: Request) -> None: ...
 
 
 def answer(response: Response) -> CachedAnswer:
@@ -32,7 +47,7 @@ class RoutedStream:
     `cache` says "hit", "miss" or "" (not cacheable)."""
 
     def __init__(
-        self, router: Router, request: Request, deadline: float | None, key: str | None
+        self, router: StreamHost, request: Request, deadline: float | None, key: str | None
     ) -> None:
         self.deployment = ""
         self.cache = "" if key is None else "miss"
@@ -96,20 +111,20 @@ class RoutedStream:
             )
 
     async def _upstream(self) -> AsyncGenerator[Chunk, None]:
-        router = self._router
+        router, context = self._router, self._router.walk_context
         plan = router.plan(self._request, stream=True)
-        router._log_plan(self._request, plan)
+        log_plan(context, self._request, plan)
         retry = plan.retry
-        walk = Walk(router, plan, self._deadline, self._request.request_id)
+        walk = Walk(context, plan, self._deadline, self._request.request_id)
         router.enter()
         try:
             while (deployment := await walk.next()) is not None:
                 state = deployment.state
-                started = router.clock()
+                started = context.clock()
                 first_at: float | None = None
                 output_tokens = 0
                 state.in_flight += 1
-                watchdog = router.watchdogs.watchdog()
+                watchdog = context.watchdogs.watchdog()
                 try:
                     upstream = deployment.provider.stream(self._request, self._deadline)
                     async with contextlib.aclosing(upstream):
@@ -132,7 +147,7 @@ class RoutedStream:
                             finally:
                                 watchdog.disarm()
                             if waiting:
-                                first_at = router.clock()
+                                first_at = context.clock()
                                 self.deployment = deployment.name
                             if chunk.usage is not None:
                                 output_tokens = chunk.usage.output_tokens

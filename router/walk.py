@@ -1,5 +1,10 @@
 """The attempts of one call: which deployment next, backoff between rounds,
-Retry-After, the deadline, and the error when none is left."""
+Retry-After, the deadline, and the error when none is left.
+
+The attempt loops (`first_success` here, the streaming one in router.stream)
+get a `WalkContext`, not the router: the router imports them, and a module
+that imported it back would make a cycle.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +12,52 @@ import asyncio
 import json
 import logging
 import random
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from router.breaker import Ticket
 from router.config import RetryConfig
 from router.errors import AllProvidersFailed, ErrorKind, ProviderError
+from router.plan import Deployment, Plan
+from router.types import Request
+from router.watchdog import Watchdogs
 
-if TYPE_CHECKING:
-    from router.router import Deployment, Plan, Router
-
+T = TypeVar("T")
 log = logging.getLogger("infergate.routing")
+
+
+@dataclass(frozen=True, slots=True)
+class WalkContext:
+    """The router's parts that its calls' attempts share."""
+
+    clock: Callable[[], float]
+    rng: random.Random
+    watchdogs: Watchdogs
+    debug: bool  # write ROUTING_DEBUG lines
+
+
+def log_debug(line: dict[str, Any]) -> None:
+    """One compact JSON object per line, so ROUTING_DEBUG output greps and parses."""
+    log.info("ROUTING_DEBUG %s", json.dumps(line, separators=(",", ":")))
+
+
+def log_plan(context: WalkContext, request: Request, plan: Plan) -> None:
+    """Logged before the first attempt, so that a call that fails outright
+    still shows which deployments it skipped and why."""
+    if not context.debug:
+        return
+    candidates = [{"deployment": d.name, "skip": ""} for d in plan.candidates]
+    candidates += [{"deployment": d.name, "skip": why} for d, why in plan.skipped]
+    log_debug(
+        {
+            "request_id": request.request_id,
+            "alias": plan.alias,
+            "strategy": plan.strategy,
+            "candidates": candidates,
+            "chosen": plan.candidates[0].name if plan.candidates else None,
+        }
+    )
 
 
 def backoff(round_: int, retry: RetryConfig, rng: random.Random) -> float:
@@ -30,9 +71,9 @@ class Walk:
     unusable, never past the deadline."""
 
     def __init__(
-        self, router: Router, plan: Plan, deadline: float | None, request_id: str = ""
+        self, context: WalkContext, plan: Plan, deadline: float | None, request_id: str = ""
     ) -> None:
-        self._router = router
+        self._context = context
         self._plan = plan
         self._deadline = deadline
         self._request_id = request_id
@@ -47,23 +88,23 @@ class Walk:
         """Seconds an attempt step may take: `limit`, cut to the deadline."""
         if self._deadline is None:
             return limit
-        return max(0.0, min(limit, self._deadline - self._router.clock()))
+        return max(0.0, min(limit, self._deadline - self._context.clock()))
 
     def timed_out(self, what: str, limit: float) -> ProviderError:
         """The error for a step that ran out of time: its own limit, or the deadline."""
-        if self._deadline is not None and self._router.clock() >= self._deadline:
+        if self._deadline is not None and self._context.clock() >= self._deadline:
             return ProviderError(ErrorKind.TIMEOUT, f"{what}: the caller's deadline passed")
         return ProviderError(ErrorKind.TIMEOUT, f"{what} within {limit:g}s")
 
     def stalled(self, limit: float) -> ProviderError:
         """A started stream went quiet: cut it (the caller's deadline, if that
         is what passed, says so instead)."""
-        if self._deadline is not None and self._router.clock() >= self._deadline:
+        if self._deadline is not None and self._context.clock() >= self._deadline:
             return self.timed_out("stream stalled", limit)
         return ProviderError(ErrorKind.INTERRUPTED, f"stream stalled: no chunk for {limit:g}s")
 
     async def next(self) -> Deployment | None:
-        plan, clock = self._plan, self._router.clock
+        plan, clock = self._plan, self._context.clock
         while self._retryable:
             if self._next == len(plan.candidates):
                 self._round += 1
@@ -100,7 +141,7 @@ class Walk:
         caller_gave_up = (
             error.kind is ErrorKind.TIMEOUT
             and self._deadline is not None
-            and self._router.clock() >= self._deadline
+            and self._context.clock() >= self._deadline
         )
         if caller_gave_up:  # the caller's short deadline says nothing of the upstream
             self.released(deployment)
@@ -109,9 +150,8 @@ class Walk:
         self._debug(failed=deployment.name, kind=str(error.kind), error=str(error))
 
     def _debug(self, **fields: str) -> None:
-        if self._router.debug:
-            line = {"request_id": self._request_id, "alias": self._plan.alias, **fields}
-            log.info("ROUTING_DEBUG %s", json.dumps(line, separators=(",", ":")))
+        if self._context.debug:
+            log_debug({"request_id": self._request_id, "alias": self._plan.alias, **fields})
 
     def exhausted(self) -> AllProvidersFailed:
         tried = {name for name, _ in self.attempts}
@@ -121,8 +161,8 @@ class Walk:
     async def _pause(self) -> bool:
         """Back off before another round; False when that would pass the deadline,
         or when every candidate is rate limited for longer than backoff_max_s."""
-        retry, clock = self._plan.retry, self._router.clock
-        delay = backoff(self._round - 1, retry, self._router.rng)
+        retry, clock = self._plan.retry, self._context.clock
+        delay = backoff(self._round - 1, retry, self._context.rng)
         now = clock()
         waits = [d.state.rate_limited_until - now for d in self._plan.candidates]
         if all(w > 0 for w in waits):
@@ -133,3 +173,42 @@ class Walk:
             return False
         await asyncio.sleep(delay)
         return True
+
+
+async def first_success(
+    context: WalkContext,
+    plan: Plan,
+    deadline: float | None,
+    request_id: str,
+    call: Callable[[Deployment], Awaitable[T]],
+    tokens: Callable[[T], int],
+) -> tuple[Deployment, T]:
+    """Walk the plan with unary calls until one succeeds."""
+    walk = Walk(context, plan, deadline, request_id)
+    watchdog = context.watchdogs.watchdog()
+    limit = plan.retry.attempt_timeout_s
+    while (deployment := await walk.next()) is not None:
+        state = deployment.state
+        started = context.clock()
+        state.in_flight += 1
+        watchdog.arm(walk.budget(limit))
+        try:
+            result = await call(deployment)
+        except ProviderError as exc:
+            error = exc
+        except asyncio.CancelledError:
+            if not watchdog.expired():
+                walk.released(deployment)
+                raise
+            error = walk.timed_out("no answer", limit)
+        except BaseException:
+            walk.released(deployment)
+            raise
+        else:
+            walk.succeeded(deployment, started, None, tokens(result))
+            return deployment, result
+        finally:
+            watchdog.disarm()
+            state.in_flight -= 1
+        walk.failed(deployment, error)
+    raise walk.exhausted()

@@ -9,7 +9,7 @@ from google.protobuf import json_format, struct_pb2
 
 from gateway.pb import router_pb2 as pb
 from router.errors import InvalidRequest
-from router.router import Decision, Deployment, Model
+from router.plan import Decision, Deployment, Model
 from router.types import (
     Chunk,
     ContentPart,
