@@ -50,7 +50,7 @@ def _code(context: grpc.aio.ServicerContext, error: BaseException | None) -> str
     the way it ended implies."""
     code = context.code()
     if isinstance(code, grpc.StatusCode):
-        return code.name
+        return str(code.name)
     if error is None:
         return "OK"
     remaining = context.time_remaining()
@@ -100,7 +100,7 @@ def _log_access(method: str, code: str, elapsed: float, context: grpc.aio.Servic
     )  # fmt: skip
 
 
-class MetricsInterceptor(grpc.aio.ServerInterceptor):
+class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc: untyped
     """Counts, times and tracks in-flight RPCs; streams also get time to first message.
     With `access_log`, each finished RPC is also one INFO line on `infergate.access`."""
 

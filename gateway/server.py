@@ -90,7 +90,7 @@ class _Watcher:
         return getattr(self._context, name)
 
 
-class Health(HealthServicer):
+class Health(HealthServicer):  # type: ignore[misc]  # grpc_health: untyped
     """grpc.health.v1 whose Watch streams end (status OK) when the server stops,
     so that they do not hold a graceful stop for its whole grace period.
     (Cancelling a handler's task would not do: gRPC leaves such an RPC open.)"""
@@ -126,7 +126,7 @@ def _bind(server: grpc.aio.Server, cfg: ServerConfig) -> int:
     clear error rather than gRPC's "Failed to bind"."""
     address = f"{cfg.host}:{cfg.port}"
     try:
-        return server.add_insecure_port(address)
+        return int(server.add_insecure_port(address))
     except RuntimeError as exc:
         raise OSError(
             f"cannot serve gRPC on {address}: the port is in use, or the address is "
@@ -169,7 +169,7 @@ async def _serve_grpc(
     )
     stack.push_async_callback(server.stop, None)
     for name, servicer in servicers.items():
-        ADD_TO_SERVER[name](servicer, server)
+        ADD_TO_SERVER[name](servicer, server)  # type: ignore[no-untyped-call]
     health = Health()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection(

@@ -13,7 +13,7 @@ import signal
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from gateway.config import GatewayConfig, load_config
 from router.config import ConfigError
@@ -142,15 +142,15 @@ def _supervise(config: GatewayConfig, workers: int, path: Path | None) -> int:
         proc.start()
     if config.server.metrics_port:
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         start_http_server(config.server.metrics_port, addr=config.server.host, registry=registry)
     failed = False
     alive = {proc.sentinel: proc for proc in procs}
     while alive:
         for sentinel in multiprocessing.connection.wait(list(alive)):
-            proc = alive.pop(sentinel)  # type: ignore[call-overload]
+            proc = alive.pop(cast(int, sentinel))  # wait() returns what it was given
             proc.join()
-            multiprocess.mark_process_dead(proc.pid)
+            multiprocess.mark_process_dead(proc.pid)  # type: ignore[no-untyped-call]
             if not stopping:
                 log.error(
                     "worker %d exited (code %s): stopping the others", proc.pid, proc.exitcode
