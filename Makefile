@@ -63,4 +63,4 @@ bench-locust: dev
 	$(BIN)/python -m bench.report bench/out
 
 clean:
-	rm -rf $(VENV) bench/out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) bench/out .pytest_cache .mypy_cache .ruff_cache .import_linter_cache
