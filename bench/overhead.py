@@ -1,11 +1,15 @@
 """Gateway (mock provider, zero latency) vs a bare grpc.aio server, in one run.
 
-    python -m bench.overhead [--seconds 5] [--rounds 3] [--record]
+    python -m bench.overhead [--seconds 5] [--rounds 3] [--baseline DIR] [--record]
 
 Each server runs in its own process pinned to the last core; this load
 generator is pinned to the others. Alongside client-side throughput and
 latency, the server's own CPU time per call is read from /proc, which does
 not depend on whether the client or the server saturates first.
+
+`--baseline DIR` adds a third server in the same rounds: the gateway of
+another checkout (e.g. `git worktree add /tmp/before HEAD~1`), so that a
+change is measured against the code before it on the same machine, same run.
 """
 
 from __future__ import annotations
@@ -40,8 +44,8 @@ class Server:
     address: str
 
     @classmethod
-    def start(cls, name: str, argv: list[str], core: int) -> Server:
-        proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    def start(cls, name: str, argv: list[str], core: int, cwd: Path = ROOT) -> Server:
+        proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, cwd=cwd)
         os.sched_setaffinity(proc.pid, {core})
         assert proc.stderr is not None
         for line in proc.stderr:
@@ -91,22 +95,23 @@ def main() -> None:
     parser.add_argument(
         "--rounds", type=int, default=3, help="bare and gateway alternate; medians are reported"
     )
+    parser.add_argument("--baseline", type=Path, help="also serve the gateway of this checkout")
     parser.add_argument("--record", action="store_true", help="append to bench/RESULTS.md")
     args = parser.parse_args()
     cores = sorted(os.sched_getaffinity(0))
     server_core, client_cores = cores[-1], set(cores[:-1]) or {cores[0]}
     os.sched_setaffinity(0, client_cores)
     py = sys.executable
-    targets = [
-        ("bare", [py, "-m", "bench.bare"], "bench"),
-        ("gateway", [py, "-m", "gateway.cli", "serve", "--config", "bench/gateway.yaml"], "bench"),
-    ]
+    serve = [py, "-m", "gateway.cli", "serve", "--config", "bench/gateway.yaml"]
+    targets = [("bare", [py, "-m", "bench.bare"], ROOT), ("gateway", serve, ROOT)]
+    if args.baseline:
+        targets.append(("baseline", serve, args.baseline.resolve()))
     rounds: dict[str, list[dict[str, dict[str, Any]]]] = {name: [] for name, _, _ in targets}
     for _ in range(args.rounds):
-        for name, argv, model in targets:
-            server = Server.start(name, argv, server_core)
+        for name, argv, cwd in targets:
+            server = Server.start(name, argv, server_core, cwd)
             try:
-                rounds[name].append(uvloop.run(measure(server, model, args.seconds)))
+                rounds[name].append(uvloop.run(measure(server, "bench", args.seconds)))
             finally:
                 server.stop()
     results = {name: _medians(runs) for name, runs in rounds.items()}
@@ -133,10 +138,11 @@ def _medians(runs: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]
 
 
 def render(results: dict[str, dict[str, dict[str, Any]]], args: argparse.Namespace) -> str:
-    bare, gw = results["bare"], results["gateway"]
+    bare, gw, base = results["bare"], results["gateway"], results.get("baseline")
     rows = [
-        "| scenario | metric | bare | gateway | gateway/bare |",
-        "|---|---|---:|---:|---:|",
+        "| scenario | metric | bare | gateway | gateway/bare |"
+        + (" baseline | baseline/bare |" if base else ""),
+        "|---|---|---:|---:|---:|" + ("---:|---:|" if base else ""),
     ]
     metrics = [
         ("rps", "calls/s", "{:.0f}"),
@@ -151,16 +157,20 @@ def render(results: dict[str, dict[str, dict[str, Any]]], args: argparse.Namespa
             if key not in bare[scenario]:
                 continue
             b, g = bare[scenario][key], gw[scenario][key]
-            rows.append(
-                f"| {scenario} | {label} | {fmt.format(b)} | {fmt.format(g)} | {g / b:.2f} |"
-            )
+            row = f"| {scenario} | {label} | {fmt.format(b)} | {fmt.format(g)} | {g / b:.2f} |"
+            if base:
+                was = base[scenario][key]
+                row += f" {fmt.format(was)} | {was / b:.2f} |"
+            rows.append(row)
     added = gw["unary c=1"]["p50_us"] - bare["unary c=1"]["p50_us"]
     errors = sum(s["errors"] for r in results.values() for s in r.values())
     head = [
         f"### Gateway overhead vs bare grpc.aio — {datetime.date.today()}",
         "",
         f"- command: `python -m bench.overhead --seconds {args.seconds:g} "
-        f"--rounds {args.rounds}` (medians of {args.rounds} alternating rounds)",
+        f"--rounds {args.rounds}"
+        + (f" --baseline {args.baseline}" if args.baseline else "")
+        + f"` (medians of {args.rounds} alternating rounds)",
         f"- machine: {platform.machine()}, {os.cpu_count()} cores "
         f"(server pinned to 1 core, load generator to the other), Python "
         f"{platform.python_version()}",

@@ -1,4 +1,4 @@
-"""The Dataset layer's one exception tree; gateway/errors.py maps it to gRPC codes."""
+"""The Dataset layer's one exception tree; gateway/status.py maps it to gRPC codes."""
 
 from __future__ import annotations
 

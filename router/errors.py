@@ -1,4 +1,4 @@
-"""The router's one exception tree. gateway/errors.py maps it to gRPC codes once."""
+"""The router's one exception tree. gateway/status.py maps it to gRPC codes once."""
 
 from __future__ import annotations
 

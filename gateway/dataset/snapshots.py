@@ -1,5 +1,5 @@
 """Dataset snapshots in S3-compatible object storage, so that replicas start
-from the same data (DESIGN.md, scale-out: "each replica loads a snapshot").
+from the same data (docs/architecture.md, scale-out: "each replica loads a snapshot").
 
 A snapshot holds every collection's store (a consistent SQLite copy, the
 truth: chunks, metadata, vectors) and its HNSW graph, under one name, with a
