@@ -52,8 +52,8 @@ from router.router import ProviderFactory, Router
 
 log = logging.getLogger("infergate")
 
-SERVICE_NAMES = {
-    name: module.DESCRIPTOR.services_by_name[name].full_name
+SERVICES = {
+    name: module.DESCRIPTOR.services_by_name[name]
     for name, module in (
         ("Router", router_pb2),
         ("Dataset", dataset_pb2),
@@ -61,6 +61,8 @@ SERVICE_NAMES = {
         ("Tasks", tasks_pb2),
     )
 }
+SERVICE_NAMES = {name: service.full_name for name, service in SERVICES.items()}
+HEALTH = health_pb2.DESCRIPTOR.services_by_name["Health"]
 ADD_TO_SERVER = {
     "Router": router_pb2_grpc.add_RouterServicer_to_server,
     "Dataset": dataset_pb2_grpc.add_DatasetServicer_to_server,
@@ -285,8 +287,8 @@ class Gateway:
         )  # fmt: skip
         stack.push_async_callback(gateway._stop_tasks)
         if config.rest.enabled:
-            served = [(s, ADD_TO_SERVER[name]) for name, s in servicers.items()]
-            served.append((health, health_pb2_grpc.add_HealthServicer_to_server))
+            served = [(SERVICES[name], s) for name, s in servicers.items()]
+            served.append((HEALTH, health))
             gateway.rest = await RestService.start(
                 config.rest, served, interceptors, config.server.grace_period_s,
                 reuse_port=reuse_port,

@@ -21,6 +21,7 @@ from gateway.pb import router_pb2 as pb
 from gateway.rest import compat
 from gateway.rest.call import CallError
 from gateway.rest.compat import STOP_REASONS, CompatError, bad, number, text_of
+from gateway.rest.methods import GENERATE
 from gateway.rest.responses import JSONResponse
 from gateway.rest.shim import Shim
 from gateway.rest.status import response_headers
@@ -107,7 +108,7 @@ async def messages(request: Request) -> Response:
     if body.get("stream"):
         return await _stream(shim, message, ctx)
     try:
-        reply = await compat.call(shim, "Generate", message, ctx)
+        reply = await compat.call(shim, GENERATE, message, ctx)
     except CallError as exc:
         return _call_error(exc)
     _, headers = response_headers(ctx.initial_metadata, ctx.trailing)

@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.rest import anthropic, openai
 from gateway.rest.call import CallError
+from gateway.rest.methods import HEALTH_CHECK
 from gateway.rest.openapi import openapi_document
 from gateway.rest.responses import JSONResponse, error_response
 from gateway.rest.routes import generate_socket, transcode
@@ -25,7 +26,6 @@ from gateway.rest.status import HTTP_STATUS, status_json
 from gateway.rest.transcode import BadRequest
 
 log = logging.getLogger("infergate.rest")
-HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 _ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
 

@@ -24,10 +24,6 @@ class Binding:
     method: MethodDescriptor
 
     @property
-    def full_method(self) -> str:
-        return f"/{self.method.containing_service.full_name}/{self.method.name}"
-
-    @property
     def request_class(self) -> Any:
         return message_factory.GetMessageClass(self.method.input_type)
 

@@ -1,9 +1,9 @@
 """Run an RPC in-process through the gRPC server's own interceptors.
 
-The handlers are the ones the generated `add_*Servicer_to_server` functions
-register (collected here by a recording stand-in for the server), and every
-call goes through `interceptors` exactly as the gRPC server chains them, so
-auth, rate limits, usage and metrics see REST calls as they see gRPC ones.
+The handlers come from the method table (gateway/rest/methods.py), built from
+the services' descriptors as the gRPC server registers them, and every call
+goes through `interceptors` exactly as the gRPC server chains them, so auth,
+rate limits, usage and metrics see REST calls as they see gRPC ones.
 """
 
 from __future__ import annotations
@@ -12,39 +12,15 @@ import asyncio
 import contextlib
 import inspect
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
+from google.protobuf.descriptor import MethodDescriptor
 
 from gateway.rest.context import Aborted, Metadata, RestContext
-
-
-class _Recorder:
-    """Stands in for grpc.aio.Server when calling add_*Servicer_to_server."""
-
-    def __init__(self) -> None:
-        self.handlers: dict[str, grpc.RpcMethodHandler] = {}
-
-    def add_registered_method_handlers(
-        self, service: str, handlers: dict[str, grpc.RpcMethodHandler]
-    ) -> None:
-        for method, handler in handlers.items():
-            self.handlers[f"/{service}/{method}"] = handler
-
-    def add_generic_rpc_handlers(self, handlers: Iterable[Any]) -> None:
-        """The registered handlers above carry the same methods."""
-
-
-def collect_handlers(
-    servicers: Iterable[tuple[Any, Callable[[Any, Any], None]]],
-) -> dict[str, grpc.RpcMethodHandler]:
-    """Full method name ("/pkg.Service/Method") -> handler, for (servicer, add_fn) pairs."""
-    recorder = _Recorder()
-    for servicer, add in servicers:
-        add(servicer, recorder)
-    return recorder.handlers
+from gateway.rest.methods import MethodTable, full_name
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,32 +52,31 @@ class Calls:
     """
 
     def __init__(
-        self,
-        handlers: dict[str, grpc.RpcMethodHandler],
-        interceptors: list[grpc.aio.ServerInterceptor],
+        self, methods: MethodTable, interceptors: list[grpc.aio.ServerInterceptor]
     ) -> None:
-        self._handlers = handlers
+        self.methods = methods
         self._interceptors = interceptors
 
-    async def _handler(self, method: str, metadata: Metadata) -> grpc.RpcMethodHandler:
+    async def _handler(self, method: MethodDescriptor, metadata: Metadata) -> grpc.RpcMethodHandler:
         chain = self._interceptors
+        served = self.methods.get(method)
 
         async def step(index: int, details: grpc.HandlerCallDetails) -> Any:
             if index == len(chain):
-                return self._handlers.get(details.method)
+                return served.handler if served is not None else None
             nxt: Callable[[grpc.HandlerCallDetails], Awaitable[Any]] = lambda d: step(  # noqa: E731
                 index + 1, d
             )
             return await chain[index].intercept_service(nxt, details)
 
-        handler = await step(0, CallDetails(method, metadata))
+        handler = await step(0, CallDetails(full_name(method), metadata))
         if handler is None:
-            raise CallError(grpc.StatusCode.UNIMPLEMENTED, f"method {method} not found")
+            raise CallError(grpc.StatusCode.UNIMPLEMENTED, f"method {full_name(method)} not found")
         return handler
 
     async def unary(
         self,
-        method: str,
+        method: MethodDescriptor,
         request: Any,
         context: RestContext,
         requests: AsyncIterator[Any] | None = None,
@@ -118,7 +93,7 @@ class Calls:
                 elif handler.unary_unary is not None:
                     response = await handler.unary_unary(request, context)
                 else:
-                    raise CallError(grpc.StatusCode.UNIMPLEMENTED, f"{method} is streaming")
+                    raise CallError(grpc.StatusCode.UNIMPLEMENTED, f"{method.name} is streaming")
         except asyncio.CancelledError:
             context.finish(cancelled=True)
             raise
@@ -130,7 +105,7 @@ class Calls:
         return response
 
     async def stream(
-        self, method: str, request: Any, context: RestContext
+        self, method: MethodDescriptor, request: Any, context: RestContext
     ) -> AsyncGenerator[Any, None]:
         """The response messages one by one; otherwise as `batches`."""
         batches = self.batches(method, request, context)
@@ -140,7 +115,7 @@ class Calls:
                     yield message
 
     async def batches(
-        self, method: str, request: Any, context: RestContext
+        self, method: MethodDescriptor, request: Any, context: RestContext
     ) -> AsyncGenerator[list[Any], None]:
         """The response messages, in lists of those ready at once (never waiting
         for more), so a fast producer costs one HTTP write per list; CallError
@@ -150,7 +125,7 @@ class Calls:
         client went away) cancels it; past the deadline it ends DEADLINE_EXCEEDED."""
         handler = await self._handler(method, context.invocation_metadata())
         if handler.unary_stream is None:
-            raise CallError(grpc.StatusCode.UNIMPLEMENTED, f"{method} is not server-streaming")
+            raise CallError(grpc.StatusCode.UNIMPLEMENTED, f"{method.name} is not server-streaming")
         queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=32)  # backpressure beyond this
         outcome: list[BaseException] = []
         pump = asyncio.create_task(self._pump(handler, request, context, queue, outcome))

@@ -7,15 +7,16 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
+from google.protobuf.descriptor import MethodDescriptor
 from starlette.requests import Request
 
 from gateway.pb import router_pb2 as pb
 from gateway.rest.call import CallError
 from gateway.rest.context import RestContext
+from gateway.rest.methods import GENERATE_STREAM
 from gateway.rest.shim import HttpError, Shim
 from gateway.rest.transcode import parse_json
 
-ROUTER = "/infergate.v1.Router/"
 # OpenAI's and Anthropic's names for finish reasons, keyed by the gateway's.
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
                 "content_filter": "refusal"}  # fmt: skip
@@ -53,13 +54,13 @@ def context(shim: Shim, request: Request, extra: tuple[tuple[str, str], ...] = (
         raise bad(exc.message) from None
 
 
-async def call(shim: Shim, method: str, message: Any, ctx: RestContext) -> Any:
-    return await shim.calls.unary(ROUTER + method, message, ctx)
+async def call(shim: Shim, method: MethodDescriptor, message: Any, ctx: RestContext) -> Any:
+    return await shim.calls.unary(method, message, ctx)
 
 
 def batches(shim: Shim, message: pb.GenerateRequest, ctx: RestContext) -> AsyncIterator[Any]:
     """GenerateStream's chunks, in lists of those ready at once."""
-    return shim.calls.batches(ROUTER + "GenerateStream", message, ctx)
+    return shim.calls.batches(GENERATE_STREAM, message, ctx)
 
 
 def text_of(content: Any, where: str) -> str:

@@ -25,6 +25,7 @@ from gateway.pb import router_pb2 as pb
 from gateway.rest import compat
 from gateway.rest.call import CallError
 from gateway.rest.compat import CompatError, bad, number, text_of
+from gateway.rest.methods import EMBED, GENERATE, LIST_MODELS
 from gateway.rest.responses import JSONResponse
 from gateway.rest.shim import Shim
 from gateway.rest.status import response_headers
@@ -170,7 +171,7 @@ async def chat_completions(request: Request) -> Response:
         usage = isinstance(options, dict) and bool(options.get("include_usage"))
         return await _stream(shim, message, ctx, usage)
     try:
-        reply = await compat.call(shim, "Generate", message, ctx)
+        reply = await compat.call(shim, GENERATE, message, ctx)
     except CallError as exc:
         return _call_error(exc)
     answer: dict[str, Any] = {"role": "assistant", "content": reply.text or None}
@@ -300,7 +301,7 @@ async def embeddings(request: Request) -> Response:
     except CompatError as exc:
         return _error(exc.status, exc.message)
     try:
-        reply = await compat.call(shim, "Embed", pb.EmbedRequest(model=model, inputs=inputs), ctx)
+        reply = await compat.call(shim, EMBED, pb.EmbedRequest(model=model, inputs=inputs), ctx)
     except CallError as exc:
         return _call_error(exc)
     data = []
@@ -325,7 +326,7 @@ async def models(request: Request) -> Response:
     shim: Shim = request.app.state.shim
     try:
         ctx = compat.context(shim, request)
-        reply = await compat.call(shim, "ListModels", pb.ListModelsRequest(), ctx)
+        reply = await compat.call(shim, LIST_MODELS, pb.ListModelsRequest(), ctx)
     except CompatError as exc:
         return _error(exc.status, exc.message)
     except CallError as exc:

@@ -16,6 +16,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from gateway.pb import router_pb2
 from gateway.rest.bindings import Binding
 from gateway.rest.call import CallError
+from gateway.rest.methods import GENERATE_STREAM
 from gateway.rest.responses import JSONResponse, error_response
 from gateway.rest.shim import HttpError, Shim
 from gateway.rest.status import response_headers, status_json
@@ -24,7 +25,6 @@ from gateway.rest.transcode import BadRequest, decode, encode, parse_json, parse
 
 _UPLOAD_CHUNK = 64 * 1024
 _JSON_TYPES = ("application/json", "application/x-ndjson", "")
-GENERATE_STREAM = "/infergate.v1.Router/GenerateStream"
 
 
 async def transcode(request: Request) -> Response:
@@ -51,10 +51,10 @@ async def transcode(request: Request) -> Response:
         return encode(message, binding.response_body)
 
     if binding.server_streaming:
-        batches = shim.calls.batches(binding.full_method, message, context)
+        batches = shim.calls.batches(binding.method, message, context)
         return await stream_response(batches, context, encoder, request.headers.get("accept", ""))
     try:
-        reply = await shim.calls.unary(binding.full_method, message, context)
+        reply = await shim.calls.unary(binding.method, message, context)
     except CallError as exc:
         return error_response(exc)
     status, headers = response_headers(context.initial_metadata, context.trailing)
@@ -96,7 +96,7 @@ async def _client_stream(
         requests = _upload(shim, request, binding, first, overflow)
     context = shim.context(request)
     try:
-        reply = await shim.calls.unary(binding.full_method, None, context, requests)
+        reply = await shim.calls.unary(binding.method, None, context, requests)
     except CallError as exc:
         if overflow:  # the servicer saw the upload fail; say why
             raise overflow[0] from None

@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import grpc
-from google.protobuf import descriptor_pool
+from google.protobuf.descriptor import ServiceDescriptor
 
 from gateway.rest.app import build_app
 from gateway.rest.bindings import RouteTable, read_bindings
-from gateway.rest.call import Calls, collect_handlers
+from gateway.rest.call import Calls
 from gateway.rest.config import RestConfig
+from gateway.rest.methods import MethodTable
 from gateway.rest.server import HttpServer
 from gateway.rest.shim import Shim
 
 
 class RestService:
     """The shim's HTTP server. Routes come from the google.api.http rules of
-    the services whose servicers it was given."""
+    the services it was given."""
 
     def __init__(self, shim: Shim, server: HttpServer) -> None:
         self.shim = shim
@@ -32,19 +33,18 @@ class RestService:
     async def start(
         cls,
         config: RestConfig,
-        servicers: Iterable[tuple[Any, Callable[[Any, Any], None]]],
+        services: Iterable[tuple[ServiceDescriptor, Any]],
         interceptors: list[grpc.aio.ServerInterceptor],
         grace_period_s: float,
         *,
         reuse_port: bool = False,
     ) -> RestService:
-        """Serve on the running event loop; returns once it accepts connections.
-        `interceptors` is the gRPC server's own list (read on every call)."""
-        handlers = collect_handlers(servicers)
-        pool = descriptor_pool.Default()
-        names = sorted({method.split("/")[1] for method in handlers})
-        services = [pool.FindServiceByName(name) for name in names]
-        shim = Shim(Calls(handlers, interceptors), RouteTable(read_bindings(services)), config)
+        """Serve `services` (each a service's descriptor and its servicer) on the
+        running event loop; returns once it accepts connections. `interceptors`
+        is the gRPC server's own list (read on every call)."""
+        methods = MethodTable(services)
+        routes = RouteTable(read_bindings(methods.services))
+        shim = Shim(Calls(methods, interceptors), routes, config)
         server = HttpServer(build_app(shim), config, grace_period_s, reuse_port)
         await server.start()
         return cls(shim, server)

@@ -286,7 +286,7 @@ class _Tasks(tasks_pb2_grpc.TasksServicer):
 @pytest.fixture
 async def tasks_http() -> AsyncIterator[httpx.AsyncClient]:
     service = await RestService.start(
-        RestConfig(port=0), [(_Tasks(), tasks_pb2_grpc.add_TasksServicer_to_server)], [], 1
+        RestConfig(port=0), [(tasks_pb2.DESCRIPTOR.services_by_name["Tasks"], _Tasks())], [], 1
     )
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{service.port}") as client:
@@ -368,8 +368,9 @@ class _Dataset(dataset_pb2_grpc.DatasetServicer):
 @pytest.fixture
 async def dataset_http() -> AsyncIterator[httpx.AsyncClient]:
     config = RestConfig(port=0, max_body_bytes=4096, max_upload_bytes=300_000)
-    add = dataset_pb2_grpc.add_DatasetServicer_to_server
-    service = await RestService.start(config, [(_Dataset(), add)], [], 1)
+    service = await RestService.start(
+        config, [(dataset_pb2.DESCRIPTOR.services_by_name["Dataset"], _Dataset())], [], 1
+    )
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{service.port}") as client:
             yield client
