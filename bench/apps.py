@@ -63,9 +63,9 @@ async def _bench_key(data_dir: Path) -> str:
     bench key: a user of a tenant, both with limits."""
     store = await Store.open(f"sqlite+aiosqlite:///{data_dir / 'infergate.db'}")
     try:
-        await store.bootstrap_admin("default")
-        await store.create_tenant(Tenant("bench", "bench", HUGE, HUGE), "bench")
-        _, secret = await store.create_key("bench", Role.USER, "bench", rpm=HUGE, tpm=HUGE)
+        await store.keys.bootstrap_admin("default")
+        await store.tenants.create(Tenant("bench", "bench", HUGE, HUGE), "bench")
+        _, secret = await store.keys.create("bench", Role.USER, "bench", rpm=HUGE, tpm=HUGE)
     finally:
         await store.aclose()
     return secret

@@ -87,7 +87,9 @@ async def open_usage(
         return None
     store = await open_store(config.apps, config.data_dir)
     stack.push_async_callback(store.aclose)
-    recorder = UsageRecorder(store, batch_size=usage.batch_size, interval_s=usage.flush_interval_s)
+    recorder = UsageRecorder(
+        store.usage, batch_size=usage.batch_size, interval_s=usage.flush_interval_s
+    )
     recorder.start()
     stack.push_async_callback(recorder.aclose)
     return recorder

@@ -184,6 +184,19 @@ async def _serve_grpc(
     return server, health, port
 
 
+def _dataset_service(config: GatewayConfig, datasets: Datasets | None, apps: AppLayer) -> Any:
+    """The Dataset servicer; apps' chat retrieves through the same datasets,
+    as its caller's tenant (or is told the Dataset layer is off)."""
+    if datasets is None:
+        apps.chat.retriever = DisabledRetrieval()
+        return DisabledDatasetService()
+    apps.chat.retriever = DatasetRetriever(datasets)
+    return DatasetService(
+        datasets, config.data_dir / "uploads", audit=apps.store.audit.append,
+        max_upload_bytes=config.dataset.max_upload_bytes,
+    )  # fmt: skip
+
+
 @dataclass
 class Gateway:
     """A started server and what it serves. Everything it opened sits on one
@@ -254,16 +267,11 @@ class Gateway:
         apps = await AppLayer.open(config.apps, config.data_dir, live)
         stack.push_async_callback(apps.aclose)
         datasets = await assembly.open_datasets(config, live, stack)
-        servicers: dict[str, Any] = {"Router": RouterService(live), "App": apps.service}
-        if datasets is not None:
-            servicers["Dataset"] = DatasetService(
-                datasets, config.data_dir / "uploads", audit=apps.store.append_audit,
-                max_upload_bytes=config.dataset.max_upload_bytes,
-            )  # fmt: skip
-            apps.chat.retriever = DatasetRetriever(datasets)  # apps retrieve as their tenant
-        else:
-            servicers["Dataset"] = DisabledDatasetService()
-            apps.chat.retriever = DisabledRetrieval()
+        servicers: dict[str, Any] = {
+            "Router": RouterService(live),
+            "App": apps.service,
+            "Dataset": _dataset_service(config, datasets, apps),
+        }
         task_runtime = TaskRuntime(
             config.tasks, config.data_dir, live,
             types=assembly.task_types(datasets), usage=assembly.usage_sink(apps.recorder),
@@ -305,7 +313,7 @@ class Gateway:
     ) -> None:
         """Reload `path` when it changes and on SIGHUP."""
         reloader = self.reloader = Reloader(
-            self.live, path, factory, server=self.config.server, audit=self.apps.store.append_audit
+            self.live, path, factory, server=self.config.server, audit=self.apps.store.audit.append
         )
         self.spawn(reloader.watch())
         loop = asyncio.get_running_loop()

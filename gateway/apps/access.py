@@ -33,7 +33,7 @@ from gateway import identity
 from gateway.apps import calls, keys, metering, roles
 from gateway.apps.limits import Budget, Limiter
 from gateway.apps.model import Credential, UsageRecord
-from gateway.apps.store import Store
+from gateway.apps.store.keys import CredentialLookup
 from gateway.apps.usage import UsageRecorder
 from gateway.errors import GatewayError, PermissionDenied, QuotaExceeded, Unauthenticated
 from gateway.identity import ANONYMOUS, Principal
@@ -72,10 +72,10 @@ class Authenticator:
     are cached too, so a flood of bad keys stays cheap."""
 
     def __init__(
-        self, store: Store, ttl_s: float, clock: Callable[[], float] = time.monotonic,
-        max_entries: int = 100_000,
+        self, credentials: CredentialLookup, ttl_s: float,
+        clock: Callable[[], float] = time.monotonic, max_entries: int = 100_000,
     ) -> None:  # fmt: skip
-        self._store = store
+        self._credentials = credentials
         self._ttl_s = ttl_s
         self._clock = clock
         self._max_entries = max_entries
@@ -89,7 +89,7 @@ class Authenticator:
         entry = self._cache.get(secret)
         if entry is not None and entry[0] > now:
             return entry[1]
-        credential = await self._store.credential(keys.hash_secret(secret))
+        credential = await self._credentials.credential(keys.hash_secret(secret))
         found = None if credential is None else Grant.of(credential)
         if len(self._cache) >= self._max_entries:
             self._cache = {d: e for d, e in self._cache.items() if e[0] > now}

@@ -18,7 +18,7 @@ from gateway.apps.model import AuditEvent
 
 GENESIS = "0" * 64
 
-# Store.append_audit's shape (actor, action, resource, before, after): what
+# Store.audit.append's shape (actor, action, resource, before, after): what
 # code outside the App layer is handed to record its changes.
 AppendAudit = Callable[
     [str, str, str, dict[str, Any] | None, dict[str, Any] | None], Awaitable[None]

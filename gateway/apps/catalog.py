@@ -8,7 +8,7 @@ from collections.abc import Callable, Collection
 from gateway import identity
 from gateway.apps import prompt
 from gateway.apps.model import App
-from gateway.apps.store import Store
+from gateway.apps.store.apps import AppRepository
 from gateway.errors import InvalidArgument
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -31,11 +31,11 @@ class AppCatalog:
 
     def __init__(
         self,
-        store: Store,
+        apps: AppRepository,
         models: Callable[[], Collection[str]],
         check_params: Callable[[App], None],
     ) -> None:
-        self._store = store
+        self._apps = apps
         self._models = models
         self._check_params = check_params
 
@@ -61,20 +61,20 @@ class AppCatalog:
 
     async def create(self, app: App) -> App:
         self.check(app)
-        return await self._store.create_app(app, actor())
+        return await self._apps.create(app, actor())
 
     async def get(self, app_id: str) -> App:
-        return await self._store.get_app(identity.current().tenant, app_id)
+        return await self._apps.get(identity.current().tenant, app_id)
 
     async def list(self, limit: int, after: str = "") -> list[App]:
-        return await self._store.list_apps(identity.current().tenant, limit, after)
+        return await self._apps.list(identity.current().tenant, limit, after)
 
     async def update(self, app: App) -> App:
         self.check(app)
-        return await self._store.update_app(app, actor())
+        return await self._apps.update(app, actor())
 
     async def delete(self, app_id: str) -> None:
-        await self._store.delete_app(identity.current().tenant, app_id, actor())
+        await self._apps.delete(identity.current().tenant, app_id, actor())
 
 
 def actor() -> str:

@@ -23,7 +23,8 @@ from gateway import identity
 from gateway.apps import calls, prompt
 from gateway.apps.model import App, Turn
 from gateway.apps.retrieval import Passage, Retriever
-from gateway.apps.store import Store
+from gateway.apps.store.apps import AppLookup
+from gateway.apps.store.turns import Conversations
 from gateway.errors import InvalidArgument
 from router.router import Router
 from router.types import Message, Params, Request, Usage
@@ -51,12 +52,14 @@ Event = Cited | Delta | Done
 class ChatEngine:
     def __init__(
         self,
-        store: Store,
+        apps: AppLookup,
+        turns: Conversations,
         router: Callable[[], Router],
         retriever: Retriever,
         params: Callable[[App], Params],
     ) -> None:
-        self._store = store
+        self._apps = apps
+        self._turns = turns
         self._router = router
         self.retriever = retriever  # swappable: the Dataset layer may come up later
         self._params = params
@@ -69,9 +72,9 @@ class ChatEngine:
         if not query.strip():
             raise InvalidArgument("query", "must not be empty")
         tenant = identity.current().tenant
-        app = await self._store.get_app(tenant, app_id)
+        app = await self._apps.get(tenant, app_id)
         if conversation:
-            history = await self._store.history(tenant, app_id, conversation)
+            history = await self._turns.history(tenant, app_id, conversation)
         else:
             conversation, history = uuid.uuid4().hex, []
         return conversation, app, history
@@ -120,7 +123,7 @@ class ChatEngine:
                     finish = chunk.finish_reason
                 if chunk.usage is not None:
                     usage = chunk.usage
-        await self._store.append_turns(
+        await self._turns.append(
             tenant, app.id, conversation, [Turn("user", query), Turn("assistant", "".join(text))]
         )
         yield Done(finish, usage)

@@ -55,24 +55,26 @@ class AppLayer:
         """Open (and migrate) the store and build the App layer. With auth on, a
         store that never had a key gets an admin key, printed to stdout once."""
         store = await open_store(config, data_dir)
-        catalog = AppCatalog(store, lambda: router().models.keys(), wire.check_params)
-        chat = ChatEngine(store, router, retriever or NoRetrieval(), wire.params)
+        catalog = AppCatalog(store.apps, lambda: router().models.keys(), wire.check_params)
+        chat = ChatEngine(store.apps, store.turns, router, retriever or NoRetrieval(), wire.params)
         layer = cls(store, AppService(store, catalog, chat), chat)
         if config.usage.enabled:
             layer.recorder = UsageRecorder(
-                store, batch_size=config.usage.batch_size, interval_s=config.usage.flush_interval_s
+                store.usage,
+                batch_size=config.usage.batch_size,
+                interval_s=config.usage.flush_interval_s,
             )
             layer.recorder.start()
         authenticator = None
         if config.auth.enabled:
-            authenticator = Authenticator(store, config.auth.cache_ttl_s)
+            authenticator = Authenticator(store.keys, config.auth.cache_ttl_s)
             limits = config.limits
             layer.limiter = (
                 RedisLimiter(limits.redis_url, limits.key_prefix)
                 if limits.backend == "redis"
                 else MemoryLimiter()
             )
-            layer.admin_secret = await store.bootstrap_admin(config.auth.bootstrap_tenant)
+            layer.admin_secret = await store.keys.bootstrap_admin(config.auth.bootstrap_tenant)
             if layer.admin_secret:
                 print(_banner(config.auth.bootstrap_tenant, layer.admin_secret), flush=True)
         if authenticator is not None or layer.recorder is not None:

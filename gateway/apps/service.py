@@ -26,7 +26,7 @@ from gateway.apps.catalog import AppCatalog, actor, check_id
 from gateway.apps.chat import ChatEngine, Cited, Delta, Done
 from gateway.apps.model import Tenant, UsageQuery
 from gateway.apps.roles import parse_role
-from gateway.apps.store import Store, now_ms
+from gateway.apps.store import Administration, now_ms
 from gateway.errors import GatewayError, InvalidArgument
 from gateway.identity import Role
 from gateway.pb import app_pb2 as pb
@@ -71,7 +71,7 @@ def _deadline(context: grpc.aio.ServicerContext) -> float | None:
 
 
 class AppService(app_pb2_grpc.AppServicer):
-    def __init__(self, store: Store, catalog: AppCatalog, chat: ChatEngine) -> None:
+    def __init__(self, store: Administration, catalog: AppCatalog, chat: ChatEngine) -> None:
         self._store = store
         self._catalog = catalog
         self._chat = chat
@@ -181,14 +181,14 @@ class AppService(app_pb2_grpc.AppServicer):
             _limit(t.requests_per_minute, "tenant.requests_per_minute"),
             _limit(t.tokens_per_minute, "tenant.tokens_per_minute"),
         )
-        return wire.tenant_to_pb(await self._store.create_tenant(tenant, actor()))
+        return wire.tenant_to_pb(await self._store.tenants.create(tenant, actor()))
 
     @_translated
     async def ListTenants(
         self, request: pb.ListTenantsRequest, context: Any
     ) -> pb.ListTenantsResponse:
         limit = _page(request.page_size)
-        tenants = await self._store.list_tenants(limit + 1, request.page_token)
+        tenants = await self._store.tenants.list(limit + 1, request.page_token)
         more = len(tenants) > limit
         tenants = tenants[:limit]
         return pb.ListTenantsResponse(
@@ -199,7 +199,7 @@ class AppService(app_pb2_grpc.AppServicer):
     @_translated
     async def CreateApiKey(self, request: pb.CreateApiKeyRequest, context: Any) -> pb.CreatedApiKey:
         tenant = wire.name_id(request.tenant, "tenants", "tenant")
-        key, secret = await self._store.create_key(
+        key, secret = await self._store.keys.create(
             tenant,
             parse_role(request.role),
             actor(),
@@ -213,13 +213,13 @@ class AppService(app_pb2_grpc.AppServicer):
         self, request: pb.ListApiKeysRequest, context: Any
     ) -> pb.ListApiKeysResponse:
         tenant = wire.name_id(request.tenant, "tenants", "tenant")
-        keys = await self._store.list_keys(tenant)
+        keys = await self._store.keys.list(tenant)
         return pb.ListApiKeysResponse(keys=[wire.key_to_pb(k) for k in keys])
 
     @_translated
     async def RevokeApiKey(self, request: pb.RevokeApiKeyRequest, context: Any) -> empty_pb2.Empty:
         tenant, key_id = wire.key_name(request.name)
-        await self._store.revoke_key(tenant, key_id, actor())
+        await self._store.keys.revoke(tenant, key_id, actor())
         return empty_pb2.Empty()
 
     @_translated
@@ -237,7 +237,7 @@ class AppService(app_pb2_grpc.AppServicer):
             # Admins see every tenant; everyone else only their own.
             None if principal.role >= Role.ADMIN else principal.tenant,
         )
-        rows = await self._store.query_usage(query)
+        rows = await self._store.usage.query(query)
         return pb.QueryUsageResponse(rows=[wire.usage_row_to_pb(r) for r in rows])
 
     @_translated
@@ -249,7 +249,7 @@ class AppService(app_pb2_grpc.AppServicer):
             after = int(request.page_token or 0)
         except ValueError:
             raise InvalidArgument("page_token", "not a token this service issued") from None
-        events = await self._store.list_audit(after, limit + 1, request.resource)
+        events = await self._store.audit.list(after, limit + 1, request.resource)
         more = len(events) > limit
         events = events[:limit]
         return pb.ListAuditEventsResponse(

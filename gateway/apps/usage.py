@@ -14,17 +14,17 @@ import contextlib
 import logging
 
 from gateway.apps.model import UsageRecord
-from gateway.apps.store import Store
+from gateway.apps.store.usage import UsageWriter
 
 log = logging.getLogger("infergate.usage")
 
 
 class UsageRecorder:
     def __init__(
-        self, store: Store, *, batch_size: int = 500, interval_s: float = 1.0,
+        self, writer: UsageWriter, *, batch_size: int = 500, interval_s: float = 1.0,
         max_pending: int = 100_000,
     ) -> None:  # fmt: skip
-        self._store = store
+        self._writer = writer
         self._batch_size = batch_size
         self._interval_s = interval_s
         self._max_pending = max_pending
@@ -49,7 +49,7 @@ class UsageRecorder:
         if not batch:
             return
         try:
-            await self._store.add_usage(batch)
+            await self._writer.add(batch)
         except Exception as exc:
             log.warning("writing %d usage records failed, keeping them: %r", len(batch), exc)
             self._pending[:0] = batch

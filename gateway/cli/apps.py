@@ -58,16 +58,16 @@ async def _keys(config: GatewayConfig, args: argparse.Namespace) -> int:
         if args.keys_command == "create":
             tenant = check_id(args.tenant, "--tenant")
             try:
-                await store.get_tenant(tenant)
+                await store.tenants.get(tenant)
             except NotFound:
-                await store.create_tenant(Tenant(tenant, tenant), actor)
-            key, secret = await store.create_key(
+                await store.tenants.create(Tenant(tenant, tenant), actor)
+            key, secret = await store.keys.create(
                 tenant, parse_role(args.role, "--role"), actor, rpm=args.rpm, tpm=args.tpm
             )
             print(f"created tenants/{tenant}/keys/{key.id} ({args.role}); shown once:")
             print(secret)
         elif args.keys_command == "list":
-            for key in await store.list_keys(args.tenant):
+            for key in await store.keys.list(args.tenant):
                 state = "revoked" if key.revoked_ms is not None else "active"
                 print(f"tenants/{key.tenant}/keys/{key.id}\t{key.role.name.lower()}\t"
                       f"{key.prefix}…\t{state}")  # fmt: skip
@@ -75,7 +75,7 @@ async def _keys(config: GatewayConfig, args: argparse.Namespace) -> int:
             from gateway.apps.wire import key_name
 
             tenant, key_id = key_name(args.name)
-            await store.revoke_key(tenant, key_id, actor)
+            await store.keys.revoke(tenant, key_id, actor)
             print(f"revoked {args.name}")
         return 0
     finally:
@@ -85,7 +85,7 @@ async def _keys(config: GatewayConfig, args: argparse.Namespace) -> int:
 async def _audit(config: GatewayConfig, args: argparse.Namespace) -> int:
     store = await open_store(config.apps, config.data_dir)
     try:
-        verdict = verify([e async for e in store.audit_events()])
+        verdict = verify([e async for e in store.audit.events()])
     finally:
         await store.aclose()
     if verdict.ok:

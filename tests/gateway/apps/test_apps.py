@@ -201,7 +201,7 @@ async def test_a_conversation_keeps_its_history(
     )
     assert second.conversation_id == first.conversation_id
     assert gateway.apps is not None
-    history = await gateway.apps.store.history("acme", "helpdesk", first.conversation_id)
+    history = await gateway.apps.store.turns.history("acme", "helpdesk", first.conversation_id)
     assert [(t.role, t.content) for t in history] == [
         ("user", "when does the office open"), ("assistant", first.text),
         ("user", "and parking"), ("assistant", second.text),
@@ -346,4 +346,4 @@ async def test_a_chat_that_fails_mid_stream_ends_with_an_error_and_stores_nothin
     assert not any(e.HasField("done") for e in events)
     assert gateway.apps is not None
     with pytest.raises(NotFound):  # the conversation was never stored
-        await gateway.apps.store.history("acme", "helpdesk", events[0].conversation_id)
+        await gateway.apps.store.turns.history("acme", "helpdesk", events[0].conversation_id)

@@ -24,17 +24,17 @@ from tests.gateway.apps.test_store import pg_schema, store, store_url  # noqa: F
 
 
 async def admin_actions(store: Store) -> str:
-    await store.create_tenant(Tenant("acme", "Acme"), "tenants/default/keys/k1")
-    key, _ = await store.create_key("acme", Role.USER, "tenants/default/keys/k1", rpm=10)
-    await store.create_app(App("acme", "helpdesk", "chat"), "tenants/acme/keys/k2")
-    await store.update_app(App("acme", "helpdesk", "chat", "Help"), "tenants/acme/keys/k2")
-    await store.revoke_key("acme", key.id, "tenants/default/keys/k1")
-    await store.delete_app("acme", "helpdesk", "tenants/acme/keys/k2")
+    await store.tenants.create(Tenant("acme", "Acme"), "tenants/default/keys/k1")
+    key, _ = await store.keys.create("acme", Role.USER, "tenants/default/keys/k1", rpm=10)
+    await store.apps.create(App("acme", "helpdesk", "chat"), "tenants/acme/keys/k2")
+    await store.apps.update(App("acme", "helpdesk", "chat", "Help"), "tenants/acme/keys/k2")
+    await store.keys.revoke("acme", key.id, "tenants/default/keys/k1")
+    await store.apps.delete("acme", "helpdesk", "tenants/acme/keys/k2")
     return key.id
 
 
 async def events(store: Store) -> list:  # type: ignore[type-arg]
-    return [e async for e in store.audit_events(batch=2)]
+    return [e async for e in store.audit.events(batch=2)]
 
 
 async def test_every_admin_action_is_recorded_with_before_and_after(store: Store) -> None:
@@ -56,7 +56,7 @@ async def test_every_admin_action_is_recorded_with_before_and_after(store: Store
     assert all("hash" not in (e.after or {}) for e in log)  # key hashes stay out of the log
     assert [e.prev_hash for e in log[1:]] == [e.hash for e in log[:-1]]
     assert verify(log).ok and verify(log).events == 6
-    assert [e.seq for e in await store.list_audit(0, 10, "tenants/acme/apps/helpdesk")] == [3, 4, 6]
+    assert [e.seq for e in await store.audit.list(0, 10, "tenants/acme/apps/helpdesk")] == [3, 4, 6]
 
 
 @pytest.mark.parametrize(
@@ -87,7 +87,7 @@ async def test_concurrent_writers_keep_one_chain(store: Store, store_url: tuple[
     other = await Store.open(store_url[0], schema=store_url[1])  # another process's store
     try:
         await asyncio.gather(
-            *(s.create_tenant(Tenant(f"t{i}-{n}"), "w") for n, s in enumerate((store, other))
+            *(s.tenants.create(Tenant(f"t{i}-{n}"), "w") for n, s in enumerate((store, other))
               for i in range(5))
         )  # fmt: skip
     finally:

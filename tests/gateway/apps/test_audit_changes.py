@@ -20,7 +20,7 @@ from tests.gateway.apps.test_auth import bearer, new_key, secure_top
 async def audit_log(gateway: Gateway, metadata: Any = None) -> list[app_pb2.AuditEvent]:
     """Every event through ListAuditEvents, after checking the stored chain."""
     assert gateway.apps is not None
-    stored = [e async for e in gateway.apps.store.audit_events()]
+    stored = [e async for e in gateway.apps.store.audit.events()]
     assert verify(stored).ok
     async with grpc.aio.insecure_channel(gateway.address) as channel:
         page = await app_pb2_grpc.AppStub(channel).ListAuditEvents(

@@ -186,5 +186,5 @@ async def _user_key(gateway: Gateway) -> str:
     assert gateway.apps is not None
     from gateway.identity import Role
 
-    _, secret = await gateway.apps.store.create_key("acme", Role.USER, "test")
+    _, secret = await gateway.apps.store.keys.create("acme", Role.USER, "test")
     return secret

@@ -120,11 +120,11 @@ async def key(gateway: Gateway, tenant: str, role: str = "user", **limits: int) 
     assert gateway.apps is not None
     store = gateway.apps.store
     try:
-        await store.get_tenant(tenant)
+        await store.tenants.get(tenant)
     except Exception:
         rpm, tpm = limits.pop("tenant_rpm", 0), limits.pop("tenant_tpm", 0)
-        await store.create_tenant(Tenant(tenant, tenant, rpm, tpm), "test")
-    _, secret = await store.create_key(tenant, Role[role.upper()], "test", **limits)
+        await store.tenants.create(Tenant(tenant, tenant, rpm, tpm), "test")
+    _, secret = await store.keys.create(tenant, Role[role.upper()], "test", **limits)
     return bearer(secret)
 
 
@@ -221,8 +221,8 @@ async def test_two_gateway_processes_share_one_budget_through_redis(
     (tmp_path / "data").mkdir()
     store = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'data' / 'infergate.db'}")
     try:
-        await store.create_tenant(Tenant("acme"), "test")
-        _, secret = await store.create_key("acme", Role.USER, "test", rpm=4)
+        await store.tenants.create(Tenant("acme"), "test")
+        _, secret = await store.keys.create("acme", Role.USER, "test", rpm=4)
     finally:
         await store.aclose()
     procs: list[tuple[subprocess.Popen[str], str]] = []

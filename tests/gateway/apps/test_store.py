@@ -87,35 +87,35 @@ async def test_migrations_build_exactly_the_declared_schema(store: Store) -> Non
 async def test_open_is_idempotent(
     store: Store, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    await store.create_tenant(Tenant("acme"), "test")
+    await store.tenants.create(Tenant("acme"), "test")
     url = store.engine.url.render_as_string(hide_password=False)
     schema = request.getfixturevalue("pg_schema") if url.startswith("postgresql") else ""
     again = await Store.open(url, schema=schema)
     try:
-        assert [t.id for t in await again.list_tenants()] == ["acme"]
+        assert [t.id for t in await again.tenants.list()] == ["acme"]
     finally:
         await again.aclose()
 
 
 async def test_tenants(store: Store) -> None:
-    created = await store.create_tenant(Tenant("acme", "Acme", 60, 1000), "tester")
+    created = await store.tenants.create(Tenant("acme", "Acme", 60, 1000), "tester")
     assert created.created_ms > 0
-    assert await store.get_tenant("acme") == created
+    assert await store.tenants.get("acme") == created
     with pytest.raises(AlreadyExists):
-        await store.create_tenant(Tenant("acme"), "tester")
+        await store.tenants.create(Tenant("acme"), "tester")
     with pytest.raises(NotFound):
-        await store.get_tenant("nope")
-    await store.create_tenant(Tenant("beta"), "tester")
-    assert [t.id for t in await store.list_tenants()] == ["acme", "beta"]
-    assert [t.id for t in await store.list_tenants(1, after="acme")] == ["beta"]
+        await store.tenants.get("nope")
+    await store.tenants.create(Tenant("beta"), "tester")
+    assert [t.id for t in await store.tenants.list()] == ["acme", "beta"]
+    assert [t.id for t in await store.tenants.list(1, after="acme")] == ["beta"]
 
 
 async def test_keys_resolve_by_hash_until_revoked(store: Store) -> None:
-    await store.create_tenant(Tenant("acme", "Acme", 60, 1000), "tester")
-    key, secret = await store.create_key("acme", Role.DEVELOPER, "tester", rpm=5, tpm=50)
+    await store.tenants.create(Tenant("acme", "Acme", 60, 1000), "tester")
+    key, secret = await store.keys.create("acme", Role.DEVELOPER, "tester", rpm=5, tpm=50)
     assert secret.startswith(f"igk_{key.id}_") and len(secret) > 60
     assert secret.startswith(key.prefix) and len(key.prefix) < len(secret) - 30
-    found = await store.credential(keys.hash_secret(secret))
+    found = await store.keys.credential(keys.hash_secret(secret))
     assert found is not None
     assert (found.key.id, found.key.role, found.key.requests_per_minute) == (
         key.id,
@@ -123,21 +123,21 @@ async def test_keys_resolve_by_hash_until_revoked(store: Store) -> None:
         5,
     )
     assert (found.tenant.id, found.tenant.tokens_per_minute) == ("acme", 1000)
-    assert await store.credential(keys.hash_secret(secret + "x")) is None
-    revoked = await store.revoke_key("acme", key.id, "tester")
+    assert await store.keys.credential(keys.hash_secret(secret + "x")) is None
+    revoked = await store.keys.revoke("acme", key.id, "tester")
     assert revoked.revoked_ms is not None
-    assert (await store.revoke_key("acme", key.id, "tester")).revoked_ms == revoked.revoked_ms
-    assert await store.credential(keys.hash_secret(secret)) is None
-    assert [k.revoked_ms for k in await store.list_keys("acme")] == [revoked.revoked_ms]
+    assert (await store.keys.revoke("acme", key.id, "tester")).revoked_ms == revoked.revoked_ms
+    assert await store.keys.credential(keys.hash_secret(secret)) is None
+    assert [k.revoked_ms for k in await store.keys.list("acme")] == [revoked.revoked_ms]
     with pytest.raises(NotFound):
-        await store.create_key("nope", Role.USER, "tester")
+        await store.keys.create("nope", Role.USER, "tester")
     with pytest.raises(NotFound):  # a key of another tenant is not found
-        await store.revoke_key("beta", key.id, "tester")
+        await store.keys.revoke("beta", key.id, "tester")
 
 
 async def test_secrets_are_never_stored(store: Store) -> None:
-    await store.create_tenant(Tenant("acme"), "tester")
-    _, secret = await store.create_key("acme", Role.USER, "tester")
+    await store.tenants.create(Tenant("acme"), "tester")
+    _, secret = await store.keys.create("acme", Role.USER, "tester")
     async with store.engine.connect() as conn:
         dump = []
         for table in metadata.sorted_tables:
@@ -148,47 +148,47 @@ async def test_secrets_are_never_stored(store: Store) -> None:
 
 
 async def test_bootstrap_happens_once(store: Store) -> None:
-    secret = await store.bootstrap_admin("default")
+    secret = await store.keys.bootstrap_admin("default")
     assert secret is not None
-    assert await store.bootstrap_admin("default") is None
-    found = await store.credential(keys.hash_secret(secret))
+    assert await store.keys.bootstrap_admin("default") is None
+    found = await store.keys.credential(keys.hash_secret(secret))
     assert found is not None and (found.key.tenant, found.key.role) == ("default", Role.ADMIN)
 
 
 async def test_apps_are_scoped_by_tenant(store: Store) -> None:
     spec = app(retrieval=Retrieval(("collections/docs",), 3, 0.2), params={"maxTokens": 16})
-    created = await store.create_app(spec, "tester")
+    created = await store.apps.create(spec, "tester")
     assert created.retrieval == spec.retrieval and created.params == {"maxTokens": 16}
-    assert await store.get_app("acme", "helpdesk") == created
+    assert await store.apps.get("acme", "helpdesk") == created
     with pytest.raises(NotFound):
-        await store.get_app("beta", "helpdesk")
+        await store.apps.get("beta", "helpdesk")
     with pytest.raises(AlreadyExists):
-        await store.create_app(spec, "tester")
-    await store.create_app(app("beta"), "tester")  # the same id in another tenant is another app
-    await store.create_app(app(app_id="alpha"), "tester")
-    assert [a.id for a in await store.list_apps("acme", 10)] == ["alpha", "helpdesk"]
-    assert [a.id for a in await store.list_apps("acme", 10, after="alpha")] == ["helpdesk"]
-    updated = await store.update_app(app(display_name="Help"), "tester")
+        await store.apps.create(spec, "tester")
+    await store.apps.create(app("beta"), "tester")  # the same id in another tenant is another app
+    await store.apps.create(app(app_id="alpha"), "tester")
+    assert [a.id for a in await store.apps.list("acme", 10)] == ["alpha", "helpdesk"]
+    assert [a.id for a in await store.apps.list("acme", 10, after="alpha")] == ["helpdesk"]
+    updated = await store.apps.update(app(display_name="Help"), "tester")
     assert updated.display_name == "Help" and updated.created_ms == created.created_ms
     with pytest.raises(NotFound):
-        await store.update_app(app("gamma"), "tester")
+        await store.apps.update(app("gamma"), "tester")
     with pytest.raises(NotFound):
-        await store.delete_app("gamma", "helpdesk", "tester")
-    await store.delete_app("acme", "helpdesk", "tester")
-    assert (await store.get_app("beta", "helpdesk")).tenant == "beta"
+        await store.apps.delete("gamma", "helpdesk", "tester")
+    await store.apps.delete("acme", "helpdesk", "tester")
+    assert (await store.apps.get("beta", "helpdesk")).tenant == "beta"
 
 
 async def test_conversations_keep_history_per_tenant_and_app(store: Store) -> None:
-    await store.append_turns(
+    await store.turns.append(
         "acme", "helpdesk", "c1", [Turn("user", "hi"), Turn("assistant", "hello")]
     )
-    await store.append_turns("acme", "helpdesk", "c1", [Turn("user", "more")])
-    assert await store.history("acme", "helpdesk", "c1") == [
+    await store.turns.append("acme", "helpdesk", "c1", [Turn("user", "more")])
+    assert await store.turns.history("acme", "helpdesk", "c1") == [
         Turn("user", "hi"), Turn("assistant", "hello"), Turn("user", "more"),
     ]  # fmt: skip
     for tenant, app_id in (("beta", "helpdesk"), ("acme", "other")):
         with pytest.raises(NotFound):
-            await store.history(tenant, app_id, "c1")
+            await store.turns.history(tenant, app_id, "c1")
 
 
 def usage(
@@ -203,11 +203,11 @@ def usage(
 
 
 async def test_usage_totals_by_group_and_bucket(store: Store) -> None:
-    await store.add_usage([
+    await store.usage.add([
         usage(0), usage(30, app_id="helpdesk"), usage(61, status="UNAVAILABLE", output_tokens=0),
         usage(62, tenant="beta", model="embed", input_tokens=5, output_tokens=0),
     ])  # fmt: skip
-    rows = await store.query_usage(UsageQuery(0, 120_000, ("tenant",), 60))
+    rows = await store.usage.query(UsageQuery(0, 120_000, ("tenant",), 60))
     got = [(r.bucket_start_ms, dict(r.group), r.requests, r.input_tokens, r.output_tokens, r.errors)
            for r in rows]  # fmt: skip
     assert got == [
@@ -215,16 +215,16 @@ async def test_usage_totals_by_group_and_bucket(store: Store) -> None:
         (60_000, {"tenant": "acme"}, 1, 3, 0, 1),
         (60_000, {"tenant": "beta"}, 1, 5, 0, 0),
     ]
-    [only] = await store.query_usage(UsageQuery(0, 120_000, (), 0, tenant="acme"))
+    [only] = await store.usage.query(UsageQuery(0, 120_000, (), 0, tenant="acme"))
     assert (only.bucket_start_ms, only.requests, only.input_tokens, only.output_tokens) == (
         0,
         3,
         9,
         16,
     )
-    by_app = await store.query_usage(UsageQuery(0, 60_000, ("app", "model"), 0, tenant="acme"))
+    by_app = await store.usage.query(UsageQuery(0, 60_000, ("app", "model"), 0, tenant="acme"))
     assert [(dict(r.group), r.requests) for r in by_app] == [
         ({"app": "", "model": "chat"}, 1), ({"app": "helpdesk", "model": "chat"}, 1),
     ]  # fmt: skip
     with pytest.raises(InvalidArgument, match="group_by"):
-        await store.query_usage(UsageQuery(0, 1, ("key",), 0))
+        await store.usage.query(UsageQuery(0, 1, ("key",), 0))

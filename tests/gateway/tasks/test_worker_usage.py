@@ -120,7 +120,7 @@ async def test_a_separate_worker_ingests_documents_and_records_usage(
 
     store = await Store.open(f"sqlite+aiosqlite:///{config.data_dir / 'infergate.db'}")
     try:
-        rows = await store.query_usage(UsageQuery(0, int(time.time() * 1000) + 1, ("model",), 0))
+        rows = await store.usage.query(UsageQuery(0, int(time.time() * 1000) + 1, ("model",), 0))
     finally:
         await store.aclose()
     # The ingest embeds with the local ONNX model, not a Router call: no usage row.

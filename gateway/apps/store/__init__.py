@@ -1,0 +1,77 @@
+"""The App layer's relational store: one class per aggregate over one shared
+database (SQLAlchemy Core, on SQLite via aiosqlite, the embedded default, or
+PostgreSQL via asyncpg, for scale-out).
+
+`Store` opens the database once (connect and migrate, `db.Database`) and holds
+the aggregates: `tenants`, `keys`, `apps`, `turns` (conversations), `usage` and
+`audit`. Every write that changes configuration appends its audit event in the
+same transaction, so a change and its record commit or fail together; a
+collision with another writer on the audit chain retries the whole transaction
+(`db.py`). Conversation turns and usage records are not audited and are written
+in transactions of their own. Calls are not cancellation-safe beyond what a
+transaction gives: cancelling a write rolls it back whole. No method takes a
+deadline; the engine's pool timeout bounds waiting for a connection.
+
+Each aggregate module also declares the small protocols its consumers type
+against (e.g. `keys.CredentialLookup` for the authenticator); the classes here
+satisfy them structurally.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.apps.store.apps import Apps
+from gateway.apps.store.audit import Audit, AuditReader
+from gateway.apps.store.db import Database, now_ms
+from gateway.apps.store.keys import KeyAdmin, Keys
+from gateway.apps.store.tenants import TenantAdmin, Tenants
+from gateway.apps.store.turns import Turns
+from gateway.apps.store.usage import Usage, UsageReader
+
+__all__ = ["Administration", "Store", "now_ms"]
+
+
+class Administration(Protocol):
+    """What the App service serves besides apps and chat: tenants, keys, usage
+    totals and the audit log."""
+
+    @property
+    def tenants(self) -> TenantAdmin: ...
+
+    @property
+    def keys(self) -> KeyAdmin: ...
+
+    @property
+    def usage(self) -> UsageReader: ...
+
+    @property
+    def audit(self) -> AuditReader: ...
+
+
+class Store:
+    """Tenants, keys, apps, conversations, usage and the audit log."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.tenants = Tenants(db)
+        self.keys = Keys(db)
+        self.apps = Apps(db)
+        self.turns = Turns(db)
+        self.usage = Usage(db)
+        self.audit = Audit(db)
+
+    @classmethod
+    async def open(cls, url: str, *, schema: str = "") -> Store:
+        """Connect and migrate to the newest schema. Idempotent: an up-to-date
+        database is left as it is."""
+        return cls(await Database.open(url, schema=schema))
+
+    async def aclose(self) -> None:
+        await self.db.aclose()
+
+    @property
+    def engine(self) -> AsyncEngine:
+        return self.db.engine
