@@ -1,6 +1,7 @@
 """Gateway (mock provider, zero latency) vs a bare grpc.aio server, in one run.
 
-    python -m bench.overhead [--seconds 5] [--rounds 3] [--baseline DIR] [--record]
+    python -m bench.overhead [--seconds 5] [--rounds 3] [--baseline DIR]
+                             [--scenario NAME ...] [--record]
 
 Each server runs in its own process pinned to the last core; this load
 generator is pinned to the others. Alongside client-side throughput and
@@ -10,6 +11,8 @@ not depend on whether the client or the server saturates first.
 `--baseline DIR` adds a third server in the same rounds: the gateway of
 another checkout (e.g. `git worktree add /tmp/before HEAD~1`), so that a
 change is measured against the code before it on the same machine, same run.
+The servers take turns in reverse order every other round, so that none is
+always measured first.
 """
 
 from __future__ import annotations
@@ -72,12 +75,16 @@ SCENARIOS = [  # name, streaming, concurrency, fixed call count (else timed)
 ]
 
 
-async def measure(server: Server, model: str, seconds: float) -> dict[str, dict[str, Any]]:
+async def measure(
+    server: Server, model: str, seconds: float, only: list[str] | None = None
+) -> dict[str, dict[str, Any]]:
     # Warm up: connections, code paths, allocator.
     await load.run(server.address, model, streaming=False, concurrency=8, calls=500)
     await load.run(server.address, model, streaming=True, concurrency=8, calls=200)
     figures = {}
     for name, streaming, concurrency, calls in SCENARIOS:
+        if only and name not in only:
+            continue
         cpu = server.cpu_seconds()
         result = await load.run(
             server.address, model, streaming=streaming, concurrency=concurrency,
@@ -96,6 +103,9 @@ def main() -> None:
         "--rounds", type=int, default=3, help="bare and gateway alternate; medians are reported"
     )
     parser.add_argument("--baseline", type=Path, help="also serve the gateway of this checkout")
+    parser.add_argument(
+        "--scenario", action="append", choices=[s[0] for s in SCENARIOS], help="only these"
+    )
     parser.add_argument("--record", action="store_true", help="append to bench/RESULTS.md")
     args = parser.parse_args()
     cores = sorted(os.sched_getaffinity(0))
@@ -107,11 +117,12 @@ def main() -> None:
     if args.baseline:
         targets.append(("baseline", serve, args.baseline.resolve()))
     rounds: dict[str, list[dict[str, dict[str, Any]]]] = {name: [] for name, _, _ in targets}
-    for _ in range(args.rounds):
-        for name, argv, cwd in targets:
+    for round_ in range(args.rounds):
+        for name, argv, cwd in targets if round_ % 2 == 0 else targets[::-1]:
             server = Server.start(name, argv, server_core, cwd)
             try:
-                rounds[name].append(uvloop.run(measure(server, "bench", args.seconds)))
+                figures = measure(server, "bench", args.seconds, args.scenario)
+                rounds[name].append(uvloop.run(figures))
             finally:
                 server.stop()
     results = {name: _medians(runs) for name, runs in rounds.items()}
@@ -162,7 +173,8 @@ def render(results: dict[str, dict[str, dict[str, Any]]], args: argparse.Namespa
                 was = base[scenario][key]
                 row += f" {fmt.format(was)} | {was / b:.2f} |"
             rows.append(row)
-    added = gw["unary c=1"]["p50_us"] - bare["unary c=1"]["p50_us"]
+    first = next(iter(bare))
+    added = gw[first]["p50_us"] - bare[first]["p50_us"]
     errors = sum(s["errors"] for r in results.values() for s in r.values())
     head = [
         f"### Gateway overhead vs bare grpc.aio — {datetime.date.today()}",
@@ -170,11 +182,12 @@ def render(results: dict[str, dict[str, dict[str, Any]]], args: argparse.Namespa
         f"- command: `python -m bench.overhead --seconds {args.seconds:g} "
         f"--rounds {args.rounds}"
         + (f" --baseline {args.baseline}" if args.baseline else "")
+        + "".join(f' --scenario "{s}"' for s in args.scenario or ())
         + f"` (medians of {args.rounds} alternating rounds)",
         f"- machine: {platform.machine()}, {os.cpu_count()} cores "
         f"(server pinned to 1 core, load generator to the other), Python "
         f"{platform.python_version()}",
-        f"- added p50 at concurrency 1: {added:.0f} µs; errors: {errors}",
+        f"- added p50 ({first}): {added:.0f} µs; errors: {errors}",
         "",
     ]
     return "\n".join(head + rows) + "\n"
