@@ -13,6 +13,7 @@ deployments, never options or keys).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import re
 from pathlib import Path
@@ -49,7 +50,9 @@ class Reloader:
         idle_wait_s: float = 600.0,
     ) -> None:
         self._live = live
-        self._path = path.resolve()
+        # Not resolved: a symlink's target may be swapped (a Kubernetes ConfigMap).
+        self._path = path.absolute()
+        self._seen = _fingerprint(self._path)  # what the live snapshot was loaded from
         self._factory = factory
         self._server = server
         self._append_audit = audit
@@ -61,6 +64,7 @@ class Reloader:
         """Load, validate and swap; False (old config kept) when the file is bad.
         `source` (file, sighup) names the audit event's actor."""
         async with self._lock:
+            self._seen = await asyncio.to_thread(_fingerprint, self._path)
             live = self._live
             summary = _summary(live.router.config)
             old, before = live.router, live.cache
@@ -95,10 +99,22 @@ class Reloader:
             return True
 
     async def watch(self) -> None:
-        """Reload whenever the file changes (editors that replace it included)."""
-        async for changes in watchfiles.awatch(self._path.parent, debounce=200, recursive=False):
-            if any(Path(p) == self._path for _, p in changes):
+        """Reload when what the config path resolves to changes: its content (an
+        edit, an editor's atomic replace) or its target (a Kubernetes ConfigMap
+        swaps the `..data` symlink it points through). Nothing else in the
+        directory is looked at (a log file beside the config, say), and a
+        change that leaves the content as it was (`touch`) reloads nothing."""
+        logging.getLogger("watchfiles").setLevel(logging.WARNING)  # a line per event
+        async for _ in watchfiles.awatch(
+            self._path.parent, watch_filter=self._concerns, debounce=200, recursive=False
+        ):
+            if await asyncio.to_thread(_fingerprint, self._path) != self._seen:
                 await self.reload("file")
+
+    def _concerns(self, change: watchfiles.Change, path: str) -> bool:
+        """The config file itself, or the `..`-named entries through which a
+        ConfigMap volume's files are symlinked."""
+        return path == str(self._path) or Path(path).name.startswith("..")
 
     async def _audit(
         self, source: str, action: str, before: dict[str, Any], after: dict[str, Any]
@@ -123,6 +139,14 @@ class Reloader:
         if cache is not None:
             await old.flush()  # its pending writes first
             await cache.aclose()
+
+
+def _fingerprint(path: Path) -> str | None:
+    """The content's digest, following symlinks; None when it cannot be read."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
 
 
 def _summary(config: RouterConfig) -> dict[str, Any]:
