@@ -75,9 +75,9 @@ def _serve_one(
     from gateway.server import serve
 
     if metrics and config.server.metrics_port:
-        from prometheus_client import start_http_server
+        from gateway.metrics_server import serve_metrics
 
-        start_http_server(config.server.metrics_port, addr=config.server.host)
+        serve_metrics(config.server.metrics_port, config.server.host)
         log.info("serving /metrics on %s:%d", config.server.host, config.server.metrics_port)
     uvloop.run(serve(config, reuse_port=reuse_port, config_path=path))
 
@@ -115,7 +115,9 @@ def _serve_many(config: GatewayConfig, workers: int, path: Path | None) -> int:
 
 
 def _supervise(config: GatewayConfig, workers: int, path: Path | None) -> int:
-    from prometheus_client import CollectorRegistry, multiprocess, start_http_server
+    from prometheus_client import CollectorRegistry, multiprocess
+
+    from gateway.metrics_server import serve_metrics
 
     context = multiprocessing.get_context("spawn")
     procs = [
@@ -143,7 +145,7 @@ def _supervise(config: GatewayConfig, workers: int, path: Path | None) -> int:
     if config.server.metrics_port:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        start_http_server(config.server.metrics_port, addr=config.server.host, registry=registry)
+        serve_metrics(config.server.metrics_port, config.server.host, registry)
     failed = False
     alive = {proc.sentinel: proc for proc in procs}
     while alive:

@@ -62,9 +62,9 @@ def run_worker(args: argparse.Namespace) -> int:
         raise ConfigError("--concurrency must be >= 1")
     config = _shared_config(args)
     if args.metrics_port:
-        from prometheus_client import start_http_server
+        from gateway.metrics_server import serve_metrics
 
-        start_http_server(args.metrics_port, addr=config.server.host)
+        serve_metrics(args.metrics_port, config.server.host)
     uvloop.run(_work(config, args.concurrency, args.grace))
     return 0
 

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from gateway.metrics_server import serve_metrics
 from gateway.pb import router_pb2_grpc
 from tests.conftest import chat
 
@@ -237,3 +239,21 @@ def test_workers_need_a_fixed_port(tmp_path: Path, served: list[Served]) -> None
     served.append(server)
     assert server.wait_exit() == 2
     assert "--workers needs a fixed port" in "".join(server.log)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+def test_the_metrics_port_answers_on_metrics_only(host: str) -> None:
+    server = serve_metrics(0, host)
+    base = f"http://{'[::1]' if ':' in host else host}:{server.server_port}"
+    try:
+        with urllib.request.urlopen(f"{base}/metrics", timeout=5) as reply:
+            assert reply.status == 200
+            assert b"python_info" in reply.read()
+        for path in ("/", "/metricsx", "/metrics/", "/anything"):
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(f"{base}{path}", timeout=5)
+            refused.value.close()
+            assert refused.value.code == 404, path
+    finally:
+        server.shutdown()
+        server.server_close()
