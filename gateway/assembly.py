@@ -18,7 +18,7 @@ from collections.abc import Callable
 from adapters import build_provider
 from adapters.redis_cache import build_cache
 from gateway.apps.model import UsageRecord
-from gateway.apps.runtime import open_store
+from gateway.apps.store import open_store
 from gateway.apps.usage import UsageRecorder
 from gateway.config import GatewayConfig
 from gateway.dataset.embedder import build_datasets
@@ -39,11 +39,22 @@ async def open_router(
     stack: contextlib.AsyncExitStack,
     factory: ProviderFactory = build_provider,
     clock: Callable[[], float] = time.monotonic,
+    *,
+    cached: bool = True,
 ) -> LiveRouter:
-    """The first snapshot and the response cache (closed after the snapshot
-    that is live then: a reload may have replaced both)."""
-    cache = build_cache(config.cache) if config.cache.enabled else None
-    live = LiveRouter(Router(config, factory, cache=cache, clock=clock), cache)
+    """The first snapshot and, when `cached` and the config enables it, the
+    response cache (closed after the snapshot that is live then: a reload may
+    have replaced both)."""
+    cache = build_cache(config.cache) if cached and config.cache.enabled else None
+    try:
+        router = Router(config, factory, cache=cache, clock=clock)
+    except BaseException as exc:
+        for provider in getattr(exc, "unused", ()):  # ConfigError: built before the fault
+            await provider.aclose()
+        if cache is not None:
+            await cache.aclose()
+        raise
+    live = LiveRouter(router, cache)
     stack.push_async_callback(_close_cache, live)
     stack.push_async_callback(lambda: live.router.aclose())
     return live
@@ -122,8 +133,9 @@ async def open_worker(
 ) -> Worker:
     """`infergate worker`: the gateway's core parts, a queue on the configured
     backend and a worker for it (not yet running), for every task type the
-    gateway accepts, recording usage when `apps.usage.enabled`."""
-    live = await open_router(config, stack, factory)
+    gateway accepts, recording usage when `apps.usage.enabled`. Its router
+    has no response cache: batch work neither reads nor fills it."""
+    live = await open_router(config, stack, factory, cached=False)
     types = task_types(await open_datasets(config, live, stack))
     usage = usage_sink(await open_usage(config, stack))
     queue = build_queue(config.tasks, config.data_dir)

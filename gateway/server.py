@@ -212,7 +212,6 @@ class Gateway:
     # Short service name -> servicer instance (what the REST shim calls in-process).
     servicers: dict[str, Any]
     interceptors: list[grpc.aio.ServerInterceptor]
-    datasets: Datasets | None = None
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     reloader: Reloader | None = None
     rest: RestService | None = None  # the REST shim, on this event loop
@@ -264,9 +263,9 @@ class Gateway:
     ) -> Gateway:
         """Open each part, server last; what uses a part is closed before it."""
         live = await assembly.open_router(config, stack, factory, clock)
-        apps = await AppLayer.open(config.apps, config.data_dir, live)
-        stack.push_async_callback(apps.aclose)
         datasets = await assembly.open_datasets(config, live, stack)
+        apps = await AppLayer.open(config.apps, config.data_dir, live)  # chat: the datasets
+        stack.push_async_callback(apps.aclose)
         servicers: dict[str, Any] = {
             "Router": RouterService(live),
             "App": apps.service,
@@ -290,9 +289,8 @@ class Gateway:
         if datasets is None:
             await health.set(SERVICE_NAMES["Dataset"], health_pb2.HealthCheckResponse.NOT_SERVING)
         gateway = cls(
-            config, server, health, live, port, apps, task_runtime, servicers, interceptors,
-            datasets,
-        )  # fmt: skip
+            config, server, health, live, port, apps, task_runtime, servicers, interceptors
+        )
         stack.push_async_callback(gateway._stop_tasks)
         if config.rest.enabled:
             served = [(SERVICES[name], s) for name, s in servicers.items()]
@@ -363,9 +361,10 @@ class Gateway:
         await self.close()
 
     async def close(self) -> None:
-        """Stop the REST shim, the background tasks and the workers; close the
-        datasets (saving changed indexes), the App layer, the providers and the
-        cache, and release the data dir. Idempotent."""
+        """Unwind what start() opened, last opened first: the REST shim, the
+        background tasks, the gRPC server (no grace: shutdown() gives one), the
+        task workers, the App layer, the datasets (saving changed indexes) and
+        the data dir's claim, then the providers and the cache. Idempotent."""
         await self._stack.aclose()
 
 

@@ -16,20 +16,9 @@ from gateway.apps.config import AppsConfig
 from gateway.apps.limits import Limiter, MemoryLimiter, RedisLimiter
 from gateway.apps.retrieval import NoRetrieval, Retriever
 from gateway.apps.service import AppService
-from gateway.apps.store import Store
+from gateway.apps.store import Store, open_store
 from gateway.apps.usage import UsageRecorder
 from router.router import Router
-
-
-def store_url(config: AppsConfig, data_dir: Path) -> str:
-    if config.store.url:
-        return config.store.url
-    data_dir.mkdir(parents=True, exist_ok=True)
-    return f"sqlite+aiosqlite:///{data_dir / 'infergate.db'}"
-
-
-async def open_store(config: AppsConfig, data_dir: Path) -> Store:
-    return await Store.open(store_url(config, data_dir), schema=config.store.pg_schema)
 
 
 @dataclass

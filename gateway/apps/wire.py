@@ -12,7 +12,7 @@ from gateway.apps.retrieval import Passage
 from gateway.errors import InvalidArgument
 from gateway.pb import app_pb2 as pb
 from gateway.pb import router_pb2
-from gateway.router import wire as convert
+from gateway.router import wire as router_wire
 from router.errors import InvalidRequest
 from router.types import Message, Params, Request
 from router.validate import validate
@@ -71,7 +71,9 @@ def app_to_pb(app: App) -> pb.AppSpec:
 def params(app: App) -> Params:
     """The app's generation params as the Router takes them."""
     msg = json_format.ParseDict(dict(app.params), router_pb2.GenerationParams())
-    return convert.request_from_pb(router_pb2.GenerateRequest(model=app.model, params=msg)).params
+    return router_wire.request_from_pb(
+        router_pb2.GenerateRequest(model=app.model, params=msg)
+    ).params
 
 
 def check_params(app: App) -> None:

@@ -13,7 +13,7 @@ from gateway.apps.audit import verify
 from gateway.apps.catalog import check_id
 from gateway.apps.model import Tenant
 from gateway.apps.roles import parse_role
-from gateway.apps.runtime import open_store
+from gateway.apps.store import open_store
 from gateway.config import GatewayConfig, load_config
 from gateway.errors import GatewayError, NotFound
 

@@ -40,6 +40,6 @@ def _configured_data_dir(config: str | None) -> Path:
     try:
         raw = yaml.safe_load(Path(config or DEFAULTS).read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
-        raise ConversionError(f"{config}: {exc}") from exc
+        raise ConversionError(f"{config or DEFAULTS}: {exc}") from exc
     default = GatewayConfig.model_fields["data_dir"].default
     return Path(raw.get("data_dir", default)) if isinstance(raw, dict) else default

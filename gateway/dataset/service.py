@@ -24,7 +24,7 @@ from google.protobuf import empty_pb2
 
 from gateway.apps.audit import AppendAudit
 from gateway.apps.catalog import actor
-from gateway.dataset import wire as convert
+from gateway.dataset import wire
 from gateway.dataset.spool import Spool
 from gateway.identity import current
 from gateway.pb import dataset_pb2 as pb
@@ -92,17 +92,17 @@ class DatasetService(dataset_pb2_grpc.DatasetServicer):
         except (DatasetError, RouterError) as exc:
             await abort(context, exc)
         await self._audited("CreateCollection", tenant, info.id, None, info)
-        return convert.collection_to_pb(info)
+        return wire.collection_to_pb(info)
 
     async def GetCollection(
         self, request: pb.GetCollectionRequest, context: grpc.aio.ServicerContext
     ) -> pb.Collection:
         try:
-            name = convert.collection_id(request.name, "name")
+            name = wire.collection_id(request.name, "name")
             info = await self.datasets.get(current().tenant, name)
         except (DatasetError, RouterError) as exc:
             await abort(context, exc)
-        return convert.collection_to_pb(info)
+        return wire.collection_to_pb(info)
 
     async def ListCollections(
         self, request: pb.ListCollectionsRequest, context: grpc.aio.ServicerContext
@@ -114,14 +114,14 @@ class DatasetService(dataset_pb2_grpc.DatasetServicer):
         except (DatasetError, RouterError) as exc:
             await abort(context, exc)
         return pb.ListCollectionsResponse(
-            collections=[convert.collection_to_pb(i) for i in infos], next_page_token=token
+            collections=[wire.collection_to_pb(i) for i in infos], next_page_token=token
         )
 
     async def DeleteCollection(
         self, request: pb.DeleteCollectionRequest, context: grpc.aio.ServicerContext
     ) -> empty_pb2.Empty:
         try:
-            name = convert.collection_id(request.name, "name")
+            name = wire.collection_id(request.name, "name")
             tenant = current().tenant
             before = await self.datasets.get(tenant, name) if self._audit else None
             await self.datasets.delete(tenant, name)
@@ -134,13 +134,13 @@ class DatasetService(dataset_pb2_grpc.DatasetServicer):
         self, request: pb.UpsertDocumentsRequest, context: grpc.aio.ServicerContext
     ) -> pb.UpsertDocumentsResponse:
         try:
-            collection = convert.collection_id(request.collection)
+            collection = wire.collection_id(request.collection)
             documents = [
                 DocumentInput(
                     id=d.id or _missing(f"documents[{i}].id"),
                     text=d.text,
                     source=d.source,
-                    metadata=convert.struct_to_dict(d.metadata),
+                    metadata=wire.struct_to_dict(d.metadata),
                 )
                 for i, d in enumerate(request.documents)
             ]
@@ -170,7 +170,7 @@ class DatasetService(dataset_pb2_grpc.DatasetServicer):
                 path=spool.path,
                 filename=header.filename,
                 mime_type=header.mime_type,
-                metadata=convert.struct_to_dict(header.metadata),
+                metadata=wire.struct_to_dict(header.metadata),
             )
             tenant = current().tenant
             result = (await self.datasets.upsert(tenant, collection, [document]))[0]
@@ -191,7 +191,7 @@ class DatasetService(dataset_pb2_grpc.DatasetServicer):
         self, request: pb.DeleteDocumentsRequest, context: grpc.aio.ServicerContext
     ) -> pb.DeleteDocumentsResponse:
         try:
-            collection = convert.collection_id(request.collection)
+            collection = wire.collection_id(request.collection)
             deleted = await self.datasets.delete_documents(
                 current().tenant, collection, list(request.document_ids)
             )
@@ -203,21 +203,21 @@ class DatasetService(dataset_pb2_grpc.DatasetServicer):
         self, request: pb.SearchRequest, context: grpc.aio.ServicerContext
     ) -> pb.SearchResponse:
         try:
-            collection = convert.collection_id(request.collection)
+            collection = wire.collection_id(request.collection)
             hits = await self.datasets.search(
-                current().tenant, collection, convert.query_from_pb(request)
+                current().tenant, collection, wire.query_from_pb(request)
             )
         except (DatasetError, RouterError) as exc:
             await abort(context, exc)
-        return pb.SearchResponse(results=[convert.hit_to_pb(h) for h in hits])
+        return pb.SearchResponse(results=[wire.hit_to_pb(h) for h in hits])
 
     async def ListChunks(
         self, request: pb.ListChunksRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListChunksResponse:
         try:
-            collection = convert.collection_id(request.collection)
+            collection = wire.collection_id(request.collection)
             size = _page_size(request.page_size)
-            after = convert.decode_cursor(request.page_token)
+            after = wire.decode_cursor(request.page_token)
             chunks = await self.datasets.list_chunks(
                 current().tenant, collection, request.document_id, after, size + 1
             )
@@ -225,12 +225,12 @@ class DatasetService(dataset_pb2_grpc.DatasetServicer):
             await abort(context, exc)
         page = chunks[:size]
         token = (
-            convert.encode_cursor(page[-1].document_id, page[-1].position)
+            wire.encode_cursor(page[-1].document_id, page[-1].position)
             if len(chunks) > size
             else ""
         )
         return pb.ListChunksResponse(
-            chunks=[convert.chunk_to_pb(c) for c in page], next_page_token=token
+            chunks=[wire.chunk_to_pb(c) for c in page], next_page_token=token
         )
 
 
@@ -253,7 +253,7 @@ async def _receive(
             if part != "header":
                 raise InvalidInput("header", "the first message must carry the header")
             header = message.header
-            collection = convert.collection_id(message.collection)
+            collection = wire.collection_id(message.collection)
             if not (header.document_id or header.filename):
                 raise InvalidInput("header.filename", "a file needs a filename or a document_id")
             await check(collection)

@@ -93,7 +93,9 @@ class Calls:
                 elif handler.unary_unary is not None:
                     response = await handler.unary_unary(request, context)
                 else:
-                    raise CallError(grpc.StatusCode.UNIMPLEMENTED, f"{method.name} is streaming")
+                    raise CallError(
+                        grpc.StatusCode.UNIMPLEMENTED, f"{full_name(method)} is streaming"
+                    )
         except asyncio.CancelledError:
             context.finish(cancelled=True)
             raise
@@ -125,7 +127,9 @@ class Calls:
         client went away) cancels it; past the deadline it ends DEADLINE_EXCEEDED."""
         handler = await self._handler(method, context.invocation_metadata())
         if handler.unary_stream is None:
-            raise CallError(grpc.StatusCode.UNIMPLEMENTED, f"{method.name} is not server-streaming")
+            raise CallError(
+                grpc.StatusCode.UNIMPLEMENTED, f"{full_name(method)} is not server-streaming"
+            )
         queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=32)  # backpressure beyond this
         outcome: list[BaseException] = []
         pump = asyncio.create_task(self._pump(handler, request, context, queue, outcome))

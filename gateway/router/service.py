@@ -19,7 +19,7 @@ from gateway import metrics
 from gateway.live import LiveRouter
 from gateway.pb import router_pb2 as pb
 from gateway.pb import router_pb2_grpc
-from gateway.router import wire as convert
+from gateway.router import wire
 from gateway.status import abort
 from router.errors import InvalidRequest, RouterError
 from router.types import Request
@@ -39,7 +39,7 @@ def _decode(message: pb.GenerateRequest, context: grpc.aio.ServicerContext) -> R
             request_id = str(value)
         elif key == "x-infergate-deployment":
             override = str(value)
-    return convert.request_from_pb(message, request_id or "gen-" + secrets.token_hex(12), override)
+    return wire.request_from_pb(message, request_id or "gen-" + secrets.token_hex(12), override)
 
 
 class RouterService(router_pb2_grpc.RouterServicer):
@@ -61,7 +61,7 @@ class RouterService(router_pb2_grpc.RouterServicer):
                     id=req.request_id,
                     model=req.model,
                     deployment=decision.deployment,
-                    route=convert.decision_to_pb(decision),
+                    route=wire.decision_to_pb(decision),
                 )
             routed = await router.generate(req, _deadline(context))
         except RouterError as exc:
@@ -70,9 +70,7 @@ class RouterService(router_pb2_grpc.RouterServicer):
             metrics.CACHE.labels(routed.cache).inc()
             if routed.cache == "hit":
                 await context.send_initial_metadata(_CACHE_HIT)
-        reply = convert.response_to_pb(
-            req.request_id, req.model, routed.deployment, routed.response
-        )
+        reply = wire.response_to_pb(req.request_id, req.model, routed.deployment, routed.response)
         reply.cached = routed.cache == "hit"
         return reply
 
@@ -91,7 +89,7 @@ class RouterService(router_pb2_grpc.RouterServicer):
             first = True
             async with contextlib.aclosing(stream.chunks()) as chunks:
                 async for chunk in chunks:
-                    msg = convert.chunk_to_pb(req.request_id, chunk)
+                    msg = wire.chunk_to_pb(req.request_id, chunk)
                     if first:
                         first = False
                         msg.deployment = stream.deployment
@@ -135,7 +133,7 @@ class RouterService(router_pb2_grpc.RouterServicer):
         self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListModelsResponse:
         return pb.ListModelsResponse(
-            models=[convert.model_to_pb(m) for m in self._live.router.models.values()]
+            models=[wire.model_to_pb(m) for m in self._live.router.models.values()]
         )
 
     async def GetModelHealth(
@@ -147,13 +145,13 @@ class RouterService(router_pb2_grpc.RouterServicer):
         except RouterError as exc:
             await abort(context, exc)
         return pb.ModelHealth(
-            deployments=[convert.health_to_pb(m, d) for m in models for d in m.deployments]
+            deployments=[wire.health_to_pb(m, d) for m in models for d in m.deployments]
         )
 
     async def Route(
         self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext
     ) -> pb.RouteDecision:
         try:
-            return convert.decision_to_pb(self._live.router.route(_decode(request, context)))
+            return wire.decision_to_pb(self._live.router.route(_decode(request, context)))
         except RouterError as exc:
             await abort(context, exc)

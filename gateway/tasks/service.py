@@ -15,8 +15,7 @@ from gateway import identity
 from gateway.pb import tasks_pb2 as pb
 from gateway.pb import tasks_pb2_grpc
 from gateway.status import abort
-from gateway.tasks import metrics
-from gateway.tasks import wire as convert
+from gateway.tasks import metrics, wire
 from gateway.tasks.errors import InvalidTask, TaskError, TaskNotFound
 from gateway.tasks.handlers import TaskTypes
 from gateway.tasks.model import TaskState
@@ -57,7 +56,7 @@ class TasksService(tasks_pb2_grpc.TasksServicer):
     ) -> pb.Task:
         try:
             task_type = self.types.get(request.type)
-            payload = convert.payload_from_pb(request.payload)
+            payload = wire.payload_from_pb(request.payload)
             size = len(json.dumps(payload, separators=(",", ":")))
             if size > self.max_payload_bytes:
                 raise InvalidTask("payload", f"{size} bytes, the limit is {self.max_payload_bytes}")
@@ -73,20 +72,20 @@ class TasksService(tasks_pb2_grpc.TasksServicer):
         await context.send_initial_metadata(
             (("x-http-code", "202"), ("location", f"/v1/tasks/{task.id}"))
         )
-        return convert.task_to_pb(task)
+        return wire.task_to_pb(task)
 
     async def Get(self, request: pb.GetTaskRequest, context: grpc.aio.ServicerContext) -> pb.Task:
         try:
             task = await self.queue.get(identity.current().tenant, _task_id(request.id))
         except TaskError as exc:
             await abort(context, exc)
-        return convert.task_to_pb(task)
+        return wire.task_to_pb(task)
 
     async def List(
         self, request: pb.ListTasksRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListTasksResponse:
         return await self._list(
-            convert.state_from_pb(request.state), request.page_size, request.page_token, context
+            wire.state_from_pb(request.state), request.page_size, request.page_token, context
         )
 
     async def ListDeadLetters(
@@ -109,7 +108,7 @@ class TasksService(tasks_pb2_grpc.TasksServicer):
         except TaskError as exc:
             await abort(context, exc)
         return pb.ListTasksResponse(
-            tasks=[convert.task_to_pb(t) for t in page.tasks], next_page_token=page.next_token
+            tasks=[wire.task_to_pb(t) for t in page.tasks], next_page_token=page.next_token
         )
 
     async def Cancel(
@@ -119,7 +118,7 @@ class TasksService(tasks_pb2_grpc.TasksServicer):
             task = await self.queue.cancel(identity.current().tenant, _task_id(request.id))
         except TaskError as exc:
             await abort(context, exc)
-        return convert.task_to_pb(task)
+        return wire.task_to_pb(task)
 
     async def Requeue(
         self, request: pb.RequeueTaskRequest, context: grpc.aio.ServicerContext
@@ -128,7 +127,7 @@ class TasksService(tasks_pb2_grpc.TasksServicer):
             task = await self.queue.requeue(identity.current().tenant, _task_id(request.id))
         except TaskError as exc:
             await abort(context, exc)
-        return convert.task_to_pb(task)
+        return wire.task_to_pb(task)
 
     async def Watch(
         self, request: pb.WatchTaskRequest, context: grpc.aio.ServicerContext
@@ -141,6 +140,6 @@ class TasksService(tasks_pb2_grpc.TasksServicer):
                 self.queue.watch(identity.current().tenant, task_id)
             ) as watch:
                 async for task in watch:
-                    yield convert.task_to_pb(task)
+                    yield wire.task_to_pb(task)
         except TaskError as exc:
             await abort(context, exc)

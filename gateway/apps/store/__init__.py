@@ -19,10 +19,12 @@ satisfy them structurally.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.apps.config import AppsConfig
 from gateway.apps.store.apps import Apps
 from gateway.apps.store.audit import Audit, AuditReader
 from gateway.apps.store.db import Database, now_ms
@@ -31,7 +33,7 @@ from gateway.apps.store.tenants import TenantAdmin, Tenants
 from gateway.apps.store.turns import Turns
 from gateway.apps.store.usage import Usage, UsageReader
 
-__all__ = ["Administration", "Store", "now_ms"]
+__all__ = ["Administration", "Store", "now_ms", "open_store", "store_url"]
 
 
 class Administration(Protocol):
@@ -75,3 +77,15 @@ class Store:
     @property
     def engine(self) -> AsyncEngine:
         return self.db.engine
+
+
+def store_url(config: AppsConfig, data_dir: Path) -> str:
+    """The configured database, else SQLite in the data dir."""
+    if config.store.url:
+        return config.store.url
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return f"sqlite+aiosqlite:///{data_dir / 'infergate.db'}"
+
+
+async def open_store(config: AppsConfig, data_dir: Path) -> Store:
+    return await Store.open(store_url(config, data_dir), schema=config.store.pg_schema)

@@ -3,12 +3,8 @@ running shim: no generated request may get a 5xx."""
 
 from __future__ import annotations
 
-import asyncio
-import threading
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, settings
@@ -18,47 +14,11 @@ from schemathesis.specs.openapi.checks import response_schema_conformance
 from gateway.pb import app_pb2, dataset_pb2, router_pb2, tasks_pb2
 from gateway.rest.bindings import read_bindings
 from gateway.rest.openapi import openapi_document
-from gateway.server import Gateway
-from tests.conftest import make_config
 
-# Only fast, healthy models: every 5xx would then be the shim's fault.
-MODELS: dict[str, Any] = {
-    "chat": {"deployments": [{"name": "chat-a", "provider": "mock", "model": "echo?tokens=8"}]},
-    "embed": {"deployments": [{"name": "embed-a", "provider": "mock", "model": "echo"}]},
-}
 SERVICES = [(router_pb2, "Router"), (dataset_pb2, "Dataset"), (app_pb2, "App"),
             (tasks_pb2, "Tasks")]  # fmt: skip
 DOCUMENT = openapi_document(read_bindings(m.DESCRIPTOR.services_by_name[n] for m, n in SERVICES))
 schema = schemathesis.openapi.from_dict(DOCUMENT)
-
-
-@pytest.fixture(scope="module")
-def base_url() -> Iterator[str]:
-    """A gateway on its own event loop in a thread: schemathesis calls synchronously."""
-    loop = asyncio.new_event_loop()
-    started = threading.Event()
-    holder: dict[str, Gateway] = {}
-
-    async def start() -> None:
-        holder["gateway"] = await Gateway.start(make_config(MODELS))
-        started.set()
-
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    asyncio.run_coroutine_threadsafe(start(), loop).result(30)
-    gateway = holder["gateway"]
-    try:
-        yield f"http://127.0.0.1:{gateway.http_port}"
-    finally:
-
-        async def stop() -> None:
-            await gateway.server.stop(None)
-            await gateway.close()
-
-        asyncio.run_coroutine_threadsafe(stop(), loop).result(30)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
 
 
 def test_the_served_document_is_openapi_3_with_every_rpc(base_url: str) -> None:

@@ -11,11 +11,13 @@ from pathlib import Path
 
 import grpc
 from google.protobuf import struct_pb2
+from sqlalchemy import select
 
 from adapters import build_provider
 from gateway import assembly
 from gateway.apps.model import UsageQuery
 from gateway.apps.store import Store
+from gateway.apps.tables import usage
 from gateway.config import parse_config
 from gateway.dataset.embedder import build_datasets
 from gateway.pb import app_pb2, app_pb2_grpc, tasks_pb2, tasks_pb2_grpc
@@ -69,6 +71,37 @@ async def test_query_usage_counts_a_generate_batch_tasks_tokens(
         ({"tenant": "default", "model": "chat", "deployment": "chat-a"}, 2, INPUT_TOKENS,
          OUTPUT_TOKENS, 0),
     ]  # fmt: skip
+
+
+async def test_a_refused_model_call_of_a_task_is_a_usage_error(
+    start_gateway: StartGateway, tmp_path: Path
+) -> None:
+    top = {
+        "data_dir": str(tmp_path),
+        "apps": {"auth": {"enabled": False}, "usage": {"flush_interval_s": 0.05}},
+    }
+    gateway = await start_gateway(top=top)
+    payload = struct_pb2.Struct()
+    payload.update({"model": "no-such-model", "prompts": ["a b"]})
+    async with grpc.aio.insecure_channel(gateway.address) as channel:
+        tasks = tasks_pb2_grpc.TasksStub(channel)
+        task = await tasks.Submit(
+            tasks_pb2.SubmitTaskRequest(type="generate.batch", payload=payload)
+        )
+        watched = tasks.Watch(tasks_pb2.WatchTaskRequest(id=task.id), timeout=20)
+        assert [t.state async for t in watched][-1] == tasks_pb2.FAILURE  # not retried
+        apps = app_pb2_grpc.AppStub(channel)
+        query = app_pb2.QueryUsageRequest(group_by=["model", "deployment"])
+        deadline = time.monotonic() + 10
+        while not (rows := (await apps.QueryUsage(query)).rows):
+            assert time.monotonic() < deadline, "no usage recorded"
+            await asyncio.sleep(0.05)
+    assert [(dict(r.group), r.requests, r.input_tokens, r.errors) for r in rows] == [
+        ({"model": "no-such-model", "deployment": ""}, 1, 0, 1)
+    ]
+    async with gateway.apps.store.engine.connect() as conn:  # the code, by its gRPC name
+        statuses = (await conn.execute(select(usage.c.status))).scalars().all()
+    assert statuses == ["NOT_FOUND"]
 
 
 async def test_a_separate_worker_ingests_documents_and_records_usage(
