@@ -9,6 +9,7 @@ the proto's own; answers use lowerCamelCase.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -21,15 +22,81 @@ from gateway.rest.bindings import Binding
 _FLOATS = (FieldDescriptor.TYPE_FLOAT, FieldDescriptor.TYPE_DOUBLE)
 
 
+MAX_JSON_DEPTH = 64  # objects and arrays inside one another, in any request body
+
+
 class BadRequest(ValueError):
     """The HTTP request cannot become the RPC's request message."""
 
 
 def parse_json(raw: bytes, what: str = "request body") -> Any:
+    """The JSON value of `raw`, or BadRequest: malformed JSON, nesting past
+    MAX_JSON_DEPTH, a number that is not finite (NaN, Infinity, 1e999) or has
+    more digits than Python reads, a string that is not Unicode (a lone
+    surrogate escape). Checked here, before any call is made for the request."""
     try:
-        return json.loads(raw)
+        # What json.loads does with bytes, without building a decoder per call.
+        value = _DECODER.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
+    except RecursionError:
+        raise BadRequest(_too_deep(what)) from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BadRequest(f"{what}: malformed JSON ({exc})") from exc
+    except ValueError as exc:  # from the hooks, or int()'s digit limit
+        raise BadRequest(f"{what}: {exc}") from exc
+    if _may_be_hostile(raw):
+        _check_tree(value, what)
+    return value
+
+
+def _may_be_hostile(raw: bytes) -> bool:
+    """False when the bytes alone rule out what _check_tree looks for (the
+    usual body): fewer brackets than the depth limit, no `\\u` escape and no
+    0xED byte, through which a surrogate arrives (json reads bytes with
+    surrogatepass), and no NUL byte (UTF-16 and UTF-32 bodies have them, and
+    their escapes are spelled in other bytes)."""
+    brackets = raw.count(b"[") + raw.count(b"{")
+    return brackets > MAX_JSON_DEPTH or any(b in raw for b in (b"\\u", b"\xed", b"\x00"))
+
+
+def _not_finite(literal: str) -> Any:
+    raise ValueError(f"{literal} is not a finite number")
+
+
+def _finite(literal: str) -> float:
+    number = float(literal)
+    if not math.isfinite(number):
+        raise ValueError(f"{literal} is not a finite number")
+    return number
+
+
+_DECODER = json.JSONDecoder(parse_constant=_not_finite, parse_float=_finite)
+
+
+def _too_deep(what: str) -> str:
+    return f"{what}: nested deeper than {MAX_JSON_DEPTH} levels of objects and arrays"
+
+
+def _check_tree(value: Any, what: str) -> None:
+    """Depth and strings, without recursion (a deep tree must not exhaust the stack)."""
+    pending: list[tuple[Any, int]] = [(value, 0)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, str):
+            if not item.isascii():
+                try:
+                    item.encode()
+                except UnicodeEncodeError:
+                    raise BadRequest(f"{what}: a string holds a lone surrogate") from None
+            continue
+        if isinstance(item, dict):
+            children: Iterable[Any] = (*item, *item.values())
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth == MAX_JSON_DEPTH:
+            raise BadRequest(_too_deep(what))
+        pending.extend((child, depth + 1) for child in children)
 
 
 def _field(descriptor: Descriptor, name: str) -> FieldDescriptor | None:
