@@ -16,6 +16,7 @@ import hashlib
 import itertools
 import json
 import logging
+import math
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -131,6 +132,8 @@ class Collection:
         content replaces the document's chunks in one transaction."""
         if not document.id:
             raise InvalidInput("document.id", "is required")
+        if not document.id.isprintable():
+            raise InvalidInput("document.id", f"{document.id!r} holds a non-printable character")
         digest = await asyncio.to_thread(self._digest, document)
         stored = await asyncio.to_thread(self.store.document, document.id)
         if stored is not None and stored.digest == digest:
@@ -265,6 +268,8 @@ class Collection:
             raise InvalidInput("query.text", f"{mode} search needs query text")
         if not 1 <= query.k <= self.search_params.max_k:
             raise InvalidInput("k", f"must be in [1, {self.search_params.max_k}], got {query.k}")
+        if not math.isfinite(query.min_score):
+            raise InvalidInput("min_score", f"must be a finite number, got {query.min_score}")
         vector = query.vector
         if mode is not Mode.LEXICAL and vector is None:
             vector = (await self.embedder.embed([query.text]))[0]

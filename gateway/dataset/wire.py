@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 from typing import Any
 
 import numpy as np
@@ -96,6 +97,9 @@ def condition_from_pb(condition: pb.Condition, index: int) -> Condition:
         }
         if all(v is None for v in limits.values()):
             raise InvalidInput(f"{field}.range", "needs at least one bound")
+        for name, limit in limits.items():
+            if limit is not None and not math.isfinite(limit):
+                raise InvalidInput(f"{field}.range.{name}", f"must be a finite number, got {limit}")
         return Range(condition.field, **limits)
     raise InvalidInput(field, "needs one of eq, in, range")
 

@@ -281,6 +281,13 @@ async def test_bad_requests_are_named(datasets: Datasets) -> None:
         await datasets.upsert("t", "docs", twice)
     with pytest.raises(NotFound):
         await datasets.search("t", "nope", Query("cats"))
+    for score in (float("nan"), float("inf")):
+        with pytest.raises(InvalidInput, match=r"min_score: must be a finite number"):
+            await datasets.search("t", "docs", Query("cats", min_score=score))
+    for bad_id in ("a\x00b", "tab\there", "line\n"):
+        with pytest.raises(InvalidInput, match=r"document\.id: .* holds a non-printable character"):
+            await datasets.upsert("t", "docs", [DocumentInput(bad_id, text="cats")])
+    assert await datasets.upsert("t", "docs", [DocumentInput("é ok-1", text="cats")])
 
 
 async def test_without_a_model_every_call_says_what_to_run(tmp_path: Path) -> None:

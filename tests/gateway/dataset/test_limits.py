@@ -13,6 +13,7 @@ import pytest
 
 from gateway.dataset import spool as dataset_spool
 from gateway.dataset.spool import Spool
+from gateway.dataset.wire import condition_from_pb
 from gateway.pb import dataset_pb2 as pb
 from gateway.pb import dataset_pb2_grpc
 from indexer.errors import InvalidInput
@@ -113,3 +114,11 @@ async def test_the_spool_refuses_past_its_limit_without_writing_more(tmp_path: P
     assert spool.path.read_bytes() == b"a" * 2048
     await spool.discard()
     assert not spool.path.exists() and spool.path.parent == tmp_path
+
+
+@pytest.mark.parametrize("bound", ["gte", "gt", "lte", "lt"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_a_range_bound_must_be_finite(bound: str, value: float) -> None:
+    condition = pb.Condition(field="year", range=pb.Range(**{bound: value}))
+    with pytest.raises(InvalidInput, match=rf"filter\.conditions\[2\]\.range\.{bound}: .*finite"):
+        condition_from_pb(condition, 2)
