@@ -2,21 +2,33 @@
 
 Each event's hash covers its own fields and the previous event's hash, so
 changing, removing or reordering any stored event breaks every hash after it.
-(It detects tampering by someone who cannot also recompute the chain from the
-tampered point on; anchoring the head hash elsewhere closes that gap.)
+Cutting events off the end leaves a valid, shorter chain: the `Anchor` keeps
+the newest head this host wrote outside the store (a file in the data dir),
+and `verify` checks the log still reaches it. (A tamperer who can rewrite the
+store and that file alike is out of reach of both.)
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import tempfile
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+from prometheus_client import Gauge
 
 from gateway.apps.model import AuditEvent
 
 GENESIS = "0" * 64
+HEAD_SEQUENCE = Gauge(
+    "infergate_audit_head_sequence",
+    "The newest audit event this process wrote (a decrease means the log lost its tail)",
+    multiprocess_mode="max",
+)
 
 # Store.audit.append's shape (actor, action, resource, before, after): what
 # code outside the App layer is handed to record its changes.
@@ -43,6 +55,45 @@ def event_hash(
 
 
 @dataclass(frozen=True, slots=True)
+class Head:
+    seq: int
+    hash: str
+
+
+class Anchor:
+    """The head kept outside the store. `advance` runs after a commit that
+    appended events and only ever moves it forward (several processes may
+    share the file); each write is atomic (a temporary file renamed over it)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def read(self) -> Head | None:
+        """None when there is none yet; ValueError when the file is not one."""
+        try:
+            data = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{self.path}: not an audit head ({exc})") from exc
+        return Head(int(data["seq"]), str(data["hash"]))
+
+    def advance(self, head: Head) -> None:
+        HEAD_SEQUENCE.set(head.seq)
+        try:
+            current = self.read()
+        except ValueError:
+            current = None  # replaced by a good one
+        if current is not None and current.seq >= head.seq:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".audit-head.")
+        with os.fdopen(fd, "w") as f:
+            json.dump({"seq": head.seq, "hash": head.hash}, f)
+        os.replace(tmp, self.path)
+
+
+@dataclass(frozen=True, slots=True)
 class Verdict:
     ok: bool
     events: int
@@ -50,8 +101,10 @@ class Verdict:
     reason: str = ""
 
 
-def verify(events: Iterable[AuditEvent]) -> Verdict:
-    """Walk the chain in sequence order; the first broken link is reported."""
+def verify(events: Iterable[AuditEvent], anchor: Head | None = None) -> Verdict:
+    """Walk the chain in sequence order; the first broken link is reported.
+    With `anchor`, the chain must also reach it: a log cut short of it, or one
+    whose event at its sequence has another hash, is broken there."""
     prev, expected_seq, count = GENESIS, 1, 0
     for event in events:
         count += 1
@@ -65,5 +118,10 @@ def verify(events: Iterable[AuditEvent]) -> Verdict:
         )  # fmt: skip
         if digest != event.hash:
             return Verdict(False, count, event.seq, "contents do not match the stored hash")
+        if anchor is not None and event.seq == anchor.seq and event.hash != anchor.hash:
+            return Verdict(False, count, event.seq, "differs from the anchored head")
         prev, expected_seq = event.hash, expected_seq + 1
+    if anchor is not None and count < anchor.seq:
+        reason = f"missing: the log ends at {count}, the anchored head is {anchor.seq} (truncated)"
+        return Verdict(False, count, count + 1, reason)
     return Verdict(True, count)

@@ -13,7 +13,7 @@ from gateway.apps.audit import verify
 from gateway.apps.catalog import check_id
 from gateway.apps.model import Tenant
 from gateway.apps.roles import parse_role
-from gateway.apps.store import open_store
+from gateway.apps.store import audit_anchor, open_store
 from gateway.config import GatewayConfig, load_config
 from gateway.errors import GatewayError, NotFound
 
@@ -83,13 +83,19 @@ async def _keys(config: GatewayConfig, args: argparse.Namespace) -> int:
 
 
 async def _audit(config: GatewayConfig, args: argparse.Namespace) -> int:
+    try:
+        anchor = audit_anchor(config.data_dir).read()
+    except ValueError as exc:
+        print(f"infergate: {exc}", file=sys.stderr)
+        return 2
     store = await open_store(config.apps, config.data_dir)
     try:
-        verdict = verify([e async for e in store.audit.events()])
+        verdict = verify([e async for e in store.audit.events()], anchor)
     finally:
         await store.aclose()
     if verdict.ok:
-        print(f"audit log ok: {verdict.events} events, chain intact")
+        reaches = f", up to the anchored head {anchor.seq}" if anchor is not None else ""
+        print(f"audit log ok: {verdict.events} events, chain intact{reaches}")
         return 0
     print(f"audit log BROKEN at sequence {verdict.bad_seq}: {verdict.reason}", file=sys.stderr)
     return 1

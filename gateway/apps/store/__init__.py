@@ -24,6 +24,7 @@ from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.apps.audit import Anchor
 from gateway.apps.config import AppsConfig
 from gateway.apps.store.apps import Apps
 from gateway.apps.store.audit import Audit, AuditReader
@@ -33,7 +34,7 @@ from gateway.apps.store.tenants import TenantAdmin, Tenants
 from gateway.apps.store.turns import Turns
 from gateway.apps.store.usage import Usage, UsageReader
 
-__all__ = ["Administration", "Store", "now_ms", "open_store", "store_url"]
+__all__ = ["Administration", "Store", "audit_anchor", "now_ms", "open_store", "store_url"]
 
 
 class Administration(Protocol):
@@ -66,10 +67,10 @@ class Store:
         self.audit = Audit(db)
 
     @classmethod
-    async def open(cls, url: str, *, schema: str = "") -> Store:
+    async def open(cls, url: str, *, schema: str = "", anchor: Anchor | None = None) -> Store:
         """Connect and migrate to the newest schema. Idempotent: an up-to-date
-        database is left as it is."""
-        return cls(await Database.open(url, schema=schema))
+        database is left as it is. `anchor`: where the audit head is kept."""
+        return cls(await Database.open(url, schema=schema, anchor=anchor))
 
     async def aclose(self) -> None:
         await self.db.aclose()
@@ -87,5 +88,11 @@ def store_url(config: AppsConfig, data_dir: Path) -> str:
     return f"sqlite+aiosqlite:///{data_dir / 'infergate.db'}"
 
 
+def audit_anchor(data_dir: Path) -> Anchor:
+    """Where this host keeps the newest audit head it wrote (gateway/apps/audit.py)."""
+    return Anchor(data_dir / "audit-head.json")
+
+
 async def open_store(config: AppsConfig, data_dir: Path) -> Store:
-    return await Store.open(store_url(config, data_dir), schema=config.store.pg_schema)
+    url, schema = store_url(config, data_dir), config.store.pg_schema
+    return await Store.open(url, schema=schema, anchor=audit_anchor(data_dir))

@@ -32,6 +32,7 @@ from gateway.apps.tables import audit
 T = TypeVar("T")
 MIGRATIONS = Path(__file__).parent.with_name("migrations")
 _RETRIES = 5
+_HEAD = "infergate_audit_head"  # conn.info key: the event this transaction appended
 
 
 def now_ms() -> int:
@@ -59,12 +60,15 @@ class Database:
     """SQLAlchemy Core on SQLite (aiosqlite, the embedded default) or
     PostgreSQL (asyncpg, for scale-out)."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, anchor: chain.Anchor | None = None) -> None:
         self.engine = engine
+        self.anchor = anchor  # moved to the newest event after each commit that wrote one
         self._write_lock = asyncio.Lock()  # one writer per process: no self-inflicted retries
 
     @classmethod
-    async def open(cls, url: str, *, schema: str = "") -> Database:
+    async def open(
+        cls, url: str, *, schema: str = "", anchor: chain.Anchor | None = None
+    ) -> Database:
         """Connect and migrate to the newest schema. Idempotent: an up-to-date
         database is left as it is."""
         kwargs: dict[str, Any] = {}
@@ -87,18 +91,25 @@ class Database:
                     await engine.dispose()
                     raise
                 await asyncio.sleep(0.2 * (attempt + 1))
-        return cls(engine)
+        return cls(engine, anchor)
 
     async def aclose(self) -> None:
         await self.engine.dispose()
 
     async def write(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         """Run `work` in one transaction under the process's write lock; on an
-        IntegrityError run it again from the start (up to 5 times in all)."""
+        IntegrityError run it again from the start (up to 5 times in all).
+        Once it committed, the audit anchor moves to the event it appended."""
         for attempt in range(_RETRIES):
             try:
-                async with self._write_lock, self.engine.begin() as conn:
-                    return await work(conn)
+                async with self._write_lock:
+                    async with self.engine.begin() as conn:
+                        conn.info.pop(_HEAD, None)
+                        result = await work(conn)
+                        head: chain.Head | None = conn.info.pop(_HEAD, None)
+                    if head is not None and self.anchor is not None:
+                        await asyncio.to_thread(self.anchor.advance, head)
+                    return result
             except IntegrityError:
                 # Another process extended the audit chain (or inserted the same
                 # row) between our read and write: redo the whole transaction,
@@ -126,3 +137,4 @@ async def append_event(
             before=b, after=a, prev_hash=prev, hash=digest,
         )
     )  # fmt: skip
+    conn.info[_HEAD] = chain.Head(seq, digest)  # for Database.write, once committed

@@ -5,15 +5,17 @@ any modified, removed or reordered record is detected (store API and CLI)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from pathlib import Path
 
 import pytest
 import yaml
+from prometheus_client import REGISTRY
 from sqlalchemy import update
 
-from gateway.apps.audit import verify
-from gateway.apps.model import App, Tenant
+from gateway.apps.audit import Anchor, Head, verify
+from gateway.apps.model import App, AuditEvent, Tenant
 from gateway.apps.store import Store
 from gateway.apps.tables import audit
 from gateway.cli import main
@@ -118,3 +120,58 @@ def test_cli_verify_passes_then_names_the_tampered_record(
         db.execute("UPDATE audit SET after = replace(after, 'user', 'admin') WHERE seq = 2")
     assert main(["audit", "verify", "--config", str(config)]) == 1
     assert "BROKEN at sequence 2" in capsys.readouterr().err
+
+
+def test_cli_verify_catches_a_log_cut_short_of_its_anchored_head(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "data"
+    config = tmp_path / "gateway.yaml"
+    config.write_text(yaml.safe_dump({
+        "data_dir": str(data),
+        "models": {"chat": {"deployments": [{"name": "a", "provider": "mock", "model": "echo"}]}},
+    }))  # fmt: skip
+    for role in ("user", "admin"):  # CreateTenant, then a CreateApiKey each
+        assert (
+            main(["keys", "create", "--tenant", "acme", "--role", role, "--config", str(config)])
+            == 0
+        )
+    with sqlite3.connect(data / "infergate.db") as db:
+        (head_hash,) = db.execute("SELECT hash FROM audit WHERE seq = 3").fetchone()
+    assert json.loads((data / "audit-head.json").read_text()) == {"seq": 3, "hash": head_hash}
+    assert REGISTRY.get_sample_value("infergate_audit_head_sequence") == 3
+    capsys.readouterr()
+    assert main(["audit", "verify", "--config", str(config)]) == 0
+    assert "3 events, chain intact, up to the anchored head 3" in capsys.readouterr().out
+
+    with sqlite3.connect(data / "infergate.db") as db:  # the tail cut off: what is left is whole
+        db.execute("DELETE FROM audit WHERE seq = 3")
+    assert verify([AuditEvent(*r) for r in _rows(data)]).ok  # the chain alone cannot tell
+    assert main(["audit", "verify", "--config", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert "BROKEN at sequence 3" in err and "the anchored head is 3 (truncated)" in err
+
+    with sqlite3.connect(data / "infergate.db") as db:  # a different event put in its place
+        db.execute("UPDATE audit SET seq = 3 WHERE seq = 2")
+        db.execute("DELETE FROM audit WHERE seq = 1")
+    assert main(["audit", "verify", "--config", str(config)]) == 1
+    assert "BROKEN at sequence" in capsys.readouterr().err
+
+
+def test_the_anchor_only_moves_forward(tmp_path: Path) -> None:
+    anchor = Anchor(tmp_path / "head.json")
+    assert anchor.read() is None
+    anchor.advance(Head(5, "e"))
+    anchor.advance(Head(4, "d"))  # another process that had not seen 5
+    assert anchor.read() == Head(5, "e")
+    log_of_five = verify([], Head(5, "e"))
+    assert (log_of_five.ok, log_of_five.bad_seq) == (False, 1)
+
+
+def _rows(data: Path) -> list[tuple[object, ...]]:
+    with sqlite3.connect(data / "infergate.db") as db:
+        rows = db.execute(
+            "SELECT seq, ts_ms, actor, action, resource, before, after, prev_hash, hash"
+            " FROM audit ORDER BY seq"
+        ).fetchall()
+    return [(*r[:5], json.loads(r[5]), json.loads(r[6]), *r[7:]) for r in rows]
