@@ -131,13 +131,33 @@ async def _upload(
         yield binding.request_class(data=pending)
 
 
+SOCKET_PROTOCOL = "infergate.v1"
+_BEARER = "bearer."
+
+
+def _socket_credentials(websocket: WebSocket) -> tuple[str | None, tuple[tuple[str, str], ...]]:
+    """The subprotocol to accept, and the API key a browser sent. A browser's
+    WebSocket cannot set an Authorization header, only subprotocols: it offers
+    `infergate.v1` and `bearer.<key>`, and `infergate.v1` is the one accepted
+    (offered alone, the bearer one is echoed: the handshake must name one of
+    those offered). A real Authorization header wins."""
+    offered: list[str] = websocket.scope.get("subprotocols", [])
+    bearer = next((p for p in offered if p.startswith(_BEARER)), None)
+    extra: tuple[tuple[str, str], ...] = ()
+    if bearer is not None and "authorization" not in websocket.headers:
+        extra = (("authorization", f"Bearer {bearer.removeprefix(_BEARER)}"),)
+    return (SOCKET_PROTOCOL if SOCKET_PROTOCOL in offered else bearer), extra
+
+
 async def generate_socket(websocket: WebSocket) -> None:
     """WebSocket /v1/ws/generate: send a GenerateRequest as JSON text, receive one
     `{"result": GenerateChunk}` per chunk and, on failure, `{"error": Status}`;
     then send the next request on the same socket. Closing the socket cancels
-    the call in flight."""
+    the call in flight. The key: an Authorization header, or from a browser
+    the subprotocol `bearer.<key>` (see _socket_credentials)."""
     shim: Shim = websocket.app.state.shim
-    await websocket.accept()
+    protocol, credentials = _socket_credentials(websocket)
+    await websocket.accept(subprotocol=protocol)
     try:
         while True:
             text = await websocket.receive_text()
@@ -147,7 +167,7 @@ async def generate_socket(websocket: WebSocket) -> None:
                 if not isinstance(tree, dict):
                     raise BadRequest("message: must be a JSON object (a GenerateRequest)")
                 parse_message(tree, message, "message")
-                context = shim.context(websocket)
+                context = shim.context(websocket, credentials)
             except (BadRequest, HttpError) as exc:
                 await websocket.send_json({"error": _bad(exc)})
                 continue
