@@ -106,15 +106,16 @@ async def open_usage(
     return recorder
 
 
-def usage_sink(recorder: UsageRecorder | None) -> UsageSink | None:
+class RecordedUsage:
     """Task handlers' model calls as usage records: one per call, with the
     task's tenant, no app and no key, and `task:<type>` as the method, so that
-    QueryUsage totals include batch work (None: nothing records)."""
-    if recorder is None:
-        return None
+    QueryUsage totals include batch work."""
 
-    def record(task: Task, call: ModelCall) -> None:
-        recorder.record(
+    def __init__(self, recorder: UsageRecorder) -> None:
+        self._recorder = recorder
+
+    def record(self, task: Task, call: ModelCall) -> None:
+        self._recorder.record(
             UsageRecord(
                 int(time.time() * 1000), task.tenant, "", "", call.model, call.deployment,
                 f"task:{task.type}", call.input_tokens, call.output_tokens, call.latency_ms,
@@ -122,7 +123,13 @@ def usage_sink(recorder: UsageRecorder | None) -> UsageSink | None:
             )
         )  # fmt: skip
 
-    return record
+    async def flush(self) -> None:
+        await self._recorder.flush()
+
+
+def usage_sink(recorder: UsageRecorder | None) -> UsageSink | None:
+    """Where task workers record usage (None: nothing records)."""
+    return RecordedUsage(recorder) if recorder is not None else None
 
 
 async def open_worker(

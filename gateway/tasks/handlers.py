@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from gateway.tasks.errors import InvalidTask
 from gateway.tasks.model import Task
@@ -34,8 +34,16 @@ class ModelCall:
     error: RouterError | None = None  # why it failed; None: it answered
 
 
-# Where a worker sends its handlers' model calls (the App layer's usage recorder).
-UsageSink = Callable[[Task, ModelCall], None]
+class UsageSink(Protocol):
+    """Where a worker sends its handlers' model calls (the App layer's usage
+    recorder). The worker flushes it before it saves a task's result, so that
+    a worker killed after that loses none of the task's records."""
+
+    def record(self, task: Task, call: ModelCall) -> None:
+        """Queue one call's record; never blocks."""
+
+    async def flush(self) -> None:
+        """Write what is queued; raises when it cannot (the records stay queued)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +58,7 @@ class TaskContext:
         """Record a model call made for this task; never blocks, never raises
         beyond what the sink does (the recorder only queues)."""
         if self.usage is not None:
-            self.usage(self.task, call)
+            self.usage.record(self.task, call)
 
 
 Run = Callable[[TaskContext, Mapping[str, Any]], Awaitable[Mapping[str, Any]]]

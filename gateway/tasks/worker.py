@@ -142,10 +142,26 @@ class Worker:
                 log.exception("task %s (%s) raised", task.id, task.type)
                 await self._record(self.queue.fail(lease, f"{type(exc).__name__}: {exc}"))
             else:
-                await self._record(self.queue.complete(lease, dict(result)))
+                if await self._usage_written(task):
+                    await self._record(self.queue.complete(lease, dict(result)))
+                else:
+                    error = "its usage records could not be written"
+                    await self._record(self.queue.fail(lease, error))
         finally:
             heartbeat.cancel()
             metrics.IN_FLIGHT.dec()
+
+    async def _usage_written(self, task: Task) -> bool:
+        """Write the queued usage records before a result is saved: once it is,
+        the task will not run again to record them."""
+        if self.usage is None:
+            return True
+        try:
+            await self.usage.flush()
+        except Exception:
+            log.exception("task %s: writing its usage records failed", task.id)
+            return False
+        return True
 
     async def _record(self, outcome: Awaitable[Task]) -> None:
         try:

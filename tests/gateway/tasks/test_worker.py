@@ -12,7 +12,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from gateway.tasks.errors import TaskFailed
-from gateway.tasks.handlers import TaskContext, TaskType, TaskTypes
+from gateway.tasks.handlers import ModelCall, TaskContext, TaskType, TaskTypes
 from gateway.tasks.model import Task, TaskState
 from gateway.tasks.queue import TaskQueue
 from gateway.tasks.worker import Worker
@@ -123,3 +123,65 @@ async def test_a_stopping_worker_releases_what_does_not_finish_in_the_grace(
     released = await queue.get("t1", task.id)
     assert (released.state, released.attempts) == (S.PENDING, 0)
     assert released.transitions[-1].reason == "released"
+
+
+class Ledger:
+    """A UsageSink that keeps what it was given, and what it had written when
+    each flush ran (with the task's state then)."""
+
+    def __init__(self, queue: TaskQueue, *, fail: bool = False) -> None:
+        self.queue = queue
+        self.fail = fail
+        self.task_id = ""  # the task run_with submits
+        self.queued: list[ModelCall] = []
+        self.written: list[ModelCall] = []
+        self.state_at_flush: list[TaskState] = []
+
+    def record(self, task: Task, call: ModelCall) -> None:
+        self.queued.append(call)
+
+    async def flush(self) -> None:
+        self.state_at_flush.append((await self.queue.get("t1", self.task_id)).state)
+        if self.fail:
+            raise ConnectionError("store down")
+        self.written += self.queued
+        self.queued = []
+
+
+async def calls_a_model(ctx: TaskContext, payload: Mapping[str, Any]) -> Mapping[str, Any]:
+    ctx.used(ModelCall("chat", "chat-a", 3, 8, 1))
+    return {}
+
+
+async def run_with(queue: TaskQueue, ledger: Ledger, states: set[TaskState]) -> Task:
+    registry = TaskTypes()
+    registry.add(TaskType("model", calls_a_model))
+    task = await queue.submit("t1", "model", {})
+    ledger.task_id = task.id
+    worker = Worker(queue, registry, lambda: None, poll_s=0.05, usage=ledger)  # type: ignore[arg-type, return-value]
+    running = asyncio.create_task(worker.run())
+    try:
+        async with asyncio.timeout(10):
+            async for seen in queue.watch("t1", task.id):
+                if seen.state in states:
+                    return seen
+        raise AssertionError("the watch ended first")
+    finally:
+        worker.stop(0)
+        await running
+
+
+async def test_a_tasks_usage_is_written_before_its_result_is_saved(queue: TaskQueue) -> None:
+    ledger = Ledger(queue)
+    done = await run_with(queue, ledger, {S.SUCCESS})
+    assert done.state is S.SUCCESS
+    assert ledger.written == [ModelCall("chat", "chat-a", 3, 8, 1)] and not ledger.queued
+    assert ledger.state_at_flush == [S.PROCESSING]  # the result was not saved yet
+
+
+async def test_a_result_is_not_saved_while_its_usage_cannot_be_written(queue: TaskQueue) -> None:
+    ledger = Ledger(queue, fail=True)
+    retrying = await run_with(queue, ledger, {S.RETRYING, S.SUCCESS})
+    assert retrying.state is S.RETRYING
+    assert retrying.error == "its usage records could not be written"
+    assert ledger.queued and not ledger.written  # kept for the next flush
