@@ -42,6 +42,7 @@ class CallError(Exception):
 
 
 _END = object()
+SHUTTING_DOWN = "the server is shutting down"
 
 
 class Calls:
@@ -56,6 +57,27 @@ class Calls:
     ) -> None:
         self.methods = methods
         self._interceptors = interceptors
+        self._running: set[asyncio.Task[Any]] = set()  # what runs each call in flight
+        self._ending = False
+
+    def end_after(self, grace_s: float) -> None:
+        """Shut down: the calls still running `grace_s` from now are cancelled
+        and end UNAVAILABLE, so that every surface sends its error event and
+        ends its response, instead of the HTTP server cutting it mid-body."""
+        if not self._ending:
+            self._ending = True
+            asyncio.get_running_loop().call_later(grace_s, self._end_all)
+
+    def _end_all(self) -> None:
+        for task in list(self._running):
+            task.cancel(SHUTTING_DOWN)
+
+    def _ended(self, cancelled: asyncio.CancelledError, context: RestContext) -> CallError | None:
+        """The CallError for a call that `_end_all` cancelled; None for any other
+        cancellation (the client went away), which goes on propagating."""
+        if self._ending and cancelled.args == (SHUTTING_DOWN,):
+            return CallError(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN, context)
+        return None
 
     async def _handler(self, method: MethodDescriptor, metadata: Metadata) -> grpc.RpcMethodHandler:
         chain = self._interceptors
@@ -84,6 +106,9 @@ class Calls:
         """The response message, or CallError. `requests` feeds a client-streaming
         call. Cancelling the caller cancels the handler; past the context's
         deadline the call ends DEADLINE_EXCEEDED."""
+        running = asyncio.current_task()
+        assert running is not None
+        self._running.add(running)
         try:
             handler = await self._handler(method, context.invocation_metadata())
             async with asyncio.timeout(context.time_remaining()):
@@ -96,12 +121,16 @@ class Calls:
                     raise CallError(
                         grpc.StatusCode.UNIMPLEMENTED, f"{full_name(method)} is streaming"
                     )
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as exc:
             context.finish(cancelled=True)
-            raise
+            if (ended := self._ended(exc, context)) is None:
+                raise
+            running.uncancel()
+            raise ended from None
         except Exception as exc:
             raise _call_error(exc, context) from exc
         finally:
+            self._running.discard(running)
             context.finish()
         _check(context)
         return response
@@ -133,6 +162,8 @@ class Calls:
         queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=32)  # backpressure beyond this
         outcome: list[BaseException] = []
         pump = asyncio.create_task(self._pump(handler, request, context, queue, outcome))
+        self._running.add(pump)
+        pump.add_done_callback(self._running.discard)
         try:
             ended = False
             while not ended:
@@ -155,8 +186,8 @@ class Calls:
                 context.finish(cancelled=True)
             context.finish()
 
-    @staticmethod
     async def _pump(
+        self,
         handler: grpc.RpcMethodHandler,
         request: Any,
         context: RestContext,
@@ -173,6 +204,10 @@ class Calls:
                 else:  # a coroutine that calls context.write()
                     context.writes = queue
                     await result
+        except asyncio.CancelledError as exc:
+            if (ended := self._ended(exc, context)) is None:
+                raise
+            outcome.append(ended)
         except Exception as exc:
             outcome.append(_call_error(exc, context))
         await queue.put(_END)

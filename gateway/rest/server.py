@@ -76,7 +76,9 @@ class HttpServer:
                 # Above load balancers' idle timeouts (60 s on AWS ALB), so they,
                 # not the gateway, close idle connections: no 502 races.
                 timeout_keep_alive=max(math.ceil(cfg.idle_timeout_s), 1),
-                timeout_graceful_shutdown=max(math.ceil(self._grace), 1),
+                # Past the grace period the shim ends the calls still running
+                # (UNAVAILABLE); the extra second lets them send that and finish.
+                timeout_graceful_shutdown=math.ceil(self._grace) + 1,
             )
         )
         self._task = asyncio.create_task(server.serve(sockets=[sock]))
@@ -121,6 +123,6 @@ class HttpServer:
         else:
             self._server.should_exit = True
         try:
-            await asyncio.wait_for(task, self._grace + 1)
+            await asyncio.wait_for(task, self._grace + 2)
         except TimeoutError:
             log.warning("the HTTP server did not stop within its grace period")

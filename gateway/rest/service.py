@@ -21,9 +21,10 @@ class RestService:
     """The shim's HTTP server. Routes come from the google.api.http rules of
     the services it was given."""
 
-    def __init__(self, shim: Shim, server: HttpServer) -> None:
+    def __init__(self, shim: Shim, server: HttpServer, grace_period_s: float) -> None:
         self.shim = shim
         self._server = server
+        self._grace = grace_period_s
 
     @property
     def port(self) -> int:
@@ -47,8 +48,11 @@ class RestService:
         shim = Shim(Calls(methods, interceptors), routes, config)
         server = HttpServer(build_app(shim), config, grace_period_s, reuse_port)
         await server.start()
-        return cls(shim, server)
+        return cls(shim, server, grace_period_s)
 
     async def stop(self) -> None:
-        """Stop accepting; requests in flight get the grace period. Idempotent."""
+        """Stop accepting; requests in flight get the grace period, then end
+        UNAVAILABLE, each in its surface's error shape (a stream with its error
+        event). Idempotent."""
+        self.shim.calls.end_after(self._grace)
         await self._server.stop()
