@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable
 from typing import Any
 
-from google.protobuf import json_format
+from google.protobuf import descriptor_pool, json_format
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
@@ -144,9 +145,25 @@ def parse_message(tree: Any, message: Message, what: str) -> None:
     try:
         json_format.ParseDict(tree, message)
     except (json_format.ParseError, TypeError, ValueError, AttributeError) as exc:
-        raise BadRequest(f"{what}: {exc}") from exc
+        raise BadRequest(f"{what}: {exc}{_enum_values(str(exc))}") from exc
     except RecursionError:
         raise BadRequest(f"{what}: nested too deeply") from None
+
+
+_BAD_ENUM = re.compile(r"Invalid enum value \S+ for enum type (\S+?) ")
+
+
+def _enum_values(error: str) -> str:
+    """For an unknown enum value: the names that would do."""
+    match = _BAD_ENUM.search(error)
+    if match is None:
+        return ""
+    try:
+        enum = descriptor_pool.Default().FindEnumTypeByName(match.group(1))
+    except KeyError:
+        return ""
+    names = [v.name for v in enum.values if v.number != 0]  # 0: "unspecified"
+    return f" (valid values: {', '.join(names)})"
 
 
 def decode(

@@ -20,7 +20,7 @@ from websockets.asyncio.client import connect
 from gateway.pb import dataset_pb2, dataset_pb2_grpc, router_pb2, tasks_pb2, tasks_pb2_grpc
 from gateway.rest.config import RestConfig
 from gateway.rest.service import RestService
-from gateway.rest.transcode import encode
+from gateway.rest.transcode import BadRequest, encode, parse_message
 from gateway.server import Gateway
 from tests.conftest import StartGateway
 
@@ -413,3 +413,13 @@ def test_response_body_selects_one_field() -> None:
     assert encode(reply, "usage") == {"outputTokens": 2}
     assert encode(reply, "text") == "hi"
     assert encode(reply) == {"text": "hi", "usage": {"outputTokens": 2}}
+
+
+def test_an_unknown_enum_value_lists_the_valid_ones() -> None:
+    with pytest.raises(BadRequest) as refused:
+        parse_message(
+            {"text": "cats", "mode": "dense"}, dataset_pb2.SearchRequest(), "request body"
+        )
+    assert str(refused.value).endswith(
+        "(valid values: SEARCH_MODE_DENSE, SEARCH_MODE_LEXICAL, SEARCH_MODE_HYBRID)"
+    )
