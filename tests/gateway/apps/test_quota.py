@@ -74,7 +74,8 @@ async def test_takes_within_the_budget_then_says_how_long_to_wait(limiter: Limit
 
 async def test_takes_all_budgets_or_none(limiter: Limiter) -> None:
     assert await limiter.acquire([Budget("tight", 1, 1)]) == 0
-    assert await limiter.acquire([Budget("roomy", 10, 1), Budget("tight", 1, 1)]) > 0
+    wait = await limiter.acquire([Budget("roomy", 10, 1), Budget("tight", 1, 1)])
+    assert wait == pytest.approx(60, abs=0.5)  # one unit at 1/min
     assert await limiter.acquire([Budget("roomy", 10, 10)]) == 0  # nothing was taken from it
 
 
@@ -85,12 +86,28 @@ async def test_adjust_gives_back_and_takes_more(limiter: Limiter) -> None:
     assert await limiter.acquire([Budget("t", 100, 60)]) == 0
     limiter.adjust("t", 100, -50)  # ...and this one 110 of 60
     await settle(limiter)
-    assert await limiter.acquire([Budget("t", 100, 1)]) > 0  # the bucket is in debt
+    # 50 in debt: 51 units short at 100/min.
+    assert await limiter.acquire([Budget("t", 100, 1)]) == pytest.approx(30.6, abs=0.5)
 
 
 async def test_a_cost_above_the_bucket_size_waits_for_a_full_bucket(limiter: Limiter) -> None:
-    assert await limiter.acquire([Budget("big", 10, 500)]) == 0
-    assert await limiter.acquire([Budget("big", 10, 1)]) > 0
+    assert await limiter.acquire([Budget("big", 10, 500)]) == 0  # took the 10 there were
+    assert await limiter.acquire([Budget("big", 10, 1)]) == pytest.approx(6.0, abs=0.5)
+
+
+async def test_an_idle_bucket_refills_to_its_size_and_no_further(
+    limiter: Limiter, redis_prefix: str
+) -> None:
+    """6,000/min is 100 units a second: a bucket one unit short that idles a
+    second holds its size again, not 99 units more."""
+    assert await limiter.acquire([Budget("idle", 6000, 1)]) == 0
+    if isinstance(limiter, MemoryLimiter):
+        limiter._clock.now += 1.0  # type: ignore[attr-defined]
+    else:
+        await asyncio.sleep(1.0)  # Redis keeps time itself
+    assert await limiter.acquire([Budget("idle", 6000, 6000)]) == 0
+    wait = await limiter.acquire([Budget("idle", 6000, 1)])
+    assert 0 < wait <= 0.011  # empty: one unit is 10 ms away
 
 
 async def test_buckets_refill_continuously() -> None:
