@@ -69,6 +69,13 @@ def test_overlap_repeats_the_tail_of_the_previous_chunk() -> None:
         assert head[-shared:] == tail[:shared]
 
 
+def test_overlap_is_exactly_its_size_in_tokens_where_every_word_is_one() -> None:
+    pieces = chunker(30, overlap=10).split(" ".join(["cat"] * 100))
+    # Starts 0, 20, 40, 60, 80: each chunk begins 10 tokens before the last ended.
+    assert [n for _, n in pieces] == [30, 30, 30, 30, 20]
+    assert [p for p, _ in pieces] == [" ".join(["cat"] * n) for n in (30, 30, 30, 30, 20)]
+
+
 def test_chunks_keep_page_heading_extra_and_position() -> None:
     sections = [
         Section("The cat sat on the mat. " * 8, page=1),
