@@ -36,6 +36,17 @@ def detect_type(filename: str, mime_type: str = "") -> str:
     return _BY_EXTENSION.get(suffix) or mimetypes.guess_type(filename)[0] or ""
 
 
+_PARSED = frozenset({
+    "application/pdf", "text/csv", "text/tab-separated-values", "text/markdown",
+    "text/x-markdown", "text/html", "application/xhtml+xml", "text/plain",
+})  # fmt: skip
+
+
+def supported(filename: str) -> bool:
+    """Whether a file of this name is one the parsers read (by its extension)."""
+    return detect_type(filename) in _PARSED
+
+
 def _parsers() -> dict[str, Parser]:
     # Imported here so that a text-only deployment never loads pdfium or bs4.
     from indexer import parse_csv, parse_html, parse_markdown, parse_pdf, parse_text
@@ -59,7 +70,7 @@ def parse_file(path: Path, filename: str, mime_type: str = "") -> Iterator[Secti
     corrupt file or one without any text, possibly after yielding sections.
     """
     kind = detect_type(filename, mime_type)
-    parser = _parsers().get(kind)
+    parser = _parsers().get(kind) if kind in _PARSED else None
     if parser is None:
         raise UnreadableFile(filename, f"unsupported file type {kind or 'unknown'!r}")
     empty = True

@@ -1,4 +1,5 @@
-"""`infergate dataset push | pull | snapshots`: dataset snapshots in object storage."""
+"""`infergate dataset push | pull | snapshots`: dataset snapshots in object
+storage; `infergate dataset ingest`: files into a collection (gateway/cli/ingest.py)."""
 
 from __future__ import annotations
 
@@ -6,12 +7,13 @@ import argparse
 import sys
 from typing import Any
 
+from gateway.cli import ingest
 from gateway.config import load_config
 from gateway.dataset.snapshots import SnapshotError, names, pull, push
 
 
 def register(commands: Any) -> None:
-    dataset = commands.add_parser("dataset", help="dataset snapshots in object storage")
+    dataset = commands.add_parser("dataset", help="ingest files; snapshots in object storage")
     sub = dataset.add_subparsers(dest="dataset_command", required=True)
     sub.add_parser("push", help="upload every collection as a new snapshot")
     pull_ = sub.add_parser("pull", help="load a snapshot into an empty data dir")
@@ -20,12 +22,15 @@ def register(commands: Any) -> None:
         "--force", action="store_true", help="replace the datasets there (gateway stopped)"
     )
     sub.add_parser("snapshots", help="list the snapshots, oldest first")
+    ingest.register(sub)
     for parser in sub.choices.values():
         parser.add_argument("--config", help="YAML config (default: the embedded one)")
     dataset.set_defaults(run=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.dataset_command == "ingest":
+        return ingest.run(args)
     from botocore.exceptions import BotoCoreError, ClientError
 
     config = load_config(args.config)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -144,9 +145,15 @@ class DatasetService(dataset_pb2_grpc.DatasetServicer):
                 )
                 for i, d in enumerate(request.documents)
             ]
-            results = await self.datasets.upsert(current().tenant, collection, documents)
+            started, tenant = time.monotonic(), current().tenant
+            results = await self.datasets.upsert(tenant, collection, documents)
         except (DatasetError, RouterError) as exc:
             await abort(context, exc)
+        log.info(
+            "upserted %d documents into %s/%s: %d chunks, %d unchanged, in %.1fs", len(results),
+            tenant, collection, sum(r.chunks for r in results), sum(r.unchanged for r in results),
+            time.monotonic() - started,
+        )  # fmt: skip
         return pb.UpsertDocumentsResponse(
             documents=len(results), chunks=sum(r.chunks for r in results)
         )
@@ -161,6 +168,7 @@ class DatasetService(dataset_pb2_grpc.DatasetServicer):
         REST path does: retrying cannot help, and RESOURCE_EXHAUSTED would become
         a 429 that clients retry. The spooled file is removed however the call
         ends (cancelled, refused or indexed)."""
+        started = time.monotonic()
         spool = await Spool.create(self._uploads, self._max_upload_bytes)
         try:
             collection, header = await _receive(request_iterator, spool, self._check)
@@ -179,9 +187,15 @@ class DatasetService(dataset_pb2_grpc.DatasetServicer):
             await abort(context, exc)
         finally:
             await spool.discard()  # what was parsed lives in the store now, or nowhere
+        log.info(
+            "ingested %s into %s/%s: %d chunks%s in %.1fs", result.document_id, tenant,
+            collection, result.chunks, " (unchanged)" if result.unchanged else "",
+            time.monotonic() - started,
+        )  # fmt: skip
         return pb.IngestFileResponse(
-            document_id=result.document_id, chunks=result.chunks, pages=result.pages
-        )
+            document_id=result.document_id, chunks=result.chunks, pages=result.pages,
+            unchanged=result.unchanged,
+        )  # fmt: skip
 
     async def _check(self, collection: str) -> None:
         """Refuse an upload to a missing collection before its data is spooled."""

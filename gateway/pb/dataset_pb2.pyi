@@ -134,14 +134,16 @@ class IngestFileRequest(_message.Message):
     def __init__(self, collection: _Optional[str] = ..., header: _Optional[_Union[IngestFileHeader, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class IngestFileResponse(_message.Message):
-    __slots__ = ("document_id", "chunks", "pages")
+    __slots__ = ("document_id", "chunks", "pages", "unchanged")
     DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
     CHUNKS_FIELD_NUMBER: _ClassVar[int]
     PAGES_FIELD_NUMBER: _ClassVar[int]
+    UNCHANGED_FIELD_NUMBER: _ClassVar[int]
     document_id: str
     chunks: int
     pages: int
-    def __init__(self, document_id: _Optional[str] = ..., chunks: _Optional[int] = ..., pages: _Optional[int] = ...) -> None: ...
+    unchanged: bool
+    def __init__(self, document_id: _Optional[str] = ..., chunks: _Optional[int] = ..., pages: _Optional[int] = ..., unchanged: _Optional[bool] = ...) -> None: ...
 
 class DeleteDocumentsRequest(_message.Message):
     __slots__ = ("collection", "document_ids")
