@@ -166,6 +166,27 @@ def _enum_values(error: str) -> str:
     return f" (valid values: {', '.join(names)})"
 
 
+def _misplaced(binding: Binding, descriptor: Any, body_field: str, body: Any) -> None:
+    """A body that is one field of the request (`CreateCollection`'s is the
+    collection) may carry the request's other fields by mistake: say where
+    they go instead of "no field named"."""
+    if not isinstance(body, dict):
+        return
+    inner = _field(descriptor, body_field)
+    inside = inner.message_type if inner is not None else None
+    for key in body:
+        if inside is not None and _field(inside, key) is not None:
+            continue
+        if (field := _field(descriptor, key)) is not None and field.name != body_field:
+            route = f"{binding.http_method} {binding.template.text}"
+            where = "path" if field.name in binding.template.variables else "query string"
+            example = "" if where == "path" else f"?{field.name}=..."
+            raise BadRequest(
+                f"request body: {key} is not a field of the {body_field}; "
+                f"it goes in the {where} ({route}{example})"
+            )
+
+
 def decode(
     binding: Binding,
     variables: dict[str, str],
@@ -188,6 +209,7 @@ def decode(
         covered.add("*")
     elif body_field:
         if body is not None:
+            _misplaced(binding, descriptor, body_field, body)
             parse_message({body_field: body}, message, f"request body ({body_field})")
         covered.add(body_field)
     tree: dict[str, Any] = {}

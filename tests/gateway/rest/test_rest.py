@@ -423,3 +423,12 @@ def test_an_unknown_enum_value_lists_the_valid_ones() -> None:
     assert str(refused.value).endswith(
         "(valid values: SEARCH_MODE_DENSE, SEARCH_MODE_LEXICAL, SEARCH_MODE_HYBRID)"
     )
+
+
+async def test_an_id_sent_in_the_body_is_told_where_it_goes(http: httpx.AsyncClient) -> None:
+    reply = await http.post("/v1/collections", json={"collection_id": "faq", "display_name": "F"})
+    assert reply.status_code == 400
+    assert reply.json()["message"] == (
+        "request body: collection_id is not a field of the collection; it goes in the query "
+        "string (POST /v1/collections?collection_id=...)"
+    )
