@@ -139,7 +139,9 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         try:
             secret = keys.bearer(context.invocation_metadata())
             if secret is None:
-                raise Unauthenticated("missing `authorization: Bearer <key>` metadata")
+                raise Unauthenticated(
+                    "no API key: send `authorization: Bearer <key>` (an HTTP header; gRPC metadata)"
+                )
             grant = await self._authenticator.grant(secret)
             if grant is None:
                 raise Unauthenticated("unknown or revoked API key")

@@ -93,6 +93,11 @@ async def _client_stream(
         requests: AsyncIterator[Any] = _each(messages)
     else:
         first = _decode(binding, variables, None, request, body_field="")
+        if "header" in first.DESCRIPTOR.fields_by_name and not first.HasField("header"):
+            raise BadRequest(
+                "a raw upload names its file in the query string: "
+                "?header.filename=report.pdf (optionally header.document_id, header.mime_type)"
+            )
         requests = _upload(shim, request, binding, first, overflow)
     context = shim.context(request)
     try:

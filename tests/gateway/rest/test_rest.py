@@ -398,6 +398,19 @@ async def test_ndjson_upload_is_one_message_per_line(dataset_http: httpx.AsyncCl
     assert reply.json() == {"documentId": "collections/docs|b.txt|2", "chunks": 6}
 
 
+async def test_a_raw_upload_without_a_filename_is_told_in_http_terms(
+    dataset_http: httpx.AsyncClient,
+) -> None:
+    reply = await dataset_http.post(
+        "/v1/collections/docs/files", content=b"x" * 10, headers={"content-type": "text/plain"}
+    )
+    assert reply.status_code == 400
+    assert reply.json()["message"] == (
+        "a raw upload names its file in the query string: "
+        "?header.filename=report.pdf (optionally header.document_id, header.mime_type)"
+    )
+
+
 async def test_uploads_over_the_limit_get_413(dataset_http: httpx.AsyncClient) -> None:
     reply = await dataset_http.post(
         "/v1/collections/docs/files?header.filename=a.pdf",
