@@ -110,3 +110,25 @@ async def test_a_configmap_symlink_swap_is_a_change(tmp_path: Path) -> None:
             "b", lambda: _configmap_version(tmp_path, f"..2026_12_06_{next(versions):02}", "b")
         )
     assert watched.actions == ["ReloadConfig"]
+
+
+async def test_server_settings_change_only_on_restart(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "gateway.yaml"
+    path.write_text(config_text("a"))
+    config = await asyncio.to_thread(load_config, path)
+    live = LiveRouter(Router(config, build_provider), None)
+    reloader = Reloader(live, path, build_provider, server=config.server)
+    try:
+        changed = yaml.safe_load(config_text("b"))
+        changed["server"] = {"port": 50999, "grace_period_s": 3}
+        path.write_text(yaml.safe_dump(changed))
+        with caplog.at_level(logging.WARNING, logger="infergate.reload"):
+            assert await reloader.reload("sighup")
+        assert set(live.router.models) == {"b"}  # the models took effect
+        assert [r.getMessage() for r in caplog.records] == [
+            "config reload: server settings change only on restart"
+        ]
+    finally:
+        await live.router.aclose()
