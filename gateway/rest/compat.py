@@ -79,6 +79,9 @@ def text_of(content: Any, where: str) -> str:
     raise bad(f"{where}: must be a string or a list of content parts")
 
 
+_INT32 = 2**31 - 1  # the proto's integer fields
+
+
 def number(body: dict[str, Any], key: str, kind: type = float) -> Any:
     value = body.get(key)
     if value is None:
@@ -87,7 +90,12 @@ def number(body: dict[str, Any], key: str, kind: type = float) -> Any:
         raise bad(f"{key}: must be a number")
     if kind is int and value != int(value):
         raise bad(f"{key}: must be an integer")
-    return kind(value)
+    if kind is int and not -_INT32 <= value <= _INT32:
+        raise bad(f"{key}: must be at most {_INT32}, got {value}")
+    try:
+        return kind(value)
+    except OverflowError:  # an integer past what a float holds
+        raise bad(f"{key}: {value} is out of range") from None
 
 
 def failed_call(exc: CallError) -> tuple[int, dict[str, str]]:

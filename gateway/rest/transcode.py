@@ -70,7 +70,14 @@ def _finite(literal: str) -> float:
     return number
 
 
-_DECODER = json.JSONDecoder(parse_constant=_not_finite, parse_float=_finite)
+def _integer(literal: str) -> int:
+    # Past 308 digits no float holds it: protobuf's conversions would overflow.
+    if len(literal.lstrip("-")) > 308:
+        raise ValueError(f"an integer of {len(literal)} digits is out of range")
+    return int(literal)
+
+
+_DECODER = json.JSONDecoder(parse_constant=_not_finite, parse_float=_finite, parse_int=_integer)
 
 
 def _too_deep(what: str) -> str:
@@ -144,13 +151,13 @@ def _put(tree: dict[str, Any], fields: list[FieldDescriptor], value: Any) -> Non
 def parse_message(tree: Any, message: Message, what: str) -> None:
     try:
         json_format.ParseDict(tree, message)
-    except (json_format.ParseError, TypeError, ValueError, AttributeError) as exc:
+    except (json_format.ParseError, TypeError, ValueError, AttributeError, OverflowError) as exc:
         raise BadRequest(f"{what}: {exc}{_enum_values(str(exc))}") from exc
     except RecursionError:
         raise BadRequest(f"{what}: nested too deeply") from None
 
 
-_BAD_ENUM = re.compile(r"Invalid enum value \S+ for enum type (\S+?) ")
+_BAD_ENUM = re.compile(r"Invalid enum value .+? for enum type (\S+?) ")
 
 
 def _enum_values(error: str) -> str:

@@ -36,6 +36,7 @@ HOSTILE_TEXT = st.one_of(
     st.integers(1, 20_000).map(nested),
     st.integers(1, 5_000).map(lambda n: '{"a":' * n + "1" + "}" * n),
     st.integers(4_000, 100_000).map(lambda n: "1" * n),  # past int()'s digit limit
+    st.integers(300, 4_299).map(lambda n: "9" * n),  # past what a float holds
     st.sampled_from(["NaN", "Infinity", "-Infinity", "1e999999", "-0", "1e-999999"]),
     st.sampled_from(['"\\ud800"', '"\\udfff x"', '"a\\u0000b"', '"\\x"', "[1,]", "{", ""]),
     st.integers(1, 50_000).map(lambda n: "[" + ",".join(["0"] * n) + "]"),  # wide
@@ -121,8 +122,40 @@ def test_parse_json_keeps_what_it_may_and_refuses_the_rest() -> None:
         ("[NaN]", "NaN is not a finite number"),
         ("[1e400]", "1e400 is not a finite number"),
         ("1" * 5000, "digits"),
+        ("9" * 400, "an integer of 400 digits is out of range"),
         ('["\\udc00"]', "lone surrogate"),
         ("[1,]", "malformed JSON"),
     ]:
         with pytest.raises(BadRequest, match=why):
             parse_json(bad.encode())
+
+
+@pytest.mark.parametrize(
+    ("route", "body"),
+    [
+        ("/v1/generate", {"model": "chat", "messages": MESSAGES, "params": {"temperature": 1}}),
+        ("/v1/chat/completions", {"model": "chat", "messages": MESSAGES, "max_tokens": 1}),
+        ("/v1/messages", {"model": "chat", "messages": MESSAGES, "max_tokens": 1}),
+    ],
+)
+@pytest.mark.parametrize("digits", [20, 40, 310, 4000])
+def test_an_integer_too_big_for_its_field_is_a_400(
+    route: str, body: dict[str, Any], digits: int, base_url: str
+) -> None:
+    """Integer fields hold 32 bits, float ones about 1e308; a JSON value
+    (a task's payload) holds a double, so 20 digits is fine there."""
+    raw = json.dumps(body).replace(": 1}", ": " + "9" * digits + "}")
+    reply = requests.post(
+        f"{base_url}{route}", data=raw, headers={"content-type": "application/json"}, timeout=10
+    )
+    assert reply.status_code == 400, (digits, reply.status_code, reply.text[:200])
+
+
+def test_a_payload_number_past_what_a_double_holds_is_a_400(base_url: str) -> None:
+    for digits, status in ((20, 202), (310, 400)):
+        raw = '{"type": "noop", "payload": {"n": ' + "9" * digits + "}}"
+        reply = requests.post(
+            f"{base_url}/v1/tasks", data=raw, headers={"content-type": "application/json"},
+            timeout=10,
+        )  # fmt: skip
+        assert reply.status_code == status, (digits, reply.text[:200])
