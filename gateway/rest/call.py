@@ -59,6 +59,8 @@ class Calls:
         self._interceptors = interceptors
         self._running: set[asyncio.Task[Any]] = set()  # what runs each call in flight
         self._ending = False
+        self._over = False  # the grace period is over: a new call ends at once
+        self._cut: set[asyncio.Task[Any]] = set()  # the tasks _end_all cancelled
 
     def end_after(self, grace_s: float) -> None:
         """Shut down: the calls still running `grace_s` from now are cancelled
@@ -69,15 +71,25 @@ class Calls:
             asyncio.get_running_loop().call_later(grace_s, self._end_all)
 
     def _end_all(self) -> None:
+        self._over = True
         for task in list(self._running):
+            self._cut.add(task)
             task.cancel(SHUTTING_DOWN)
 
-    def _ended(self, cancelled: asyncio.CancelledError, context: RestContext) -> CallError | None:
+    def _ended(self, context: RestContext) -> CallError | None:
         """The CallError for a call that `_end_all` cancelled; None for any other
-        cancellation (the client went away), which goes on propagating."""
-        if self._ending and cancelled.args == (SHUTTING_DOWN,):
-            return CallError(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN, context)
-        return None
+        cancellation (the client went away), which goes on propagating. Told by
+        the task, not the exception: an awaited grpc.aio call re-raises a fresh
+        CancelledError without the message."""
+        task = asyncio.current_task()
+        if task is None or task not in self._cut:
+            return None
+        self._cut.discard(task)
+        return CallError(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN, context)
+
+    def _refuse_when_over(self, context: RestContext) -> None:
+        if self._over:
+            raise CallError(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN, context)
 
     async def _handler(self, method: MethodDescriptor, metadata: Metadata) -> grpc.RpcMethodHandler:
         chain = self._interceptors
@@ -106,6 +118,7 @@ class Calls:
         """The response message, or CallError. `requests` feeds a client-streaming
         call. Cancelling the caller cancels the handler; past the context's
         deadline the call ends DEADLINE_EXCEEDED."""
+        self._refuse_when_over(context)
         running = asyncio.current_task()
         assert running is not None
         self._running.add(running)
@@ -121,9 +134,9 @@ class Calls:
                     raise CallError(
                         grpc.StatusCode.UNIMPLEMENTED, f"{full_name(method)} is streaming"
                     )
-        except asyncio.CancelledError as exc:
+        except asyncio.CancelledError:
             context.finish(cancelled=True)
-            if (ended := self._ended(exc, context)) is None:
+            if (ended := self._ended(context)) is None:
                 raise
             running.uncancel()
             raise ended from None
@@ -154,6 +167,7 @@ class Calls:
         handler runs in one task of its own, as grpc.aio runs it, so context
         variables it binds hold for the whole call; closing the iterator (the
         client went away) cancels it; past the deadline it ends DEADLINE_EXCEEDED."""
+        self._refuse_when_over(context)
         handler = await self._handler(method, context.invocation_metadata())
         if handler.unary_stream is None:
             raise CallError(
@@ -204,8 +218,8 @@ class Calls:
                 else:  # a coroutine that calls context.write()
                     context.writes = queue
                     await result
-        except asyncio.CancelledError as exc:
-            if (ended := self._ended(exc, context)) is None:
+        except asyncio.CancelledError:
+            if (ended := self._ended(context)) is None:
                 raise
             outcome.append(ended)
         except Exception as exc:

@@ -15,7 +15,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from gateway.pb import router_pb2
 from gateway.rest.bindings import Binding
-from gateway.rest.call import SHUTTING_DOWN, CallError
+from gateway.rest.call import CallError
 from gateway.rest.methods import GENERATE_STREAM
 from gateway.rest.responses import JSONResponse, error_response
 from gateway.rest.shim import HttpError, Shim
@@ -181,9 +181,6 @@ async def generate_socket(websocket: WebSocket) -> None:
                     await websocket.send_json({"result": json_format.MessageToDict(chunk)})
             except CallError as exc:
                 await websocket.send_json({"error": status_json(exc.code, exc.message)})
-                if exc.message == SHUTTING_DOWN:
-                    await websocket.close(1012, SHUTTING_DOWN)  # "service restart"
-                    return
     except (WebSocketDisconnect, OSError):  # OSError: a send after the server closed it
         return
 

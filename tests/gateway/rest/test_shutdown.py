@@ -102,8 +102,8 @@ async def test_a_websocket_in_flight_is_closed_service_restart(
     start_gateway: StartGateway, caplog: pytest.LogCaptureFixture
 ) -> None:
     """uvicorn closes every WebSocket with 1012 ("service restart") when the
-    drain ends; the call in flight is cancelled at the grace period without a
-    traceback. (granian's embedded server drops them without a close frame.)"""
+    drain ends (its behaviour, not the gateway's); this guards that the call in
+    flight then ends without a traceback."""
     gateway = await start_gateway(
         models=SLOW, top={"rest": {"port": 0, "server": "uvicorn"}}, grace_period_s=1
     )
@@ -122,5 +122,25 @@ async def test_a_websocket_in_flight_is_closed_service_restart(
         close = socket.close_code, socket.close_reason
     assert "result" in messages[0]
     assert close[0] == 1012, close
+    noisy = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert not noisy, [r.getMessage() for r in noisy]
+
+
+async def test_a_unary_call_past_the_grace_period_is_a_503(
+    start_gateway: StartGateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    waits = {"waits": {"deployments": [
+        {"name": "w", "provider": "mock", "model": "echo?latency_ms=10000"}]}}  # fmt: skip
+    gateway = await start_gateway(models=waits, top={"rest": {"port": 0}}, grace_period_s=1)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gateway.http_port}") as client:
+        call = asyncio.create_task(
+            client.post("/v1/generate", json={"model": "waits", "messages": ASK}, timeout=10)
+        )
+        await asyncio.sleep(0.3)  # the call is waiting on its upstream
+        with caplog.at_level(logging.WARNING):
+            await gateway.shutdown()
+            reply = await call
+    assert reply.status_code == 503
+    assert reply.json()["message"] == "the server is shutting down"
     noisy = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
     assert not noisy, [r.getMessage() for r in noisy]
