@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import threading
+import unicodedata
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -132,8 +133,8 @@ class Collection:
         content replaces the document's chunks in one transaction."""
         if not document.id:
             raise InvalidInput("document.id", "is required")
-        if not document.id.isprintable():
-            raise InvalidInput("document.id", f"{document.id!r} holds a non-printable character")
+        if any(unicodedata.category(c) in ("Cc", "Cs") for c in document.id):
+            raise InvalidInput("document.id", f"{document.id!r} holds a control character")
         digest = await asyncio.to_thread(self._digest, document)
         stored = await asyncio.to_thread(self.store.document, document.id)
         if stored is not None and stored.digest == digest:

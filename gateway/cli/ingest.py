@@ -18,7 +18,7 @@ import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import grpc
 from tqdm import tqdm
@@ -52,9 +52,18 @@ def run(args: argparse.Namespace) -> int:
     if not files:
         print("infergate: no files to ingest in " + " ".join(args.paths), file=sys.stderr)
         return 2
-    tally = Tally(failed=[(p, "no such file") for p in files if not p.is_file()])
-    present = [p for p in files if p.is_file()]
-    return asyncio.run(_ingest(args, present, sum(p.stat().st_size for p in present), tally))
+    tally, sizes = Tally(), {}
+    for path in files:
+        try:
+            sizes[path] = path.stat().st_size if path.is_file() else -1
+        except OSError as exc:
+            sizes[path] = -1
+            tally.failed.append((path, str(exc)))
+            continue
+        if sizes[path] < 0:
+            tally.failed.append((path, "no such file"))
+    present = [p for p in files if sizes[p] >= 0]
+    return asyncio.run(_ingest(args, present, sum(sizes[p] for p in present), tally))
 
 
 def found(paths: list[str]) -> Iterator[Path]:
@@ -132,25 +141,32 @@ async def _one(
     stub: dataset_pb2_grpc.DatasetStub, collection: str, path: Path, metadata: Any,
     per_file_s: float, bar: tqdm[Any], tally: Tally,
 ) -> None:  # fmt: skip
+    # Opened here, not in the request stream: grpc.aio turns an error raised
+    # there into a cancellation of the call, which would end the whole run.
+    try:
+        file = await asyncio.to_thread(path.open, "rb")
+    except OSError as exc:
+        tally.failed.append((path, str(exc)))
+        return
     try:
         reply = await stub.IngestFile(
-            _requests(collection, path, bar), metadata=metadata, timeout=per_file_s
+            _requests(collection, path, file, bar), metadata=metadata, timeout=per_file_s
         )
     except grpc.aio.AioRpcError as exc:
         tally.failed.append((path, f"{exc.code().name}: {exc.details()}"))
         return
-    except OSError as exc:  # unreadable here
-        tally.failed.append((path, str(exc)))
-        return
+    finally:
+        file.close()
     tally.documents += 1
     tally.chunks += reply.chunks
     tally.unchanged += reply.unchanged
 
 
-async def _requests(collection: str, path: Path, bar: tqdm[Any]) -> AsyncIterator[Any]:
+async def _requests(
+    collection: str, path: Path, file: BinaryIO, bar: tqdm[Any]
+) -> AsyncIterator[Any]:
     header = pb.IngestFileHeader(document_id=path.as_posix(), filename=path.name)
     yield pb.IngestFileRequest(collection=f"collections/{collection}", header=header)
-    with path.open("rb") as f:
-        while data := await asyncio.to_thread(f.read, _CHUNK):
-            yield pb.IngestFileRequest(data=data)
-            bar.update(len(data))
+    while data := await asyncio.to_thread(file.read, _CHUNK):
+        yield pb.IngestFileRequest(data=data)
+        bar.update(len(data))

@@ -285,9 +285,10 @@ async def test_bad_requests_are_named(datasets: Datasets) -> None:
         with pytest.raises(InvalidInput, match=r"min_score: must be a finite number"):
             await datasets.search("t", "docs", Query("cats", min_score=score))
     for bad_id in ("a\x00b", "tab\there", "line\n"):
-        with pytest.raises(InvalidInput, match=r"document\.id: .* holds a non-printable character"):
+        with pytest.raises(InvalidInput, match=r"document\.id: .* holds a control character"):
             await datasets.upsert("t", "docs", [DocumentInput(bad_id, text="cats")])
-    assert await datasets.upsert("t", "docs", [DocumentInput("é ok-1", text="cats")])
+    for fine in ("é ok-1", "Screenshot 10.41\u202fAM.png", "soft\u00adhyphen"):
+        assert await datasets.upsert("t", "docs", [DocumentInput(fine, text="cats")])
 
 
 async def test_without_a_model_every_call_says_what_to_run(tmp_path: Path) -> None:
