@@ -29,6 +29,7 @@ class UsageRecorder:
         self._interval_s = interval_s
         self._max_pending = max_pending
         self._pending: list[UsageRecord] = []
+        self._writing = asyncio.Lock()  # one batch at a time: a flush waits for the one underway
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -44,20 +45,24 @@ class UsageRecorder:
             self._wake.set()
 
     async def flush(self) -> None:
-        """Write everything queued so far (what fails stays queued)."""
-        batch, self._pending = self._pending, []
-        if not batch:
-            return
-        try:
-            await self._writer.add(batch)
-        except Exception as exc:
-            log.warning("writing %d usage records failed, keeping them: %r", len(batch), exc)
-            self._pending[:0] = batch
-            excess = len(self._pending) - self._max_pending
-            if excess > 0:
-                del self._pending[:excess]
-                self.dropped += excess
-            raise
+        """Write everything queued so far; when it returns, every record queued
+        before the call is in the store. What fails (or is cancelled) stays queued."""
+        async with self._writing:  # a batch underway holds records queued before us
+            batch, self._pending = self._pending, []
+            if not batch:
+                return
+            try:
+                await self._writer.add(batch)
+            except BaseException as exc:
+                if isinstance(exc, Exception):
+                    log.warning("writing %d usage records failed, keeping them: %r",
+                                len(batch), exc)  # fmt: skip
+                self._pending[:0] = batch
+                excess = len(self._pending) - self._max_pending
+                if excess > 0:
+                    del self._pending[:excess]
+                    self.dropped += excess
+                raise
 
     async def _run(self) -> None:
         while not self._closing:

@@ -128,6 +128,7 @@ class Worker:
                 context = TaskContext(task, self.router(), self.usage)
                 async with asyncio.timeout(self._task_timeout_s):
                     result = await task_type.run(context, task.payload)
+                written = await self._usage_written(task)  # a cancel here releases the lease
             except asyncio.CancelledError:
                 await asyncio.shield(self._record(self.queue.release(lease)))
                 raise
@@ -142,7 +143,7 @@ class Worker:
                 log.exception("task %s (%s) raised", task.id, task.type)
                 await self._record(self.queue.fail(lease, f"{type(exc).__name__}: {exc}"))
             else:
-                if await self._usage_written(task):
+                if written:
                     await self._record(self.queue.complete(lease, dict(result)))
                 else:
                     error = "its usage records could not be written"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -21,6 +21,7 @@ from gateway.apps import keys
 from gateway.apps.model import App, Retrieval, Tenant, Turn, UsageQuery, UsageRecord
 from gateway.apps.store import Store
 from gateway.apps.tables import metadata
+from gateway.apps.usage import UsageRecorder
 from gateway.errors import AlreadyExists, InvalidArgument, NotFound
 from gateway.identity import Role
 from tests.conftest import service_missing
@@ -228,3 +229,40 @@ async def test_usage_totals_by_group_and_bucket(store: Store) -> None:
     ]  # fmt: skip
     with pytest.raises(InvalidArgument, match="group_by"):
         await store.usage.query(UsageQuery(0, 1, ("key",), 0))
+
+
+async def test_a_flush_waits_for_the_batch_underway_and_a_cancelled_one_is_kept() -> None:
+    class SlowWriter:
+        def __init__(self) -> None:
+            self.written: list[UsageRecord] = []
+            self.gate = asyncio.Event()
+
+        async def add(self, records: Sequence[UsageRecord]) -> None:
+            await self.gate.wait()
+            self.written += records
+
+    writer = SlowWriter()
+    recorder = UsageRecorder(writer)
+    first = UsageRecord(1, "t", "", "", "m", "d", "x", 1, 1, 1, "OK")
+    recorder.record(first)
+    underway = asyncio.create_task(recorder.flush())  # takes `first`, then waits
+    await asyncio.sleep(0)
+    second = first._replace(ts_ms=2)
+    recorder.record(second)
+    mine = asyncio.create_task(recorder.flush())
+    await asyncio.sleep(0.01)
+    assert not mine.done()  # it waits for the batch that holds `first`
+    writer.gate.set()
+    await asyncio.gather(underway, mine)
+    assert writer.written == [first, second]  # both stored when `mine` returned
+
+    writer.gate.clear()
+    recorder.record(first)
+    cancelled = asyncio.create_task(recorder.flush())
+    await asyncio.sleep(0.01)
+    cancelled.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+    writer.gate.set()
+    await recorder.flush()  # the cancelled batch was kept, and goes now
+    assert writer.written == [first, second, first]
