@@ -10,6 +10,8 @@ store and that file alike is out of reach of both.)
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -62,8 +64,9 @@ class Head:
 
 class Anchor:
     """The head kept outside the store. `advance` runs after a commit that
-    appended events and only ever moves it forward (several processes may
-    share the file); each write is atomic (a temporary file renamed over it)."""
+    appended events and only ever moves it forward: processes sharing the file
+    take a lock beside it for the read and the replace, and each write lands
+    whole (written, synced, then renamed over it)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -79,18 +82,31 @@ class Anchor:
         return Head(int(data["seq"]), str(data["hash"]))
 
     def advance(self, head: Head) -> None:
+        """Raises OSError when the file cannot be written (the caller logs it:
+        the change it follows has committed either way)."""
         HEAD_SEQUENCE.set(head.seq)
-        try:
-            current = self.read()
-        except ValueError:
-            current = None  # replaced by a good one
-        if current is not None and current.seq >= head.seq:
-            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_name(self.path.name + ".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                current = self.read()
+            except ValueError:
+                current = None  # replaced by a good one
+            if current is None or current.seq < head.seq:
+                self._write(head)
+
+    def _write(self, head: Head) -> None:
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".audit-head.")
-        with os.fdopen(fd, "w") as f:
-            json.dump({"seq": head.seq, "hash": head.hash}, f)
-        os.replace(tmp, self.path)
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump({"seq": head.seq, "hash": head.hash}, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
 
 
 @dataclass(frozen=True, slots=True)

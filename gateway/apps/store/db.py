@@ -32,6 +32,7 @@ from gateway.apps.tables import audit
 T = TypeVar("T")
 MIGRATIONS = Path(__file__).parent.with_name("migrations")
 _RETRIES = 5
+log = logging.getLogger("infergate.store")
 _HEAD = "infergate_audit_head"  # conn.info key: the event this transaction appended
 
 
@@ -96,6 +97,13 @@ class Database:
     async def aclose(self) -> None:
         await self.engine.dispose()
 
+    @staticmethod
+    async def _advance(anchor: chain.Anchor, head: chain.Head) -> None:
+        try:
+            await asyncio.to_thread(anchor.advance, head)
+        except OSError:  # the change committed: say so, and keep it
+            log.exception("could not move the audit anchor %s to %d", anchor.path, head.seq)
+
     async def write(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         """Run `work` in one transaction under the process's write lock; on an
         IntegrityError run it again from the start (up to 5 times in all).
@@ -108,7 +116,7 @@ class Database:
                         result = await work(conn)
                         head: chain.Head | None = conn.info.pop(_HEAD, None)
                     if head is not None and self.anchor is not None:
-                        await asyncio.to_thread(self.anchor.advance, head)
+                        await self._advance(self.anchor, head)
                     return result
             except IntegrityError:
                 # Another process extended the audit chain (or inserted the same

@@ -175,3 +175,19 @@ def _rows(data: Path) -> list[tuple[object, ...]]:
             " FROM audit ORDER BY seq"
         ).fetchall()
     return [(*r[:5], json.loads(r[5]), json.loads(r[6]), *r[7:]) for r in rows]
+
+
+async def test_a_write_stands_when_its_anchor_cannot_be_moved(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocked = tmp_path / "not-a-dir"
+    blocked.write_text("a file where the anchor's folder should be")
+    store = await Store.open(
+        f"sqlite+aiosqlite:///{tmp_path / 'x.db'}", anchor=Anchor(blocked / "audit-head.json")
+    )
+    try:
+        await store.tenants.create(Tenant("acme", "Acme"), "test")
+        assert (await store.tenants.get("acme")).id == "acme"  # committed, and said so
+    finally:
+        await store.aclose()
+    assert "could not move the audit anchor" in caplog.text
