@@ -105,16 +105,23 @@ class Reloader:
         directory is looked at (a log file beside the config, say), and a
         change that leaves the content as it was (`touch`) reloads nothing."""
         logging.getLogger("watchfiles").setLevel(logging.WARNING)  # a line per event
+        folders = {self._path.parent}
+        target = await asyncio.to_thread(self._path.resolve)
+        if not target.parent.is_relative_to(self._path.parent):
+            folders.add(target.parent)  # a symlink to a file elsewhere: its edits happen there
+        names = {self._path.name, target.name}
+
+        def concerns(change: watchfiles.Change, path: str) -> bool:
+            # The file (under either name), or the `..`-named entries through
+            # which a ConfigMap volume's files are symlinked.
+            name = Path(path).name
+            return name in names or name.startswith("..")
+
         async for _ in watchfiles.awatch(
-            self._path.parent, watch_filter=self._concerns, debounce=200, recursive=False
+            *folders, watch_filter=concerns, debounce=200, recursive=False
         ):
             if await asyncio.to_thread(_fingerprint, self._path) != self._seen:
                 await self.reload("file")
-
-    def _concerns(self, change: watchfiles.Change, path: str) -> bool:
-        """The config file itself, or the `..`-named entries through which a
-        ConfigMap volume's files are symlinked."""
-        return path == str(self._path) or Path(path).name.startswith("..")
 
     async def _audit(
         self, source: str, action: str, before: dict[str, Any], after: dict[str, Any]

@@ -132,3 +132,17 @@ async def test_server_settings_change_only_on_restart(
         ]
     finally:
         await live.router.aclose()
+
+
+async def test_a_config_symlinked_from_another_folder_is_watched_where_it_lives(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "run").mkdir()
+    real = tmp_path / "etc" / "infergate.yaml"
+    real.write_text(config_text("a"))
+    path = tmp_path / "run" / "gateway.yaml"
+    path.symlink_to(real)
+    async with watching(path) as watched:
+        await watched.until("b", lambda: real.write_text(config_text("b")))
+    assert watched.actions == ["ReloadConfig"]
