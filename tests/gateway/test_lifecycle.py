@@ -243,6 +243,8 @@ def test_workers_need_a_fixed_port(tmp_path: Path, served: list[Served]) -> None
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
 def test_the_metrics_port_answers_on_metrics_only(host: str) -> None:
+    if ":" in host and not _has_ipv6_loopback():
+        pytest.skip("no IPv6 loopback on this host")
     server = serve_metrics(0, host)
     base = f"http://{'[::1]' if ':' in host else host}:{server.server_port}"
     try:
@@ -257,3 +259,12 @@ def test_the_metrics_port_answers_on_metrics_only(host: str) -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def _has_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
