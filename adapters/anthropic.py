@@ -203,18 +203,24 @@ class AnthropicProvider:
             usage=Usage(input_tokens, output_tokens),
         )
 
+    def upstream_body(self, request: Request) -> bytes:
+        """The exact bytes `generate` posts. No I/O."""
+        return _encode(self.upstream_request(request))
+
     async def _create(self, body: dict[str, Any], deadline: float | None, *, stream: bool) -> Any:
-        # The SDK's required arguments by name, every other field through
-        # extra_body untouched: the wire body is `body` exactly.
-        rest = {k: v for k, v in body.items() if k not in ("model", "messages", "max_tokens")}
+        # Posted as bytes this adapter encodes (the SDK's own encoding orders
+        # the keys its way), so that a dry run shows exactly what is sent.
         timeout = _http.remaining(deadline, VENDOR)
-        return await self._client.messages.create(
-            model=body["model"],
-            messages=body["messages"],
-            max_tokens=body["max_tokens"],
-            stream=True if stream else anthropic.omit,  # no "stream" key: the dry-run body
-            extra_body=rest,
-            timeout=timeout if timeout is not None else self.settings.timeout_s,
+        return await self._client.post(
+            "/v1/messages",
+            content=_encode({**body, "stream": True} if stream else body),
+            cast_to=anthropic.types.Message,
+            options={
+                "timeout": timeout if timeout is not None else self.settings.timeout_s,
+                "headers": {"content-type": "application/json"},
+            },
+            stream=stream,
+            stream_cls=anthropic.AsyncStream[anthropic.types.RawMessageStreamEvent],
         )
 
     async def embed(self, texts: Sequence[str]) -> Embeddings:
@@ -350,3 +356,8 @@ def _tool_choice(choice: str) -> dict[str, str]:
     if choice == "required":
         return {"type": "any"}
     return {"type": "tool", "name": choice}
+
+
+def _encode(body: Mapping[str, Any]) -> bytes:
+    """A request body as it goes on the wire: compact UTF-8 JSON, keys in order."""
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()

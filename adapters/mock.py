@@ -87,6 +87,9 @@ class MockProvider:
         self.calls = 0
         self.closed = False  # a closed mock refuses calls, so tests see any use after close
 
+    def upstream_body(self, request: Request) -> bytes:
+        return b""  # no wire: nothing is sent
+
     def upstream_request(self, request: Request) -> dict[str, Any]:
         return {
             "model": self.model,

@@ -80,6 +80,9 @@ class OnnxProvider:
     async def probe(self) -> None:
         await self.embed(["probe"])
 
+    def upstream_body(self, request: Request) -> bytes:
+        return b""  # a local model: nothing is sent
+
     def upstream_request(self, request: Request) -> dict[str, Any]:
         return {
             "model": self.model,

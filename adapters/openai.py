@@ -110,6 +110,10 @@ class OpenAIProvider:
         body.update(_sampling(params, self.settings.max_tokens_param))
         return _http.merged(self.settings.params, body)
 
+    def upstream_body(self, request: Request) -> bytes:
+        """The exact bytes `generate` posts. No I/O."""
+        return _encode(self.upstream_request(request))
+
     async def generate(self, request: Request, deadline: float | None) -> Response:
         """One completion. Cancellation closes the HTTP request; past `deadline`
         it raises ProviderError(TIMEOUT)."""
@@ -196,7 +200,7 @@ class OpenAIProvider:
         left = _http.remaining(deadline, VENDOR)
         answer = await self._session.post(
             self._chat_url,
-            data=json.dumps(body).encode(),
+            data=_encode(body),
             headers=self._headers,
             **self._proxy,
             timeout=self._idle if left is None else aiohttp.ClientTimeout(total=left),
@@ -385,3 +389,8 @@ def _response_format(fmt: ResponseFormat) -> dict[str, Any]:
             "schema": dict(fmt.json_schema or {}),
         },
     }
+
+
+def _encode(body: Mapping[str, Any]) -> bytes:
+    """A request body as it goes on the wire (what a dry run shows, byte for byte)."""
+    return json.dumps(body).encode()

@@ -85,6 +85,9 @@ class TritonProvider:
         self._client = triton.InferenceServerClient(self.settings.url)
         self._metadata_checked = False
 
+    def upstream_body(self, request: Request) -> bytes:
+        return b""  # gRPC: the request is protobuf, shown as JSON by upstream_request
+
     def upstream_request(self, request: Request) -> dict[str, Any]:
         """The ModelStreamInferRequest `generate` sends, in KServe v2 JSON form. No I/O."""
         return self._infer_request(request, stream=False)

@@ -121,3 +121,4 @@ class Decision:
     provider: str
     candidates: tuple[Candidate, ...]
     upstream_request: dict[str, Any]
+    upstream_body: bytes = b""  # the exact bytes; b"" where the upstream takes no JSON

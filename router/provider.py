@@ -32,7 +32,12 @@ class Provider(Protocol):
         ...
 
     def upstream_request(self, request: Request) -> dict[str, Any]:
-        """The exact body `generate` would send, for dry runs. No I/O."""
+        """The body `generate` would send, as data, for dry runs. No I/O."""
+        ...
+
+    def upstream_body(self, request: Request) -> bytes:
+        """Its exact bytes on the wire; b"" where the upstream takes no JSON
+        text (a gRPC backend, a local model). No I/O."""
         ...
 
     async def aclose(self) -> None: ...

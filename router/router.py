@@ -163,6 +163,7 @@ class Router:
                 + [Candidate(d.name, d.config.provider, why) for d, why in plan.skipped]
             ),
             upstream_request=chosen.provider.upstream_request(request) if chosen else {},
+            upstream_body=chosen.provider.upstream_body(request) if chosen else b"",
         )
 
     async def generate(self, request: Request, deadline: float | None = None) -> Routed:

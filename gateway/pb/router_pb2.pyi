@@ -275,17 +275,19 @@ class RouteCandidate(_message.Message):
     def __init__(self, deployment: _Optional[str] = ..., provider: _Optional[str] = ..., skip_reason: _Optional[str] = ...) -> None: ...
 
 class RouteDecision(_message.Message):
-    __slots__ = ("model", "strategy", "deployment", "candidates", "provider", "upstream_request")
+    __slots__ = ("model", "strategy", "deployment", "candidates", "provider", "upstream_request", "upstream_body")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     STRATEGY_FIELD_NUMBER: _ClassVar[int]
     DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     UPSTREAM_REQUEST_FIELD_NUMBER: _ClassVar[int]
+    UPSTREAM_BODY_FIELD_NUMBER: _ClassVar[int]
     model: str
     strategy: str
     deployment: str
     candidates: _containers.RepeatedCompositeFieldContainer[RouteCandidate]
     provider: str
     upstream_request: _struct_pb2.Struct
-    def __init__(self, model: _Optional[str] = ..., strategy: _Optional[str] = ..., deployment: _Optional[str] = ..., candidates: _Optional[_Iterable[_Union[RouteCandidate, _Mapping]]] = ..., provider: _Optional[str] = ..., upstream_request: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    upstream_body: str
+    def __init__(self, model: _Optional[str] = ..., strategy: _Optional[str] = ..., deployment: _Optional[str] = ..., candidates: _Optional[_Iterable[_Union[RouteCandidate, _Mapping]]] = ..., provider: _Optional[str] = ..., upstream_request: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., upstream_body: _Optional[str] = ...) -> None: ...

@@ -142,6 +142,7 @@ def decision_to_pb(d: Decision) -> pb.RouteDecision:
             for c in d.candidates
         ],
         upstream_request=upstream,
+        upstream_body=d.upstream_body.decode(),
     )
 
 

@@ -433,3 +433,23 @@ async def test_triton_without_usage_outputs_still_streams() -> None:
     finally:
         await provider.aclose()
         await fake.close()
+
+
+async def test_the_dry_run_body_is_the_bytes_each_http_upstream_receives(
+    claude: AnthropicProvider, anthropic_fake: AnthropicFake,
+    gpt: OpenAIProvider, openai_fake: OpenAIFake,
+) -> None:  # fmt: skip
+    request = chat(
+        Message("system", "Be brief — très."), Message("user", "hi"),
+        temperature=0.5, max_tokens=20, stop=("END",),
+    )  # fmt: skip
+    for provider, fake in ((claude, anthropic_fake), (gpt, openai_fake)):
+        await provider.generate(request, None)
+        assert provider.upstream_body(request) == fake.observed.bodies[-1]
+        chunks = [c async for c in provider.stream(request, None)]
+        assert chunks[-1].finish_reason
+        streamed = json.loads(fake.observed.bodies[-1])
+        assert streamed["stream"] is True  # the streamed body is the same one, streaming
+        assert {k: v for k, v in streamed.items() if k not in ("stream", "stream_options")} == (
+            json.loads(provider.upstream_body(request))
+        )

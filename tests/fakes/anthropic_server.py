@@ -35,7 +35,7 @@ class AnthropicFake:
         self.observed.paths.append(f"{request.method} {request.path}")
         self.observed.headers.append(request.headers)
         if body is not None:
-            self.observed.saw(body)
+            self.observed.saw(body, request.body)
         if script.delay_s:
             await asyncio.sleep(script.delay_s)
         headers = {"request-id": "req_fake"}

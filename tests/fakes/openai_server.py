@@ -36,7 +36,7 @@ class OpenAIFake:
         self.observed.paths.append(f"{request.method} {request.path}")
         self.observed.headers.append(request.headers)
         if body is not None:
-            self.observed.saw(body)
+            self.observed.saw(body, request.body)
         if script.delay_s:
             await asyncio.sleep(script.delay_s)
         if script.status != 200:

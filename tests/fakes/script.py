@@ -31,13 +31,15 @@ class Observed:
     """What the fake saw: request bodies, and calls the client abandoned."""
 
     requests: list[dict[str, Any]] = field(default_factory=list)
+    bodies: list[bytes] = field(default_factory=list)  # the same, as the bytes received
     paths: list[str] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
     disconnects: int = 0  # responses the client closed or cancelled before their end
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
-    def saw(self, body: dict[str, Any]) -> None:
+    def saw(self, body: dict[str, Any], raw: bytes = b"") -> None:
         self.requests.append(body)
+        self.bodies.append(raw)
         self._changed.set()
 
     def disconnected(self) -> None:

@@ -72,6 +72,16 @@ async def test_dry_run_shows_the_body_the_fake_then_receives(
     assert shown["stop"] == ["END"] and shown["model"] == "gpt-fake"
 
 
+async def test_the_dry_run_body_is_the_bytes_the_upstream_receives(
+    stub: router_pb2_grpc.RouterStub, fake: OpenAIFake
+) -> None:
+    request = chat("gpt", params=pb.GenerationParams(max_tokens=20, temperature=0.5))
+    decision = await stub.Route(request)
+    await stub.Generate(request)
+    assert decision.upstream_body.encode() == fake.observed.bodies[-1]
+    assert '"max_tokens": 20' in decision.upstream_body  # an integer, not 20.0
+
+
 async def test_upstream_rate_limit_reaches_the_client_with_retry_after(
     stub: router_pb2_grpc.RouterStub, fake: OpenAIFake
 ) -> None:
