@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import threading
+import time
 import unicodedata
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -40,6 +41,7 @@ from indexer.vector_index import Hits, VectorIndex
 log = logging.getLogger("infergate.indexer")
 
 _EMBED_BATCH = 128
+_PROGRESS_EVERY_S = 10.0  # a progress line per this long while one document embeds
 GRAPH_FILE = "hnsw.bin"
 LEXICAL_DIR = "bm25"
 STORE_FILE = "chunks.sqlite"
@@ -178,7 +180,12 @@ class Collection:
         drafts = self.chunker.chunks(self._sections(document))
         chunks: list[NewChunk] = []
         pages = 0
+        started = reported = time.monotonic()
         while batch := await asyncio.to_thread(list, itertools.islice(drafts, _EMBED_BATCH)):
+            if (now := time.monotonic()) - reported >= _PROGRESS_EVERY_S:  # a long document
+                reported = now
+                log.info("ingesting %s into %s: %d chunks embedded in %.0fs so far",
+                         document.id, self.directory, len(chunks), now - started)  # fmt: skip
             vectors = await self.embedder.embed([d.text for d in batch])
             if vectors.shape != (len(batch), self.embedder.dimensions):
                 raise ValueError(f"the embedder returned {vectors.shape} for {len(batch)} texts")

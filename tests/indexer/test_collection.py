@@ -4,6 +4,7 @@ the tiny ONNX model the project builds (indexer.testmodel) and real files."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
@@ -348,3 +349,16 @@ async def test_a_big_collection_answers_from_the_previous_bm25_while_rebuilding(
         await top(datasets, "pizza", mode=Mode.LEXICAL)  # starts a rebuild; close waits for it
     finally:
         await datasets.aclose()
+
+
+async def test_a_long_ingest_logs_its_progress(
+    datasets: Datasets, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr("indexer.collection._PROGRESS_EVERY_S", 0.0)  # a line per batch
+    await datasets.create("t", "long", chunk_tokens=16, chunk_overlap=0)
+    text = " ".join(f"Sentence number {i} is about cats." for i in range(300))
+    with caplog.at_level(logging.INFO, logger="infergate.indexer"):
+        [result] = await datasets.upsert("t", "long", [DocumentInput("book", text=text)])
+    assert result.chunks > 128  # more than one embedding batch
+    progress = [r.getMessage() for r in caplog.records if "chunks embedded" in r.getMessage()]
+    assert any("ingesting book into " in m and ": 128 chunks embedded in" in m for m in progress)
