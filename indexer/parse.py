@@ -7,6 +7,7 @@ the caller commits nothing of a document until its whole file parsed.
 
 from __future__ import annotations
 
+import importlib
 import mimetypes
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,31 +37,31 @@ def detect_type(filename: str, mime_type: str = "") -> str:
     return _BY_EXTENSION.get(suffix) or mimetypes.guess_type(filename)[0] or ""
 
 
-_PARSED = frozenset({
-    "application/pdf", "text/csv", "text/tab-separated-values", "text/markdown",
-    "text/x-markdown", "text/html", "application/xhtml+xml", "text/plain",
-})  # fmt: skip
+# MIME type -> (module in indexer, parser function): imported on first use, so
+# that a text-only deployment never loads pdfium or bs4.
+_PARSERS: dict[str, tuple[str, str]] = {
+    "application/pdf": ("parse_pdf", "parse_pdf"),
+    "text/csv": ("parse_csv", "parse_csv"),
+    "text/tab-separated-values": ("parse_csv", "parse_csv"),
+    "text/markdown": ("parse_markdown", "parse_markdown"),
+    "text/x-markdown": ("parse_markdown", "parse_markdown"),
+    "text/html": ("parse_html", "parse_html"),
+    "application/xhtml+xml": ("parse_html", "parse_html"),
+    "text/plain": ("parse_text", "parse_text"),
+}
 
 
 def supported(filename: str) -> bool:
     """Whether a file of this name is one the parsers read (by its extension)."""
-    return detect_type(filename) in _PARSED
+    return detect_type(filename) in _PARSERS
 
 
-def _parsers() -> dict[str, Parser]:
-    # Imported here so that a text-only deployment never loads pdfium or bs4.
-    from indexer import parse_csv, parse_html, parse_markdown, parse_pdf, parse_text
-
-    return {
-        "application/pdf": parse_pdf.parse_pdf,
-        "text/csv": parse_csv.parse_csv,
-        "text/tab-separated-values": parse_csv.parse_csv,
-        "text/markdown": parse_markdown.parse_markdown,
-        "text/x-markdown": parse_markdown.parse_markdown,
-        "text/html": parse_html.parse_html,
-        "application/xhtml+xml": parse_html.parse_html,
-        "text/plain": parse_text.parse_text,
-    }
+def _parser(kind: str) -> Parser | None:
+    if (where := _PARSERS.get(kind)) is None:
+        return None
+    module, function = where
+    parser: Parser = getattr(importlib.import_module(f"indexer.{module}"), function)
+    return parser
 
 
 def parse_file(path: Path, filename: str, mime_type: str = "") -> Iterator[Section]:
@@ -70,7 +71,7 @@ def parse_file(path: Path, filename: str, mime_type: str = "") -> Iterator[Secti
     corrupt file or one without any text, possibly after yielding sections.
     """
     kind = detect_type(filename, mime_type)
-    parser = _parsers().get(kind) if kind in _PARSED else None
+    parser = _parser(kind)
     if parser is None:
         raise UnreadableFile(filename, f"unsupported file type {kind or 'unknown'!r}")
     empty = True
