@@ -53,18 +53,16 @@ def run(args: argparse.Namespace) -> int:
     if not files:
         print("infergate: no files to ingest in " + " ".join(args.paths), file=sys.stderr)
         return 2
-    tally, sizes = Tally(), {}
+    tally, sizes = Tally(), {}  # the files there are, in order, and their sizes
     for path in files:
         try:
-            sizes[path] = path.stat().st_size if path.is_file() else -1
+            if path.is_file():
+                sizes[path] = path.stat().st_size
+            else:
+                tally.failed.append((path, "no such file"))
         except OSError as exc:
-            sizes[path] = -1
             tally.failed.append((path, str(exc)))
-            continue
-        if sizes[path] < 0:
-            tally.failed.append((path, "no such file"))
-    present = [p for p in files if sizes[p] >= 0]
-    return asyncio.run(_ingest(args, present, sum(sizes[p] for p in present), tally))
+    return asyncio.run(_ingest(args, list(sizes), sum(sizes.values()), tally))
 
 
 def found(paths: list[str]) -> Iterator[Path]:
