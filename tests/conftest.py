@@ -15,6 +15,7 @@ from gateway.config import GatewayConfig, parse_config
 from gateway.pb import router_pb2 as pb
 from gateway.pb import router_pb2_grpc
 from gateway.server import Gateway
+from tests.fakes.openai_server import OpenAIFake
 
 REDIS_URL = os.environ.get("INFERGATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -153,3 +154,12 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from indexer.testmodel import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture
+async def openai_fake() -> AsyncIterator[OpenAIFake]:
+    """A local server speaking OpenAI's HTTP API (tests/fakes/openai_server.py)."""
+    fake = OpenAIFake()
+    await fake.server.start()
+    yield fake
+    await fake.server.close()

@@ -168,14 +168,6 @@ async def test_anthropic_has_no_embeddings(claude: AnthropicProvider) -> None:
 
 
 @pytest.fixture
-async def openai_fake() -> AsyncIterator[OpenAIFake]:
-    fake = OpenAIFake()
-    await fake.server.start()
-    yield fake
-    await fake.server.close()
-
-
-@pytest.fixture
 async def gpt(openai_fake: OpenAIFake) -> AsyncIterator[OpenAIProvider]:
     provider = OpenAIProvider("gpt-fake", {"base_url": openai_fake.base_url})
     yield provider

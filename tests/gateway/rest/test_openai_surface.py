@@ -28,19 +28,11 @@ ASK = [{"role": "user", "content": "Weather in Paris?"}]
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[OpenAIFake]:
-    fake = OpenAIFake()
-    await fake.server.start()
-    yield fake
-    await fake.server.close()
-
-
-@pytest.fixture
 async def client(
-    fake: OpenAIFake, start_gateway: StartGateway, monkeypatch: pytest.MonkeyPatch
+    openai_fake: OpenAIFake, start_gateway: StartGateway, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[openai.AsyncOpenAI]:
     monkeypatch.setenv("INFERGATE_TEST_OPENAI_KEY", "sk-e2e")
-    options = {"base_url": fake.base_url, "api_key_env": "INFERGATE_TEST_OPENAI_KEY"}
+    options = {"base_url": openai_fake.base_url, "api_key_env": "INFERGATE_TEST_OPENAI_KEY"}
     models = {
         "gpt": {"deployments": [{"name": "oa", "provider": "openai", "model": "gpt-fake",
                                  "options": options}]},
@@ -52,16 +44,16 @@ async def client(
 
 
 async def test_tools_go_up_and_a_tool_call_comes_back(
-    client: openai.AsyncOpenAI, fake: OpenAIFake
+    client: openai.AsyncOpenAI, openai_fake: OpenAIFake
 ) -> None:
-    fake.script.tool_call, fake.script.finish = CALL, "tool_calls"
+    openai_fake.script.tool_call, openai_fake.script.finish = CALL, "tool_calls"
     reply = await client.chat.completions.create(
         model="gpt",
         messages=ASK,
         tools=[WEATHER],
         tool_choice="auto",  # type: ignore[arg-type, list-item]
     )
-    sent = fake.observed.requests[-1]
+    sent = openai_fake.observed.requests[-1]
     assert sent["tools"] == [WEATHER] and sent["tool_choice"] == "auto"
     choice = reply.choices[0]
     assert choice.finish_reason == "tool_calls"
@@ -71,9 +63,9 @@ async def test_tools_go_up_and_a_tool_call_comes_back(
 
 
 async def test_a_streamed_tool_call_arrives_in_deltas_that_add_up(
-    client: openai.AsyncOpenAI, fake: OpenAIFake
+    client: openai.AsyncOpenAI, openai_fake: OpenAIFake
 ) -> None:
-    fake.script.tool_call, fake.script.finish = CALL, "tool_calls"
+    openai_fake.script.tool_call, openai_fake.script.finish = CALL, "tool_calls"
     stream = await client.chat.completions.create(
         model="gpt",
         messages=ASK,
@@ -99,7 +91,7 @@ async def test_a_streamed_tool_call_arrives_in_deltas_that_add_up(
 
 
 async def test_image_parts_and_a_tool_result_reach_the_upstream_as_sent(
-    client: openai.AsyncOpenAI, fake: OpenAIFake
+    client: openai.AsyncOpenAI, openai_fake: OpenAIFake
 ) -> None:
     image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
     messages: list[Any] = [
@@ -111,7 +103,7 @@ async def test_image_parts_and_a_tool_result_reach_the_upstream_as_sent(
     ]  # fmt: skip
     reply = await client.chat.completions.create(model="gpt", messages=messages)
     assert reply.choices[0].message.content == "Hello from the fake"
-    sent = fake.observed.requests[-1]["messages"]
+    sent = openai_fake.observed.requests[-1]["messages"]
     assert sent[0]["content"] == [{"type": "text", "text": "What is this?"}, image]
     assert sent[1]["tool_calls"][0]["function"] == {
         "name": "get_weather",
@@ -125,22 +117,22 @@ async def test_image_parts_and_a_tool_result_reach_the_upstream_as_sent(
 
 
 async def test_response_format_json_schema_is_forwarded(
-    client: openai.AsyncOpenAI, fake: OpenAIFake
+    client: openai.AsyncOpenAI, openai_fake: OpenAIFake
 ) -> None:
     schema = {"type": "object", "properties": {"answer": {"type": "string"}}}
     await client.chat.completions.create(
         model="gpt", messages=ASK,  # type: ignore[arg-type]
         response_format={"type": "json_schema", "json_schema": {"name": "a", "schema": schema}},
     )  # fmt: skip
-    sent = fake.observed.requests[-1]["response_format"]
+    sent = openai_fake.observed.requests[-1]["response_format"]
     assert sent["type"] == "json_schema"
     assert (sent["json_schema"]["name"], sent["json_schema"]["schema"]) == ("a", schema)
 
 
 async def test_a_failure_before_the_first_chunk_is_an_http_error_not_a_stream(
-    client: openai.AsyncOpenAI, fake: OpenAIFake
+    client: openai.AsyncOpenAI, openai_fake: OpenAIFake
 ) -> None:
-    fake.script.status = 500
+    openai_fake.script.status = 500
     with pytest.raises(openai.APIStatusError) as failed:
         await client.chat.completions.create(model="gpt", messages=ASK, stream=True)  # type: ignore[arg-type]
     assert failed.value.status_code == 503

@@ -17,20 +17,12 @@ from tests.fakes.openai_server import OpenAIFake
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[OpenAIFake]:
-    fake = OpenAIFake()
-    await fake.server.start()
-    yield fake
-    await fake.server.close()
-
-
-@pytest.fixture
 async def stub(
-    fake: OpenAIFake, start_gateway: StartGateway, monkeypatch: pytest.MonkeyPatch
+    openai_fake: OpenAIFake, start_gateway: StartGateway, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[router_pb2_grpc.RouterStub]:
     monkeypatch.setenv("INFERGATE_TEST_OPENAI_KEY", "sk-e2e")
     options: dict[str, Any] = {
-        "base_url": fake.base_url,
+        "base_url": openai_fake.base_url,
         "api_key_env": "INFERGATE_TEST_OPENAI_KEY",
     }
     models = {
@@ -52,40 +44,40 @@ async def test_generate_through_the_gateway(stub: router_pb2_grpc.RouterStub) ->
 
 
 async def test_stream_through_the_gateway(
-    stub: router_pb2_grpc.RouterStub, fake: OpenAIFake
+    stub: router_pb2_grpc.RouterStub, openai_fake: OpenAIFake
 ) -> None:
     chunks = [c async for c in stub.GenerateStream(chat("gpt"), timeout=10)]
     assert "".join(c.delta for c in chunks) == "Hello from the fake"
     assert chunks[-1].finish_reason == "stop"
     assert chunks[-1].usage.output_tokens == 4
-    assert fake.observed.requests[-1]["stream_options"] == {"include_usage": True}
+    assert openai_fake.observed.requests[-1]["stream_options"] == {"include_usage": True}
 
 
 async def test_dry_run_shows_the_body_the_fake_then_receives(
-    stub: router_pb2_grpc.RouterStub, fake: OpenAIFake
+    stub: router_pb2_grpc.RouterStub, openai_fake: OpenAIFake
 ) -> None:
     request = chat("gpt", params=pb.GenerationParams(temperature=0.5, stop=["END"]))
     decision = await stub.Route(request)
     shown = json_format.MessageToDict(decision.upstream_request)
     await stub.Generate(request)
-    assert shown == fake.observed.requests[-1]
+    assert shown == openai_fake.observed.requests[-1]
     assert shown["stop"] == ["END"] and shown["model"] == "gpt-fake"
 
 
 async def test_the_dry_run_body_is_the_bytes_the_upstream_receives(
-    stub: router_pb2_grpc.RouterStub, fake: OpenAIFake
+    stub: router_pb2_grpc.RouterStub, openai_fake: OpenAIFake
 ) -> None:
     request = chat("gpt", params=pb.GenerationParams(max_tokens=20, temperature=0.5))
     decision = await stub.Route(request)
     await stub.Generate(request)
-    assert decision.upstream_body.encode() == fake.observed.bodies[-1]
+    assert decision.upstream_body.encode() == openai_fake.observed.bodies[-1]
     assert '"max_tokens": 20' in decision.upstream_body  # an integer, not 20.0
 
 
 async def test_upstream_rate_limit_reaches_the_client_with_retry_after(
-    stub: router_pb2_grpc.RouterStub, fake: OpenAIFake
+    stub: router_pb2_grpc.RouterStub, openai_fake: OpenAIFake
 ) -> None:
-    fake.script.status, fake.script.retry_after = 429, "30"
+    openai_fake.script.status, openai_fake.script.retry_after = 429, "30"
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await stub.Generate(chat("gpt"))
     assert caught.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -94,9 +86,9 @@ async def test_upstream_rate_limit_reaches_the_client_with_retry_after(
 
 
 async def test_stream_cut_after_the_first_token_ends_with_an_error(
-    stub: router_pb2_grpc.RouterStub, fake: OpenAIFake
+    stub: router_pb2_grpc.RouterStub, openai_fake: OpenAIFake
 ) -> None:
-    fake.script.cut_after = 2
+    openai_fake.script.cut_after = 2
     deltas: list[str] = []
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         async for chunk in stub.GenerateStream(chat("gpt"), timeout=10):
