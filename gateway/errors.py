@@ -53,6 +53,10 @@ class FailedPrecondition(GatewayError):
     datasets while the Dataset layer is disabled); the message says what to change."""
 
 
+class DeadlineExceeded(GatewayError):
+    """The caller's deadline passed before the work finished (a workflow run, say)."""
+
+
 class Unavailable(GatewayError):
     """A backing service (the task queue's store, say) cannot be reached;
     the call may succeed if retried."""

@@ -1,4 +1,4 @@
-"""The `apps` section of the config file: auth, store, limits and usage."""
+"""The `apps` section of the config file: auth, store, limits, usage and workflows."""
 
 from __future__ import annotations
 
@@ -49,8 +49,31 @@ class UsageConfig(Frozen):
     flush_interval_s: float = Field(default=1.0, gt=0)
 
 
+class WorkflowsConfig(Frozen):
+    http_allow_private: bool = Field(
+        default=False,
+        description="http_request nodes may reach loopback, private and link-local addresses",
+    )
+    http_allowed_networks: tuple[str, ...] = Field(
+        default=(), description="CIDRs http_request nodes may reach even when private"
+    )
+    http_timeout_s: float = Field(default=30, gt=0, le=600, description="an http_request's cap")
+    http_max_response_bytes: int = Field(default=1 << 20, ge=1, le=64 << 20)
+    map_concurrency: int = Field(default=8, ge=1, le=256, description="a map node's cap")
+    run_retention_days: float = Field(default=7, gt=0, description="run records kept this long")
+    record_max_chars: int = Field(
+        default=4096, ge=64, description="each value in a run record is cut to this length"
+    )
+    secrets_key: str = Field(
+        default="",
+        description="Fernet key that encrypts the tenants' secrets; empty: "
+        "$INFERGATE_SECRETS_KEY, else a key generated in {data_dir}/secrets.key",
+    )
+
+
 class AppsConfig(Frozen):
     auth: AuthConfig = AuthConfig()
     store: StoreConfig = StoreConfig()
     limits: LimitsConfig = LimitsConfig()
     usage: UsageConfig = UsageConfig()
+    workflows: WorkflowsConfig = WorkflowsConfig()

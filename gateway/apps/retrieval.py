@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from gateway.errors import InvalidArgument
 
@@ -20,13 +20,23 @@ class Passage:
 
 class Retriever(Protocol):
     async def search(
-        self, tenant: str, collections: Sequence[str], query: str, k: int, score_threshold: float
+        self,
+        tenant: str,
+        collections: Sequence[str],
+        query: str,
+        k: int,
+        score_threshold: float,
+        *,
+        mode: str = "",
+        filter: Mapping[str, Any] | None = None,
     ) -> list[Passage]:
         """The best `k` passages over `collections` scoring at least
         `score_threshold`, best first. Only `tenant`'s collections are seen: a
         collection of another tenant answers NotFound, as a missing one does.
         Idempotent; cancelling the caller abandons the search. No deadline of
-        its own: the caller bounds it."""
+        its own: the caller bounds it. `mode`: auto, dense, lexical or hybrid
+        ("": dense when there is a threshold, else auto); `filter`: metadata
+        field -> value (equal), list (any of) or {gte, gt, lte, lt}."""
         ...
 
 
@@ -34,7 +44,15 @@ class NoRetrieval:
     """For gateways without a Dataset layer: apps without collections still chat."""
 
     async def search(
-        self, tenant: str, collections: Sequence[str], query: str, k: int, score_threshold: float
+        self,
+        tenant: str,
+        collections: Sequence[str],
+        query: str,
+        k: int,
+        score_threshold: float,
+        *,
+        mode: str = "",
+        filter: Mapping[str, Any] | None = None,
     ) -> list[Passage]:
         if collections:
             raise InvalidArgument(

@@ -8,7 +8,7 @@ was on stays as it is, and works again once the layer is turned back on.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
 import grpc
@@ -40,7 +40,15 @@ class DisabledRetrieval:
     streams. Idempotent, instant, no deadline to keep."""
 
     async def search(
-        self, tenant: str, collections: Sequence[str], query: str, k: int, score_threshold: float
+        self,
+        tenant: str,
+        collections: Sequence[str],
+        query: str,
+        k: int,
+        score_threshold: float,
+        *,
+        mode: str = "",
+        filter: Mapping[str, Any] | None = None,
     ) -> list[Passage]:
         if collections:
             raise FailedPrecondition(

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from gateway.apps.retrieval import Passage
 from gateway.errors import FailedPrecondition, InvalidArgument, NotFound
 from indexer import errors as dataset
 from indexer.datasets import Datasets
 from indexer.documents import Mode, Query
+from indexer.filters import Condition, Eq, In, Range
 
 
 class DatasetRetriever:
@@ -21,15 +23,34 @@ class DatasetRetriever:
         self._datasets = datasets
 
     async def search(
-        self, tenant: str, collections: Sequence[str], query: str, k: int, score_threshold: float
+        self,
+        tenant: str,
+        collections: Sequence[str],
+        query: str,
+        k: int,
+        score_threshold: float,
+        *,
+        mode: str = "",
+        filter: Mapping[str, Any] | None = None,
     ) -> list[Passage]:
-        mode = Mode.DENSE if score_threshold > 0 else Mode.AUTO
+        if mode:
+            try:
+                chosen = Mode(mode)
+            except ValueError:
+                raise InvalidArgument("mode", f"must be one of {', '.join(Mode)}") from None
+        else:
+            chosen = Mode.DENSE if score_threshold > 0 else Mode.AUTO
+        conditions = _conditions(filter or {})
         found: list[Passage] = []
         for i, name in enumerate(collections):
             collection_id = name.removeprefix("collections/")
             try:
                 hits = await self._datasets.search(
-                    tenant, collection_id, Query(query, mode=mode, k=k, min_score=score_threshold)
+                    tenant,
+                    collection_id,
+                    Query(
+                        query, mode=chosen, k=k, conditions=conditions, min_score=score_threshold
+                    ),
                 )
             except dataset.NotFound:
                 raise NotFound(f"collection {name!r}") from None
@@ -49,3 +70,23 @@ class DatasetRetriever:
             ]
         found.sort(key=lambda p: -p.score)
         return found[:k]
+
+
+def _conditions(spec: Mapping[str, Any]) -> list[Condition]:
+    """{field: value | [values] | {gte, gt, lte, lt}} -> the index's conditions."""
+    found: list[Condition] = []
+    for field, value in spec.items():
+        if isinstance(value, Mapping):
+            bounds = {k: value[k] for k in ("gte", "gt", "lte", "lt") if k in value}
+            if not bounds or len(bounds) != len(value):
+                raise InvalidArgument(f"filter.{field}", "a range takes gte, gt, lte and lt only")
+            if not all(
+                isinstance(b, int | float) and not isinstance(b, bool) for b in bounds.values()
+            ):
+                raise InvalidArgument(f"filter.{field}", "range bounds must be numbers")
+            found.append(Range(field, **{k: float(v) for k, v in bounds.items()}))
+        elif isinstance(value, list):
+            found.append(In(field, tuple(value)))
+        else:
+            found.append(Eq(field, value))
+    return found

@@ -1,0 +1,399 @@
+"""The workflow engine: runs a checked definition, streaming events. No grpc,
+no protobuf: the App service and the task worker drive it alike.
+
+Scheduling: a node starts once every predecessor has settled (succeeded,
+failed or been skipped) and at least one of its incoming edges is active; it
+is skipped when none is. An edge is active when its source succeeded and took
+the edge's branch (unlabelled edges: sources that do not branch), or when its
+source failed with `on_error: branch` and the edge is labelled `error`. An
+`answer` node is eager: it starts once its predecessors have started, and
+forwards the text of a streaming source as it is produced. Independent
+branches run concurrently on the event loop.
+
+Per node: `timeout_s` bounds each attempt, `retry` runs failed attempts again
+with exponential backoff (not once the node has streamed text). A failure
+fails the run (every running node is cancelled) unless the node has
+`on_error: branch`; then its `error` edges are followed and `{{ node.error }}`
+holds the message.
+
+The caller's deadline bounds the whole run (DeadlineExceeded); closing the
+event stream, or cancelling its consumer, cancels every running node, and so
+every model call in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import jinja2
+
+from gateway.apps.workflows import refs
+from gateway.apps.workflows.document import ERROR_BRANCH, Definition, Edge, Node, conforms
+from gateway.apps.workflows.events import (
+    CANCELLED,
+    FAILED,
+    SKIPPED,
+    SUCCEEDED,
+    Event,
+    NodeFinished,
+    NodeStarted,
+    RunFinished,
+    RunStarted,
+    TextDelta,
+)
+from gateway.apps.workflows.nodes import TYPES
+from gateway.apps.workflows.nodes.base import (
+    ModelUse,
+    NodeContext,
+    NodeFailed,
+    NodeType,
+    Outcome,
+    Services,
+)
+from gateway.errors import DeadlineExceeded as DeadlineExceeded  # engine.DeadlineExceeded
+from gateway.errors import GatewayError, InvalidArgument
+from router.errors import RouterError
+from router.types import Usage
+
+log = logging.getLogger("infergate.workflows")
+PENDING, RUNNING = "pending", "running"
+_SETTLED = (SUCCEEDED, FAILED, SKIPPED)
+MAX_VALUE_CHARS = 4096  # per value in NodeFinished.inputs
+
+
+def check_inputs(definition: Definition, inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """The run's inputs, defaults filled in; InvalidArgument naming the input."""
+    declared = {i.name: i for i in definition.inputs}
+    for name in inputs:
+        if name not in declared:
+            known = ", ".join(sorted(declared)) or "none"
+            raise InvalidArgument(
+                f"inputs.{name}", f"not an input of this workflow (it takes: {known})"
+            )
+    out: dict[str, Any] = {}
+    for spec in definition.inputs:
+        if spec.name in inputs and inputs[spec.name] is not None:
+            value = inputs[spec.name]
+            if not conforms(value, spec.type):
+                raise InvalidArgument(
+                    f"inputs.{spec.name}", f"must be {spec.type}, got {type(value).__name__}"
+                )
+        elif spec.required:
+            raise InvalidArgument(f"inputs.{spec.name}", "is required")
+        else:
+            value = spec.default
+        if spec.type == "integer" and isinstance(value, float):
+            value = int(value)  # 2.0 given or declared as the default: 2
+        out[spec.name] = value
+    return out
+
+
+@dataclass(slots=True)
+class _State:
+    status: str = PENDING
+    outcome: Outcome | None = None
+    pieces: list[str] = field(default_factory=list)  # streamed text, for followers
+    news: asyncio.Future[None] | None = None  # resolved on each piece and when settled
+    settled: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def wake(self) -> None:
+        if self.news is not None and not self.news.done():
+            self.news.set_result(None)
+        self.news = None
+
+
+class Run:
+    """One run of a definition; `events()` drives it (once)."""
+
+    def __init__(
+        self,
+        definition: Definition,
+        inputs: Mapping[str, Any],
+        services: Services,
+        *,
+        tenant: str,
+        run_id: str,
+        deadline: float | None = None,
+        scope: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.definition = definition
+        self.inputs = inputs
+        self.services = services
+        self.tenant = tenant
+        self.run_id = run_id
+        self.deadline = deadline
+        self.scope: dict[str, Any] = dict(scope or {})
+        self._types: dict[str, NodeType] = {n.id: TYPES[n.type] for n in definition.nodes}
+        self._incoming: dict[str, list[Edge]] = {n.id: [] for n in definition.nodes}
+        for e in definition.edges:
+            self._incoming[e.target].append(e)
+        self._state = {n.id: _State() for n in definition.nodes}
+        self._streaming = frozenset(n for n, t in self._types.items() if t.streams)
+        # Sources an eager node may follow while they run: streaming, and sure to
+        # take their plain edges once they succeed (a failure fails the run). A
+        # source with on_error: branch may yet take its error edges instead.
+        self._followable = frozenset(
+            n.id for n in definition.nodes if n.id in self._streaming and n.on_error == "fail"
+        )
+        self._queue: asyncio.Queue[Event] = asyncio.Queue()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._active = 0
+        self.usage = Usage()
+
+    # --- what node types see ----------------------------------------------------------
+
+    async def follow(self, node: str) -> AsyncIterator[str]:
+        state, i = self._state[node], 0
+        while True:
+            while i < len(state.pieces):
+                yield state.pieces[i]
+                i += 1
+            if state.settled.is_set():
+                return
+            if state.news is None:
+                state.news = asyncio.get_running_loop().create_future()
+            await asyncio.shield(state.news)
+
+    async def settled(self, node: str) -> None:
+        await self._state[node].settled.wait()
+
+    async def subrun(
+        self, definition: Definition, scope: Mapping[str, Any]
+    ) -> tuple[dict[str, Any], Usage]:
+        """Run a sub-graph to its end over `scope`; NodeFailed-like GatewayError
+        naming the inner node when it fails."""
+        inner = Run(
+            definition, {}, self.services, tenant=self.tenant, run_id=self.run_id,
+            deadline=self.deadline, scope=scope,
+        )  # fmt: skip
+        async for event in inner.events():
+            if isinstance(event, RunFinished) and event.status == FAILED:
+                raise _SubgraphFailed(event.error)
+        return inner.scope, inner.usage
+
+    # --- the run ----------------------------------------------------------------------
+
+    async def events(self) -> AsyncGenerator[Event, None]:
+        yield RunStarted(self.run_id)
+        try:
+            for event in self._schedule():
+                yield event
+            while self._active:
+                event = await self._next()
+                yield event
+                if not isinstance(event, NodeFinished):
+                    continue
+                self._active -= 1
+                self.usage = _add(self.usage, event.usage)
+                node = self.definition.node(event.node)
+                if event.status == FAILED and node.on_error == "fail":
+                    running = [
+                        n for n in self.definition.nodes if self._state[n.id].status == RUNNING
+                    ]
+                    await self._cancel()
+                    for other in running:  # every node started ends with node_finished
+                        yield NodeFinished(other.id, other.type, CANCELLED, error="the run failed")
+                    yield RunFinished(
+                        FAILED, {}, self.usage, f"node {node.id!r}: {event.error}", node.id
+                    )
+                    return
+                for skipped in self._schedule():
+                    yield skipped
+            try:
+                outputs = self._outputs()
+            except refs.TemplateError as exc:
+                yield RunFinished(FAILED, {}, self.usage, f"outputs: {exc}")
+                return
+            yield RunFinished(SUCCEEDED, outputs, self.usage)
+        finally:
+            await self._cancel()
+
+    async def _next(self) -> Event:
+        if self.deadline is None:
+            return await self._queue.get()
+        try:
+            async with asyncio.timeout_at(self.deadline):
+                return await self._queue.get()
+        except TimeoutError:
+            raise DeadlineExceeded("the deadline passed before the workflow finished") from None
+
+    async def _cancel(self) -> None:
+        tasks = [t for t in self._tasks if not t.done()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _schedule(self) -> list[Event]:
+        """Start what is ready and skip what cannot run; the skips' events."""
+        events: list[Event] = []
+        changed = True
+        while changed:
+            changed = False
+            for node in self.definition.nodes:
+                state = self._state[node.id]
+                if state.status != PENDING:
+                    continue
+                edges = self._incoming[node.id]
+                eager = self._types[node.id].eager
+                ready = all(
+                    self._state[e.source].status in _SETTLED
+                    or (
+                        eager
+                        and self._state[e.source].status == RUNNING
+                        and e.source in self._followable
+                    )
+                    for e in edges
+                )
+                if not ready:
+                    continue
+                changed = True
+                if not edges or any(self._active_edge(e) for e in edges):
+                    self._start(node)
+                else:
+                    state.status = SKIPPED
+                    self._settle(state)
+                    events.append(NodeFinished(node.id, node.type, SKIPPED))
+        return events
+
+    def _active_edge(self, edge: Edge) -> bool:
+        state = self._state[edge.source]
+        if state.status == RUNNING:
+            return True  # a streaming source an eager target follows: it may yet succeed
+        if state.status == SUCCEEDED:
+            assert state.outcome is not None
+            return edge.branch == (state.outcome.branch or "")
+        return state.status == FAILED and edge.branch == ERROR_BRANCH
+
+    def _start(self, node: Node) -> None:
+        self._state[node.id].status = RUNNING
+        self._active += 1
+        task = asyncio.create_task(self._run_node(node), name=f"workflow:{node.id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _settle(self, state: _State) -> None:
+        state.settled.set()
+        state.wake()
+
+    def _emit(self, node: Node) -> Any:
+        state = self._state[node.id]
+        answer = node.type == "answer"
+
+        def emit(text: str) -> None:
+            state.pieces.append(text)
+            state.wake()
+            if answer:
+                self._queue.put_nowait(TextDelta(node.id, text))
+
+        return emit
+
+    async def _run_node(self, node: Node) -> None:
+        kind, state = self._types[node.id], self._state[node.id]
+        self._queue.put_nowait(NodeStarted(node.id, node.type))
+        started = time.monotonic()
+        uses: list[ModelUse] = []
+        outcome: Outcome | None = None
+        error, attempt = "", 0
+        try:
+            for attempt in range(1, node.retry.max_attempts + 1):
+                ctx = NodeContext(
+                    node, self.inputs, self.scope, self.services, self.tenant, self.run_id,
+                    self.deadline, self._emit(node), self, self._streaming, self.subrun,
+                )  # fmt: skip
+                try:
+                    async with asyncio.timeout(node.timeout_s):
+                        outcome = await kind.run(ctx)
+                    error = ""
+                    break
+                except TimeoutError:
+                    error = f"timed out after {node.timeout_s:g} s"
+                except (NodeFailed, GatewayError, RouterError, ValueError) as exc:
+                    error = str(exc)
+                except Exception as exc:  # a node type's bug: the run reports it, the gateway lives
+                    log.exception("workflow node %s (%s) raised", node.id, node.type)
+                    error = f"{type(exc).__name__}: {exc}"
+                finally:
+                    uses += ctx.usage
+                if state.pieces or attempt == node.retry.max_attempts:
+                    break  # text already streamed is not taken back
+                await asyncio.sleep(node.retry.backoff_s * 2 ** (attempt - 1))
+        finally:
+            latency = int((time.monotonic() - started) * 1000)
+            if outcome is not None and not error:
+                state.status, state.outcome = SUCCEEDED, outcome
+                self.scope[node.id] = dict(outcome.outputs)
+            else:
+                state.status = FAILED
+                self.scope[node.id] = {"error": error}
+            self._settle(state)
+        usage = outcome.usage if outcome is not None and outcome.usage != Usage() else _sum(uses)
+        self._queue.put_nowait(NodeFinished(
+            node.id, node.type, state.status,
+            outputs=dict(outcome.outputs) if outcome is not None and not error else {},
+            inputs=self._read(node, kind), error=error, latency_ms=latency, usage=usage,
+            branch=(outcome.branch or "") if outcome is not None else "", attempts=attempt,
+        ))  # fmt: skip
+
+    def _read(self, node: Node, kind: NodeType) -> dict[str, Any]:
+        """What `node`'s templates read, for the run record."""
+        read: dict[str, Any] = {}
+        for _, source in kind.templates(node):
+            try:
+                found = refs.references(source)
+            except refs.TemplateError:
+                continue
+            for name, attr in found:
+                if name == "secrets":
+                    continue  # never recorded
+                value = self.scope.get(name)
+                if attr is not None and isinstance(value, Mapping):
+                    value = value.get(attr)
+                read[f"{name}.{attr}" if attr else name] = _small(value)
+        return read
+
+    def _outputs(self) -> dict[str, Any]:
+        d = self.definition
+        if d.outputs:
+            return {name: _plain(refs.render(src, self.scope)) for name, src in d.outputs.items()}
+        out: dict[str, Any] = {}
+        answers = []
+        for node in d.nodes:
+            state = self._state[node.id]
+            if state.status != SUCCEEDED or state.outcome is None:
+                continue
+            if node.type == "end":
+                out.update(state.outcome.outputs)
+            elif node.type == "answer":
+                answers.append(str(state.outcome.outputs.get("text", "")))
+        if answers and "answer" not in out:
+            out["answer"] = "".join(answers)
+        return out
+
+
+class _SubgraphFailed(GatewayError):
+    pass
+
+
+def _add(a: Usage, b: Usage) -> Usage:
+    return Usage(a.input_tokens + b.input_tokens, a.output_tokens + b.output_tokens)
+
+
+def _sum(uses: list[ModelUse]) -> Usage:
+    return Usage(sum(u.input_tokens for u in uses), sum(u.output_tokens for u in uses))
+
+
+def _plain(value: Any) -> Any:
+    return None if isinstance(value, jinja2.Undefined) else value
+
+
+def _small(value: Any) -> Any:
+    value = _plain(value)
+    if isinstance(value, str) and len(value) > MAX_VALUE_CHARS:
+        return value[:MAX_VALUE_CHARS] + "…"
+    return value
