@@ -18,16 +18,24 @@ from collections.abc import Callable
 from adapters import build_provider
 from adapters.redis_cache import build_cache
 from gateway.apps.model import UsageRecord
-from gateway.apps.store import open_store
+from gateway.apps.store import Store, open_store
 from gateway.apps.usage import UsageRecorder
+from gateway.apps.workflow_runner import WorkflowRunner
+from gateway.apps.workflow_task import task_type as workflow_task_type
+from gateway.apps.workflows.http import GuardedHttp
+from gateway.apps.workflows.nodes.base import Services
+from gateway.apps.workflows.tasks import QueueTasks
 from gateway.config import GatewayConfig
+from gateway.dataset.disabled import DisabledRetrieval
 from gateway.dataset.embedder import build_datasets
+from gateway.dataset.retriever import DatasetRetriever
 from gateway.dataset.snapshots import claim
 from gateway.dataset.tasks import ingest_task_type
 from gateway.live import LiveRouter
 from gateway.status import status_name
 from gateway.tasks.handlers import ModelCall, TaskTypes, UsageSink, load
 from gateway.tasks.model import Task
+from gateway.tasks.queue import TaskQueue
 from gateway.tasks.runtime import build_queue, build_worker
 from gateway.tasks.worker import Worker
 from indexer.datasets import Datasets
@@ -79,31 +87,60 @@ async def open_datasets(
     return datasets
 
 
-def task_types(datasets: Datasets | None) -> TaskTypes:
-    """Every task type this config accepts: the built-in ones, and
-    `dataset.ingest` when datasets are on."""
+def task_types(datasets: Datasets | None, workflows: WorkflowRunner | None = None) -> TaskTypes:
+    """Every task type this config accepts: the built-in ones, `dataset.ingest`
+    when datasets are on, `workflow.run` where the App store is open."""
     types = load()
     if datasets is not None:
         types.add(ingest_task_type(datasets))
+    if workflows is not None:
+        types.add(workflow_task_type(workflows))
     return types
 
 
-async def open_usage(
-    config: GatewayConfig, stack: contextlib.AsyncExitStack
+async def open_app_store(config: GatewayConfig, stack: contextlib.AsyncExitStack) -> Store:
+    """The App layer's store, for a process without the App layer (a worker)."""
+    store = await open_store(config.apps, config.data_dir)
+    stack.push_async_callback(store.aclose)
+    return store
+
+
+def open_usage(
+    config: GatewayConfig, store: Store, stack: contextlib.AsyncExitStack
 ) -> UsageRecorder | None:
-    """A usage recorder on the configured store, for a process without the App
-    layer (a worker); closed before its store, so its queued records are written."""
+    """A usage recorder on `store`; closed before the store, so its queued
+    records are written."""
     usage = config.apps.usage
     if not usage.enabled:
         return None
-    store = await open_store(config.apps, config.data_dir)
-    stack.push_async_callback(store.aclose)
     recorder = UsageRecorder(
         store.usage, batch_size=usage.batch_size, interval_s=usage.flush_interval_s
     )
     recorder.start()
     stack.push_async_callback(recorder.aclose)
     return recorder
+
+
+def open_workflows(
+    config: GatewayConfig, store: Store, live: LiveRouter, datasets: Datasets | None,
+    queue: TaskQueue, recorder: UsageRecorder | None, stack: contextlib.AsyncExitStack,
+) -> WorkflowRunner:  # fmt: skip
+    """A worker's workflow runner (the gateway's is the App layer's)."""
+    flows = config.apps.workflows
+    http = GuardedHttp(
+        flows.http_allow_private, flows.http_allowed_networks,
+        max_timeout_s=flows.http_timeout_s, max_response_bytes=flows.http_max_response_bytes,
+    )  # fmt: skip
+    stack.push_async_callback(http.aclose)
+    retriever = DatasetRetriever(datasets) if datasets is not None else DisabledRetrieval()
+    tasks = QueueTasks(queue, max_payload_bytes=config.tasks.max_payload_bytes)
+
+    def services() -> Services:
+        return Services(
+            live, retriever, http, store.secrets, tasks, map_concurrency=flows.map_concurrency
+        )
+
+    return WorkflowRunner(store.workflows, store.runs, services, recorder, flows.record_max_chars)
 
 
 class RecordedUsage:
@@ -143,8 +180,11 @@ async def open_worker(
     gateway accepts, recording usage when `apps.usage.enabled`. Its router
     has no response cache: batch work neither reads nor fills it."""
     live = await open_router(config, stack, factory, cached=False)
-    types = task_types(await open_datasets(config, live, stack))
-    usage = usage_sink(await open_usage(config, stack))
+    datasets = await open_datasets(config, live, stack)
+    store = await open_app_store(config, stack)
+    recorder = open_usage(config, store, stack)
     queue = build_queue(config.tasks, config.data_dir)
     stack.push_async_callback(queue.aclose)
-    return build_worker(config.tasks, queue, types, live, concurrency, usage)
+    runner = open_workflows(config, store, live, datasets, queue, recorder, stack)
+    types = task_types(datasets, runner)
+    return build_worker(config.tasks, queue, types, live, concurrency, usage_sink(recorder))

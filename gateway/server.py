@@ -26,6 +26,7 @@ from grpc_reflection.v1alpha import reflection
 from adapters import build_provider
 from gateway import assembly
 from gateway.apps.runtime import AppLayer
+from gateway.apps.workflows.tasks import QueueTasks
 from gateway.config import GatewayConfig, ServerConfig
 from gateway.dataset.disabled import DisabledDatasetService, DisabledRetrieval
 from gateway.dataset.retriever import DatasetRetriever
@@ -273,8 +274,13 @@ class Gateway:
         }
         task_runtime = TaskRuntime(
             config.tasks, config.data_dir, live,
-            types=assembly.task_types(datasets), usage=assembly.usage_sink(apps.recorder),
+            types=assembly.task_types(datasets, apps.workflows),
+            usage=assembly.usage_sink(apps.recorder),
         )  # fmt: skip
+        apps.tasks = QueueTasks(
+            task_runtime.queue, task_runtime.types, config.tasks.max_payload_bytes
+        )
+        apps.service.use_queue(task_runtime.queue)
         # Its workers use the router and the datasets: they stop before either closes.
         stack.push_async_callback(task_runtime.aclose, config.server.grace_period_s)
         servicers["Tasks"] = TasksService(

@@ -5,7 +5,9 @@ records name a failed call by its code's name ("UNAVAILABLE")."""
 
 from __future__ import annotations
 
-from typing import NoReturn
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any, NoReturn, TypeVar
 
 import grpc
 
@@ -44,6 +46,7 @@ _GATEWAY_CODES: dict[type[errors.GatewayError], grpc.StatusCode] = {
     errors.QuotaExceeded: grpc.StatusCode.RESOURCE_EXHAUSTED,
     errors.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
     errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
+    errors.DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
 }
 
 
@@ -89,3 +92,20 @@ async def abort(context: grpc.aio.ServicerContext, error: DomainError) -> NoRetu
     trailers = (("retry-after", f"{retry_after:g}"),) if retry_after else ()
     await context.abort(status_code(error), str(error), trailers)
     raise AssertionError("unreachable: abort raises")
+
+
+R = TypeVar("R")
+Handler = Callable[[Any, Any, grpc.aio.ServicerContext], Awaitable[R]]
+
+
+def translated(method: Handler[R]) -> Handler[R]:
+    """A unary servicer method whose domain errors end the call through this table."""
+
+    @functools.wraps(method)
+    async def run(self: Any, request: Any, context: grpc.aio.ServicerContext) -> R:
+        try:
+            return await method(self, request, context)
+        except (errors.GatewayError, RouterError, dataset.DatasetError) as exc:
+            await abort(context, exc)
+
+    return run

@@ -84,6 +84,7 @@ class UsageRecord(NamedTuple):  # a tuple: one is made per call on the hot path
     output_tokens: int
     latency_ms: int
     status: str
+    run_id: str = ""  # the workflow run a model call was made for
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,12 @@ _BY_SERVICE: dict[str, dict[str, Role]] = {
         "CreateApp": _D, "UpdateApp": _D, "DeleteApp": _D, "QueryUsage": _D,
         "CreateTenant": _A, "ListTenants": _A, "CreateApiKey": _A, "ListApiKeys": _A,
         "RevokeApiKey": _A, "ListAuditEvents": _A,
+        # Users run workflows; developers write them, read their runs and keep secrets.
+        "GetWorkflow": _U, "ListWorkflows": _U, "ListNodeTypes": _U, "RunWorkflow": _U,
+        "RunWorkflowUnary": _U, "SubmitWorkflowRun": _U,
+        "CreateWorkflow": _D, "UpdateWorkflow": _D, "PublishWorkflow": _D, "DeleteWorkflow": _D,
+        "ValidateWorkflow": _D, "ListWorkflowVersions": _D, "ListWorkflowRuns": _D,
+        "GetWorkflowRun": _D, "SetSecret": _D, "ListSecrets": _D, "DeleteSecret": _D,
     },
     "infergate.v1.Tasks": {
         "Submit": _U, "Get": _U, "List": _U, "Cancel": _U, "Watch": _U,

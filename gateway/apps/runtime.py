@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +20,9 @@ from gateway.apps.retrieval import NoRetrieval, Retriever
 from gateway.apps.service import AppService
 from gateway.apps.store import Store, open_store
 from gateway.apps.usage import UsageRecorder
+from gateway.apps.workflow_runner import WorkflowRunner
+from gateway.apps.workflows.http import GuardedHttp
+from gateway.apps.workflows.nodes.base import Services, TaskRunner
 from router.router import Router
 
 
@@ -26,12 +31,16 @@ class AppLayer:
     store: Store
     service: AppService
     chat: ChatEngine
+    workflows: WorkflowRunner
+    http: GuardedHttp  # workflows' http_request nodes
     limiter: Limiter | None = None
     recorder: UsageRecorder | None = None
     interceptors: list[grpc.aio.ServerInterceptor] = field(default_factory=list)
     # The bootstrap admin key, when this start created it (printed once; kept
     # for the embedding process, e.g. a test, never logged).
     admin_secret: str | None = None
+    tasks: TaskRunner | None = None  # workflows' task nodes: set once the task queue is up
+    _purge: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(
@@ -46,14 +55,33 @@ class AppLayer:
         store = await open_store(config, data_dir)
         catalog = AppCatalog(store.apps, lambda: router().models.keys(), wire.check_params)
         chat = ChatEngine(store.apps, store.turns, router, retriever or NoRetrieval(), wire.params)
-        layer = cls(store, AppService(store, catalog, chat), chat)
+        recorder = None
         if config.usage.enabled:
-            layer.recorder = UsageRecorder(
+            recorder = UsageRecorder(
                 store.usage,
                 batch_size=config.usage.batch_size,
                 interval_s=config.usage.flush_interval_s,
             )
-            layer.recorder.start()
+            recorder.start()
+        flows = config.workflows
+        http = GuardedHttp(
+            flows.http_allow_private, flows.http_allowed_networks,
+            max_timeout_s=flows.http_timeout_s, max_response_bytes=flows.http_max_response_bytes,
+        )  # fmt: skip
+
+        def services() -> Services:
+            return Services(
+                router, chat.retriever, http, store.secrets, layer.tasks,
+                map_concurrency=flows.map_concurrency,
+            )  # fmt: skip
+
+        runner = WorkflowRunner(
+            store.workflows, store.runs, services, recorder, flows.record_max_chars
+        )
+        service = AppService(store, catalog, chat, runner, store.secrets)
+        layer = cls(store, service, chat, runner, http, recorder=recorder)
+        retention_s = flows.run_retention_days * 86400
+        layer._purge = asyncio.create_task(runner.purge_forever(retention_s))
         authenticator = None
         if config.auth.enabled:
             authenticator = Authenticator(store.keys, config.auth.cache_ttl_s)
@@ -79,6 +107,11 @@ class AppLayer:
 
     async def aclose(self) -> None:
         """Write the queued usage, then close the limiter and the store."""
+        if self._purge is not None:
+            self._purge.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._purge
+        await self.http.aclose()
         if self.recorder is not None:
             await self.recorder.aclose()
         if self.limiter is not None:

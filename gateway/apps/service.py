@@ -1,7 +1,8 @@
 """The App gRPC service: decode -> App layer core -> encode, nothing else.
 
 Apps, conversations and usage are the caller's tenant's (`identity.current()`);
-tenants, keys and the audit log are the gateway's (role admin).
+tenants, keys and the audit log are the gateway's (role admin). Workflows
+and secrets: gateway/apps/workflow_service.py.
 
 Idempotency: a repeated Create* answers ALREADY_EXISTS (nothing changes),
 RevokeApiKey on a revoked key succeeds without a new audit event, Delete of a
@@ -12,10 +13,9 @@ to the Router; a cancelled or failed chat stores no turn.
 from __future__ import annotations
 
 import contextlib
-import functools
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 from google.protobuf import empty_pb2
@@ -27,30 +27,19 @@ from gateway.apps.chat import ChatEngine, Cited, Delta, Done
 from gateway.apps.model import Tenant, UsageQuery
 from gateway.apps.roles import parse_role
 from gateway.apps.store import Administration, now_ms
+from gateway.apps.store.secrets import Secrets
+from gateway.apps.workflow_runner import WorkflowRunner
+from gateway.apps.workflow_service import WorkflowMethods
 from gateway.errors import GatewayError, InvalidArgument
 from gateway.identity import Role
 from gateway.pb import app_pb2 as pb
 from gateway.pb import app_pb2_grpc
 from gateway.pb import router_pb2 as rpb
-from gateway.status import abort
+from gateway.status import abort, translated
+from gateway.tasks.queue import TaskQueue
 from router.errors import RouterError
 
-R = TypeVar("R")
 _PAGE, _MAX_PAGE = 50, 1000
-Handler = Callable[[Any, Any, grpc.aio.ServicerContext], Awaitable[R]]
-
-
-def _translated(method: Handler[R]) -> Handler[R]:
-    """Domain errors -> the status table, once."""
-
-    @functools.wraps(method)
-    async def run(self: Any, request: Any, context: grpc.aio.ServicerContext) -> R:
-        try:
-            return await method(self, request, context)
-        except (GatewayError, RouterError) as exc:
-            await abort(context, exc)
-
-    return run
 
 
 def _page(size: int) -> int:
@@ -70,26 +59,35 @@ def _deadline(context: grpc.aio.ServicerContext) -> float | None:
     return None if remaining is None else time.monotonic() + remaining
 
 
-class AppService(app_pb2_grpc.AppServicer):
-    def __init__(self, store: Administration, catalog: AppCatalog, chat: ChatEngine) -> None:
+class AppService(WorkflowMethods, app_pb2_grpc.AppServicer):
+    def __init__(
+        self, store: Administration, catalog: AppCatalog, chat: ChatEngine,
+        runner: WorkflowRunner, secrets: Secrets,
+    ) -> None:  # fmt: skip
         self._store = store
         self._catalog = catalog
         self._chat = chat
+        self._runner = runner
+        self._secrets = secrets
+        self._queue: TaskQueue | None = None  # SubmitWorkflowRun's: set once the queue is up
+
+    def use_queue(self, queue: TaskQueue) -> None:
+        self._queue = queue
 
     # --- apps -------------------------------------------------------------------------
 
-    @_translated
+    @translated
     async def CreateApp(self, request: pb.CreateAppRequest, context: Any) -> pb.AppSpec:
         app_id = check_id(request.app_id, "app_id")
         app = wire.app_from_pb(request.app, identity.current().tenant, app_id)
         return wire.app_to_pb(await self._catalog.create(app))
 
-    @_translated
+    @translated
     async def GetApp(self, request: pb.GetAppRequest, context: Any) -> pb.AppSpec:
         app_id = wire.name_id(request.name, "apps", "name")
         return wire.app_to_pb(await self._catalog.get(app_id))
 
-    @_translated
+    @translated
     async def ListApps(self, request: pb.ListAppsRequest, context: Any) -> pb.ListAppsResponse:
         limit = _page(request.page_size)
         apps = await self._catalog.list(limit + 1, request.page_token)
@@ -99,7 +97,7 @@ class AppService(app_pb2_grpc.AppServicer):
             apps=[wire.app_to_pb(a) for a in apps], next_page_token=apps[-1].id if more else ""
         )
 
-    @_translated
+    @translated
     async def UpdateApp(self, request: pb.UpdateAppRequest, context: Any) -> pb.AppSpec:
         app_id = wire.name_id(request.app.name, "apps", "app.name")
         merged = pb.AppSpec()
@@ -115,7 +113,7 @@ class AppService(app_pb2_grpc.AppServicer):
         app = wire.app_from_pb(merged, identity.current().tenant, app_id)
         return wire.app_to_pb(await self._catalog.update(app))
 
-    @_translated
+    @translated
     async def DeleteApp(self, request: pb.DeleteAppRequest, context: Any) -> empty_pb2.Empty:
         await self._catalog.delete(wire.name_id(request.name, "apps", "name"))
         return empty_pb2.Empty()
@@ -146,7 +144,7 @@ class AppService(app_pb2_grpc.AppServicer):
         except (GatewayError, RouterError) as exc:
             await abort(context, exc)
 
-    @_translated
+    @translated
     async def Completion(self, request: pb.ChatRequest, context: Any) -> pb.CompletionResponse:
         app_id = wire.name_id(request.app, "apps", "app")
         inputs = wire.inputs(request.inputs)
@@ -172,7 +170,7 @@ class AppService(app_pb2_grpc.AppServicer):
 
     # --- administration ---------------------------------------------------------------
 
-    @_translated
+    @translated
     async def CreateTenant(self, request: pb.CreateTenantRequest, context: Any) -> pb.Tenant:
         t = request.tenant
         tenant = Tenant(
@@ -183,7 +181,7 @@ class AppService(app_pb2_grpc.AppServicer):
         )
         return wire.tenant_to_pb(await self._store.tenants.create(tenant, actor()))
 
-    @_translated
+    @translated
     async def ListTenants(
         self, request: pb.ListTenantsRequest, context: Any
     ) -> pb.ListTenantsResponse:
@@ -196,7 +194,7 @@ class AppService(app_pb2_grpc.AppServicer):
             next_page_token=tenants[-1].id if more else "",
         )
 
-    @_translated
+    @translated
     async def CreateApiKey(self, request: pb.CreateApiKeyRequest, context: Any) -> pb.CreatedApiKey:
         tenant = wire.name_id(request.tenant, "tenants", "tenant")
         key, secret = await self._store.keys.create(
@@ -208,7 +206,7 @@ class AppService(app_pb2_grpc.AppServicer):
         )
         return pb.CreatedApiKey(key=wire.key_to_pb(key), secret=secret)
 
-    @_translated
+    @translated
     async def ListApiKeys(
         self, request: pb.ListApiKeysRequest, context: Any
     ) -> pb.ListApiKeysResponse:
@@ -216,13 +214,13 @@ class AppService(app_pb2_grpc.AppServicer):
         keys = await self._store.keys.list(tenant)
         return pb.ListApiKeysResponse(keys=[wire.key_to_pb(k) for k in keys])
 
-    @_translated
+    @translated
     async def RevokeApiKey(self, request: pb.RevokeApiKeyRequest, context: Any) -> empty_pb2.Empty:
         tenant, key_id = wire.key_name(request.name)
         await self._store.keys.revoke(tenant, key_id, actor())
         return empty_pb2.Empty()
 
-    @_translated
+    @translated
     async def QueryUsage(
         self, request: pb.QueryUsageRequest, context: Any
     ) -> pb.QueryUsageResponse:
@@ -240,7 +238,7 @@ class AppService(app_pb2_grpc.AppServicer):
         rows = await self._store.usage.query(query)
         return pb.QueryUsageResponse(rows=[wire.usage_row_to_pb(r) for r in rows])
 
-    @_translated
+    @translated
     async def ListAuditEvents(
         self, request: pb.ListAuditEventsRequest, context: Any
     ) -> pb.ListAuditEventsResponse:

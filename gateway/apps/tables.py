@@ -102,6 +102,7 @@ usage = Table(
     Column("output_tokens", Integer, nullable=False),
     Column("latency_ms", Integer, nullable=False),
     Column("status", String(32), nullable=False),
+    Column("run_id", String(64), nullable=False, server_default=""),  # a workflow run's calls
     Index("ix_usage_ts", "ts_ms"),
     Index("ix_usage_tenant_ts", "tenant", "ts_ms"),
 )
@@ -127,4 +128,62 @@ settings = Table(
     metadata,
     Column("name", String(64), primary_key=True),
     Column("value", Text, nullable=False),
+)
+
+workflows = Table(
+    "workflows",
+    metadata,
+    Column("tenant", String(64), nullable=False),
+    Column("id", String(64), nullable=False),
+    Column("display_name", String(200), nullable=False),
+    Column("description", Text, nullable=False),
+    Column("latest_version", Integer, nullable=False),
+    Column("published_version", Integer, nullable=False),  # 0: none
+    Column("created_ms", BigInteger, nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint("tenant", "id"),
+)
+
+workflow_versions = Table(
+    "workflow_versions",
+    metadata,
+    Column("tenant", String(64), nullable=False),
+    Column("workflow", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("definition", Text, nullable=False),  # the document, JSON
+    Column("actor", String(200), nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint("tenant", "workflow", "version"),
+)
+
+workflow_runs = Table(
+    "workflow_runs",
+    metadata,
+    Column("tenant", String(64), nullable=False),
+    Column("id", String(64), nullable=False),
+    Column("workflow", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("status", String(16), nullable=False),  # running, succeeded, failed, cancelled
+    Column("inputs", Text, nullable=False),
+    Column("outputs", Text, nullable=False),
+    Column("nodes", Text, nullable=False),  # each node's record, JSON list
+    Column("error", Text, nullable=False),
+    Column("input_tokens", Integer, nullable=False),
+    Column("output_tokens", Integer, nullable=False),
+    Column("started_ms", BigInteger, nullable=False),
+    Column("finished_ms", BigInteger, nullable=True),
+    PrimaryKeyConstraint("tenant", "id"),
+    Index("ix_workflow_runs_workflow", "tenant", "workflow", "started_ms"),
+    Index("ix_workflow_runs_started", "started_ms"),
+)
+
+secrets = Table(
+    "secrets",
+    metadata,
+    Column("tenant", String(64), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("ciphertext", Text, nullable=False),  # Fernet token
+    Column("created_ms", BigInteger, nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint("tenant", "name"),
 )

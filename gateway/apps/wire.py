@@ -9,6 +9,9 @@ from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
 from gateway.apps.model import ApiKey, App, AuditEvent, Retrieval, Tenant, UsageRow
 from gateway.apps.retrieval import Passage
+from gateway.apps.workflows.events import NodeFinished, RunFinished
+from gateway.apps.workflows.model import RunRecord, SecretInfo, Version, Workflow
+from gateway.apps.workflows.nodes.base import NodeType
 from gateway.errors import InvalidArgument
 from gateway.pb import app_pb2 as pb
 from gateway.pb import router_pb2
@@ -134,3 +137,113 @@ def event_to_pb(e: AuditEvent) -> pb.AuditEvent:
         resource=e.resource, before=_struct(e.before), after=_struct(e.after),
         prev_hash=e.prev_hash, hash=e.hash,
     )  # fmt: skip
+
+
+# --- workflows ----------------------------------------------------------------------------
+
+
+def plain(value: Any) -> Any:
+    """A Struct's JSON with its whole-number floats made ints again (Struct
+    keeps every number as a double; node configs want `k: 4`, not 4.0)."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    if isinstance(value, Mapping):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
+
+
+def struct(value: Mapping[str, Any]) -> struct_pb2.Struct:
+    s = struct_pb2.Struct()
+    s.update(_jsonable(value))
+    return s
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, str | bool | int | float):
+        return value
+    return str(value)
+
+
+def workflow_to_pb(w: Workflow, version: Version | None = None) -> pb.Workflow:
+    msg = pb.Workflow(
+        name=f"workflows/{w.id}", display_name=w.display_name, description=w.description,
+        latest_version=w.latest_version, published_version=w.published_version,
+        create_time=_ts(w.created_ms), update_time=_ts(w.updated_ms),
+    )  # fmt: skip
+    if version is not None:
+        msg.version = version.version
+        msg.definition.CopyFrom(struct(version.definition))
+    return msg
+
+
+def version_to_pb(v: Version) -> pb.WorkflowVersion:
+    return pb.WorkflowVersion(
+        version=v.version, actor=v.actor, create_time=_ts(v.created_ms),
+        definition=struct(v.definition),
+    )  # fmt: skip
+
+
+def node_type_to_pb(t: NodeType) -> pb.NodeType:
+    return pb.NodeType(
+        type=t.name, description=t.description, config_schema=struct(t.schema),
+        outputs=dict(t.outputs), streams=t.streams, branches=_branches(t),
+    )  # fmt: skip
+
+
+def _branches(t: NodeType) -> bool:
+    return type(t).branches is not NodeType.branches
+
+
+def _usage_pb(input_tokens: int, output_tokens: int) -> router_pb2.Usage:
+    return router_pb2.Usage(
+        input_tokens=input_tokens, output_tokens=output_tokens,
+        total_tokens=input_tokens + output_tokens,
+    )  # fmt: skip
+
+
+def node_run_to_pb(e: NodeFinished) -> pb.WorkflowNodeRun:
+    return pb.WorkflowNodeRun(
+        node=e.node, type=e.type, status=e.status, inputs=struct(e.inputs),
+        outputs=struct(e.outputs), error=e.error, latency_ms=e.latency_ms,
+        usage=_usage_pb(e.usage.input_tokens, e.usage.output_tokens), branch=e.branch,
+        attempts=e.attempts,
+    )  # fmt: skip
+
+
+def run_finished_to_pb(e: RunFinished) -> pb.WorkflowEvent.RunFinished:
+    return pb.WorkflowEvent.RunFinished(
+        status=e.status, outputs=struct(e.outputs),
+        usage=_usage_pb(e.usage.input_tokens, e.usage.output_tokens), error=e.error,
+        error_node=e.error_node,
+    )  # fmt: skip
+
+
+def run_to_pb(r: RunRecord, with_nodes: bool = True) -> pb.WorkflowRun:
+    msg = pb.WorkflowRun(
+        name=f"workflows/{r.workflow}/runs/{r.id}", version=r.version, status=r.status,
+        inputs=struct(r.inputs), outputs=struct(r.outputs), error=r.error,
+        usage=_usage_pb(r.input_tokens, r.output_tokens), start_time=_ts(r.started_ms),
+    )  # fmt: skip
+    if r.finished_ms is not None:
+        msg.end_time.CopyFrom(_ts(r.finished_ms))
+    if with_nodes:
+        for n in r.nodes:
+            msg.nodes.append(pb.WorkflowNodeRun(
+                node=n["node"], type=n["type"], status=n["status"], inputs=struct(n["inputs"]),
+                outputs=struct(n["outputs"]), error=n["error"], latency_ms=n["latency_ms"],
+                usage=_usage_pb(n["input_tokens"], n["output_tokens"]), branch=n["branch"],
+                attempts=n["attempts"],
+            ))  # fmt: skip
+    return msg
+
+
+def secret_to_pb(s: SecretInfo) -> pb.Secret:
+    return pb.Secret(
+        name=f"secrets/{s.name}", create_time=_ts(s.created_ms), update_time=_ts(s.updated_ms)
+    )

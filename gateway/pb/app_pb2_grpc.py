@@ -105,6 +105,91 @@ class AppStub:
                 request_serializer=infergate_dot_v1_dot_app__pb2.ListAuditEventsRequest.SerializeToString,
                 response_deserializer=infergate_dot_v1_dot_app__pb2.ListAuditEventsResponse.FromString,
                 _registered_method=True)
+        self.CreateWorkflow = channel.unary_unary(
+                '/infergate.v1.App/CreateWorkflow',
+                request_serializer=infergate_dot_v1_dot_app__pb2.CreateWorkflowRequest.SerializeToString,
+                response_deserializer=infergate_dot_v1_dot_app__pb2.Workflow.FromString,
+                _registered_method=True)
+        self.UpdateWorkflow = channel.unary_unary(
+                '/infergate.v1.App/UpdateWorkflow',
+                request_serializer=infergate_dot_v1_dot_app__pb2.UpdateWorkflowRequest.SerializeToString,
+                response_deserializer=infergate_dot_v1_dot_app__pb2.Workflow.FromString,
+                _registered_method=True)
+        self.GetWorkflow = channel.unary_unary(
+                '/infergate.v1.App/GetWorkflow',
+                request_serializer=infergate_dot_v1_dot_app__pb2.GetWorkflowRequest.SerializeToString,
+                response_deserializer=infergate_dot_v1_dot_app__pb2.Workflow.FromString,
+                _registered_method=True)
+        self.ListWorkflows = channel.unary_unary(
+                '/infergate.v1.App/ListWorkflows',
+                request_serializer=infergate_dot_v1_dot_app__pb2.ListWorkflowsRequest.SerializeToString,
+                response_deserializer=infergate_dot_v1_dot_app__pb2.ListWorkflowsResponse.FromString,
+                _registered_method=True)
+        self.ListWorkflowVersions = channel.unary_unary(
+                '/infergate.v1.App/ListWorkflowVersions',
+                request_serializer=infergate_dot_v1_dot_app__pb2.ListWorkflowVersionsRequest.SerializeToString,
+                response_deserializer=infergate_dot_v1_dot_app__pb2.ListWorkflowVersionsResponse.FromString,
+                _registered_method=True)
+        self.PublishWorkflow = channel.unary_unary(
+                '/infergate.v1.App/PublishWorkflow',
+                request_serializer=infergate_dot_v1_dot_app__pb2.PublishWorkflowRequest.SerializeToString,
+                response_deserializer=infergate_dot_v1_dot_app__pb2.Workflow.FromString,
+                _registered_method=True)
+        self.DeleteWorkflow = channel.unary_unary(
+                '/infergate.v1.App/DeleteWorkflow',
+                request_serializer=infergate_dot_v1_dot_app__pb2.DeleteWorkflowRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.ValidateWorkflow = channel.unary_unary(
+                '/infergate.v1.App/ValidateWorkflow',
+                request_serializer=infergate_dot_v1_dot_app__pb2.ValidateWorkflowRequest.SerializeToString,
+                response_deserializer=infergate_dot_v1_dot_app__pb2.ValidateWorkflowResponse.FromString,
+                _registered_method=True)
+        self.ListNodeTypes = channel.unary_unary(
+                '/infergate.v1.App/ListNodeTypes',
+                request_serializer=infergate_dot_v1_dot_app__pb2.ListNodeTypesRequest.SerializeToString,
+                response_deserializer=infergate_dot_v1_dot_app__pb2.ListNodeTypesResponse.FromString,
+                _registered_method=True)
+        self.RunWorkflow = channel.unary_stream(
+                '/infergate.v1.App/RunWorkflow',
+                request_serializer=infergate_dot_v1_dot_app__pb2.RunWorkflowRequest.SerializeToString,
+                response_deserializer=infergate_dot_v1_dot_app__pb2.WorkflowEvent.FromString,
+                _registered_method=True)
+        self.RunWorkflowUnary = channel.unary_unary(
+                '/infergate.v1.App/RunWorkflowUnary',
+                request_serializer=infergate_dot_v1_dot_app__pb2.RunWorkflowRequest.SerializeToString,
+                response_deserializer=infergate_dot_v1_dot_app__pb2.WorkflowRun.FromString,
+                _registered_method=True)
+        self.SubmitWorkflowRun = channel.unary_unary(
+                '/infergate.v1.App/SubmitWorkflowRun',
+                request_serializer=infergate_dot_v1_dot_app__pb2.RunWorkflowRequest.SerializeToString,
+                response_deserializer=infergate_dot_v1_dot_app__pb2.SubmittedWorkflowRun.FromString,
+                _registered_method=True)
+        self.ListWorkflowRuns = channel.unary_unary(
+                '/infergate.v1.App/ListWorkflowRuns',
+                request_serializer=infergate_dot_v1_dot_app__pb2.ListWorkflowRunsRequest.SerializeToString,
+                response_deserializer=infergate_dot_v1_dot_app__pb2.ListWorkflowRunsResponse.FromString,
+                _registered_method=True)
+        self.GetWorkflowRun = channel.unary_unary(
+                '/infergate.v1.App/GetWorkflowRun',
+                request_serializer=infergate_dot_v1_dot_app__pb2.GetWorkflowRunRequest.SerializeToString,
+                response_deserializer=infergate_dot_v1_dot_app__pb2.WorkflowRun.FromString,
+                _registered_method=True)
+        self.SetSecret = channel.unary_unary(
+                '/infergate.v1.App/SetSecret',
+                request_serializer=infergate_dot_v1_dot_app__pb2.SetSecretRequest.SerializeToString,
+                response_deserializer=infergate_dot_v1_dot_app__pb2.Secret.FromString,
+                _registered_method=True)
+        self.ListSecrets = channel.unary_unary(
+                '/infergate.v1.App/ListSecrets',
+                request_serializer=infergate_dot_v1_dot_app__pb2.ListSecretsRequest.SerializeToString,
+                response_deserializer=infergate_dot_v1_dot_app__pb2.ListSecretsResponse.FromString,
+                _registered_method=True)
+        self.DeleteSecret = channel.unary_unary(
+                '/infergate.v1.App/DeleteSecret',
+                request_serializer=infergate_dot_v1_dot_app__pb2.DeleteSecretRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
 
 
 class AppServicer:
@@ -197,6 +282,119 @@ class AppServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateWorkflow(self, request, context):
+        """Workflows: versioned DAGs of typed nodes (role developer saves and
+        publishes; role user runs). Every save is a new version.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateWorkflow(self, request, context):
+        """Saves a new version (the definition, and the display name and description).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetWorkflow(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListWorkflows(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListWorkflowVersions(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PublishWorkflow(self, request, context):
+        """Runs without a version pick this one; runs in flight keep theirs.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteWorkflow(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ValidateWorkflow(self, request, context):
+        """Checks a definition and stores nothing: every problem, each naming its node and field.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListNodeTypes(self, request, context):
+        """Each node type with its config's JSON Schema, for editors to build forms from.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RunWorkflow(self, request, context):
+        """Runs a workflow, streaming its events: run_started, node_started,
+        node_finished, text_delta (from answer nodes), run_finished.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RunWorkflowUnary(self, request, context):
+        """The same run, answered once it has finished.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SubmitWorkflowRun(self, request, context):
+        """The same run as a task on the task queue (Tasks.Get / Watch follow it).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListWorkflowRuns(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetWorkflowRun(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetSecret(self, request, context):
+        """Secrets for http_request headers: values are write-only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSecrets(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteSecret(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AppServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -269,6 +467,91 @@ def add_AppServicer_to_server(servicer, server):
                     servicer.ListAuditEvents,
                     request_deserializer=infergate_dot_v1_dot_app__pb2.ListAuditEventsRequest.FromString,
                     response_serializer=infergate_dot_v1_dot_app__pb2.ListAuditEventsResponse.SerializeToString,
+            ),
+            'CreateWorkflow': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateWorkflow,
+                    request_deserializer=infergate_dot_v1_dot_app__pb2.CreateWorkflowRequest.FromString,
+                    response_serializer=infergate_dot_v1_dot_app__pb2.Workflow.SerializeToString,
+            ),
+            'UpdateWorkflow': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateWorkflow,
+                    request_deserializer=infergate_dot_v1_dot_app__pb2.UpdateWorkflowRequest.FromString,
+                    response_serializer=infergate_dot_v1_dot_app__pb2.Workflow.SerializeToString,
+            ),
+            'GetWorkflow': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetWorkflow,
+                    request_deserializer=infergate_dot_v1_dot_app__pb2.GetWorkflowRequest.FromString,
+                    response_serializer=infergate_dot_v1_dot_app__pb2.Workflow.SerializeToString,
+            ),
+            'ListWorkflows': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWorkflows,
+                    request_deserializer=infergate_dot_v1_dot_app__pb2.ListWorkflowsRequest.FromString,
+                    response_serializer=infergate_dot_v1_dot_app__pb2.ListWorkflowsResponse.SerializeToString,
+            ),
+            'ListWorkflowVersions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWorkflowVersions,
+                    request_deserializer=infergate_dot_v1_dot_app__pb2.ListWorkflowVersionsRequest.FromString,
+                    response_serializer=infergate_dot_v1_dot_app__pb2.ListWorkflowVersionsResponse.SerializeToString,
+            ),
+            'PublishWorkflow': grpc.unary_unary_rpc_method_handler(
+                    servicer.PublishWorkflow,
+                    request_deserializer=infergate_dot_v1_dot_app__pb2.PublishWorkflowRequest.FromString,
+                    response_serializer=infergate_dot_v1_dot_app__pb2.Workflow.SerializeToString,
+            ),
+            'DeleteWorkflow': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteWorkflow,
+                    request_deserializer=infergate_dot_v1_dot_app__pb2.DeleteWorkflowRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'ValidateWorkflow': grpc.unary_unary_rpc_method_handler(
+                    servicer.ValidateWorkflow,
+                    request_deserializer=infergate_dot_v1_dot_app__pb2.ValidateWorkflowRequest.FromString,
+                    response_serializer=infergate_dot_v1_dot_app__pb2.ValidateWorkflowResponse.SerializeToString,
+            ),
+            'ListNodeTypes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListNodeTypes,
+                    request_deserializer=infergate_dot_v1_dot_app__pb2.ListNodeTypesRequest.FromString,
+                    response_serializer=infergate_dot_v1_dot_app__pb2.ListNodeTypesResponse.SerializeToString,
+            ),
+            'RunWorkflow': grpc.unary_stream_rpc_method_handler(
+                    servicer.RunWorkflow,
+                    request_deserializer=infergate_dot_v1_dot_app__pb2.RunWorkflowRequest.FromString,
+                    response_serializer=infergate_dot_v1_dot_app__pb2.WorkflowEvent.SerializeToString,
+            ),
+            'RunWorkflowUnary': grpc.unary_unary_rpc_method_handler(
+                    servicer.RunWorkflowUnary,
+                    request_deserializer=infergate_dot_v1_dot_app__pb2.RunWorkflowRequest.FromString,
+                    response_serializer=infergate_dot_v1_dot_app__pb2.WorkflowRun.SerializeToString,
+            ),
+            'SubmitWorkflowRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitWorkflowRun,
+                    request_deserializer=infergate_dot_v1_dot_app__pb2.RunWorkflowRequest.FromString,
+                    response_serializer=infergate_dot_v1_dot_app__pb2.SubmittedWorkflowRun.SerializeToString,
+            ),
+            'ListWorkflowRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWorkflowRuns,
+                    request_deserializer=infergate_dot_v1_dot_app__pb2.ListWorkflowRunsRequest.FromString,
+                    response_serializer=infergate_dot_v1_dot_app__pb2.ListWorkflowRunsResponse.SerializeToString,
+            ),
+            'GetWorkflowRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetWorkflowRun,
+                    request_deserializer=infergate_dot_v1_dot_app__pb2.GetWorkflowRunRequest.FromString,
+                    response_serializer=infergate_dot_v1_dot_app__pb2.WorkflowRun.SerializeToString,
+            ),
+            'SetSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetSecret,
+                    request_deserializer=infergate_dot_v1_dot_app__pb2.SetSecretRequest.FromString,
+                    response_serializer=infergate_dot_v1_dot_app__pb2.Secret.SerializeToString,
+            ),
+            'ListSecrets': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSecrets,
+                    request_deserializer=infergate_dot_v1_dot_app__pb2.ListSecretsRequest.FromString,
+                    response_serializer=infergate_dot_v1_dot_app__pb2.ListSecretsResponse.SerializeToString,
+            ),
+            'DeleteSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteSecret,
+                    request_deserializer=infergate_dot_v1_dot_app__pb2.DeleteSecretRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -649,6 +932,465 @@ class App:
             '/infergate.v1.App/ListAuditEvents',
             infergate_dot_v1_dot_app__pb2.ListAuditEventsRequest.SerializeToString,
             infergate_dot_v1_dot_app__pb2.ListAuditEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateWorkflow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/infergate.v1.App/CreateWorkflow',
+            infergate_dot_v1_dot_app__pb2.CreateWorkflowRequest.SerializeToString,
+            infergate_dot_v1_dot_app__pb2.Workflow.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateWorkflow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/infergate.v1.App/UpdateWorkflow',
+            infergate_dot_v1_dot_app__pb2.UpdateWorkflowRequest.SerializeToString,
+            infergate_dot_v1_dot_app__pb2.Workflow.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetWorkflow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/infergate.v1.App/GetWorkflow',
+            infergate_dot_v1_dot_app__pb2.GetWorkflowRequest.SerializeToString,
+            infergate_dot_v1_dot_app__pb2.Workflow.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWorkflows(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/infergate.v1.App/ListWorkflows',
+            infergate_dot_v1_dot_app__pb2.ListWorkflowsRequest.SerializeToString,
+            infergate_dot_v1_dot_app__pb2.ListWorkflowsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWorkflowVersions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/infergate.v1.App/ListWorkflowVersions',
+            infergate_dot_v1_dot_app__pb2.ListWorkflowVersionsRequest.SerializeToString,
+            infergate_dot_v1_dot_app__pb2.ListWorkflowVersionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PublishWorkflow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/infergate.v1.App/PublishWorkflow',
+            infergate_dot_v1_dot_app__pb2.PublishWorkflowRequest.SerializeToString,
+            infergate_dot_v1_dot_app__pb2.Workflow.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteWorkflow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/infergate.v1.App/DeleteWorkflow',
+            infergate_dot_v1_dot_app__pb2.DeleteWorkflowRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ValidateWorkflow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/infergate.v1.App/ValidateWorkflow',
+            infergate_dot_v1_dot_app__pb2.ValidateWorkflowRequest.SerializeToString,
+            infergate_dot_v1_dot_app__pb2.ValidateWorkflowResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListNodeTypes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/infergate.v1.App/ListNodeTypes',
+            infergate_dot_v1_dot_app__pb2.ListNodeTypesRequest.SerializeToString,
+            infergate_dot_v1_dot_app__pb2.ListNodeTypesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RunWorkflow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/infergate.v1.App/RunWorkflow',
+            infergate_dot_v1_dot_app__pb2.RunWorkflowRequest.SerializeToString,
+            infergate_dot_v1_dot_app__pb2.WorkflowEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RunWorkflowUnary(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/infergate.v1.App/RunWorkflowUnary',
+            infergate_dot_v1_dot_app__pb2.RunWorkflowRequest.SerializeToString,
+            infergate_dot_v1_dot_app__pb2.WorkflowRun.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitWorkflowRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/infergate.v1.App/SubmitWorkflowRun',
+            infergate_dot_v1_dot_app__pb2.RunWorkflowRequest.SerializeToString,
+            infergate_dot_v1_dot_app__pb2.SubmittedWorkflowRun.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWorkflowRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/infergate.v1.App/ListWorkflowRuns',
+            infergate_dot_v1_dot_app__pb2.ListWorkflowRunsRequest.SerializeToString,
+            infergate_dot_v1_dot_app__pb2.ListWorkflowRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetWorkflowRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/infergate.v1.App/GetWorkflowRun',
+            infergate_dot_v1_dot_app__pb2.GetWorkflowRunRequest.SerializeToString,
+            infergate_dot_v1_dot_app__pb2.WorkflowRun.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/infergate.v1.App/SetSecret',
+            infergate_dot_v1_dot_app__pb2.SetSecretRequest.SerializeToString,
+            infergate_dot_v1_dot_app__pb2.Secret.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSecrets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/infergate.v1.App/ListSecrets',
+            infergate_dot_v1_dot_app__pb2.ListSecretsRequest.SerializeToString,
+            infergate_dot_v1_dot_app__pb2.ListSecretsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/infergate.v1.App/DeleteSecret',
+            infergate_dot_v1_dot_app__pb2.DeleteSecretRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
             options,
             channel_credentials,
             insecure,

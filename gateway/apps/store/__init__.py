@@ -3,11 +3,12 @@ database (SQLAlchemy Core, on SQLite via aiosqlite, the embedded default, or
 PostgreSQL via asyncpg, for scale-out).
 
 `Store` opens the database once (connect and migrate, `db.Database`) and holds
-the aggregates: `tenants`, `keys`, `apps`, `turns` (conversations), `usage` and
-`audit`. Every write that changes configuration appends its audit event in the
-same transaction, so a change and its record commit or fail together; a
-collision with another writer on the audit chain retries the whole transaction
-(`db.py`). Conversation turns and usage records are not audited and are written
+the aggregates: `tenants`, `keys`, `apps`, `turns` (conversations), `usage`,
+`audit`, `workflows` (and their versions), `runs` and `secrets`. Every write
+that changes configuration appends its audit event in the same transaction,
+so a change and its record commit or fail together; a collision with another
+writer on the audit chain retries the whole transaction (`db.py`). Conversation
+turns, usage records and workflow run records are not audited and are written
 in transactions of their own. Calls are not cancellation-safe beyond what a
 transaction gives: cancelling a write rolls it back whole. No method takes a
 deadline; the engine's pool timeout bounds waiting for a connection.
@@ -22,6 +23,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
+from cryptography.fernet import Fernet
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.apps.audit import Anchor
@@ -30,9 +32,11 @@ from gateway.apps.store.apps import Apps
 from gateway.apps.store.audit import Audit, AuditReader
 from gateway.apps.store.db import Database, now_ms
 from gateway.apps.store.keys import KeyAdmin, Keys
+from gateway.apps.store.secrets import Secrets, load_key
 from gateway.apps.store.tenants import TenantAdmin, Tenants
 from gateway.apps.store.turns import Turns
 from gateway.apps.store.usage import Usage, UsageReader
+from gateway.apps.store.workflows import Runs, Workflows
 
 __all__ = ["Administration", "Store", "audit_anchor", "now_ms", "open_store", "store_url"]
 
@@ -55,9 +59,10 @@ class Administration(Protocol):
 
 
 class Store:
-    """Tenants, keys, apps, conversations, usage and the audit log."""
+    """Tenants, keys, apps, conversations, usage, the audit log, workflows
+    (versions and runs) and the tenants' secrets."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, secrets_key: bytes | None = None) -> None:
         self.db = db
         self.tenants = Tenants(db)
         self.keys = Keys(db)
@@ -65,12 +70,19 @@ class Store:
         self.turns = Turns(db)
         self.usage = Usage(db)
         self.audit = Audit(db)
+        self.workflows = Workflows(db)
+        self.runs = Runs(db)
+        self.secrets = Secrets(db, secrets_key or Fernet.generate_key())
 
     @classmethod
-    async def open(cls, url: str, *, schema: str = "", anchor: Anchor | None = None) -> Store:
+    async def open(
+        cls, url: str, *, schema: str = "", anchor: Anchor | None = None,
+        secrets_key: bytes | None = None,
+    ) -> Store:  # fmt: skip
         """Connect and migrate to the newest schema. Idempotent: an up-to-date
-        database is left as it is. `anchor`: where the audit head is kept."""
-        return cls(await Database.open(url, schema=schema, anchor=anchor))
+        database is left as it is. `anchor`: where the audit head is kept;
+        `secrets_key`: the Fernet key of the secrets (None: one for this process only)."""
+        return cls(await Database.open(url, schema=schema, anchor=anchor), secrets_key)
 
     async def aclose(self) -> None:
         await self.db.aclose()
@@ -95,4 +107,5 @@ def audit_anchor(data_dir: Path) -> Anchor:
 
 async def open_store(config: AppsConfig, data_dir: Path) -> Store:
     url, schema = store_url(config, data_dir), config.store.pg_schema
-    return await Store.open(url, schema=schema, anchor=audit_anchor(data_dir))
+    key = load_key(config.workflows.secrets_key, data_dir)
+    return await Store.open(url, schema=schema, anchor=audit_anchor(data_dir), secrets_key=key)

@@ -1,0 +1,224 @@
+"""Workflows as the App layer serves them: saved (validated, versioned),
+resolved to a version, run through the engine with the run recorded and each
+model call's usage recorded. Wire-free: the App service and the task worker
+both call this.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import secrets
+import time
+from collections.abc import AsyncGenerator, Callable, Mapping
+from typing import Any
+
+from gateway.apps.model import UsageRecord
+from gateway.apps.store.workflows import Runs, Workflows
+from gateway.apps.usage import UsageRecorder
+from gateway.apps.workflows import document, validate
+from gateway.apps.workflows.engine import DeadlineExceeded, Run, check_inputs
+from gateway.apps.workflows.events import (
+    CANCELLED,
+    FAILED,
+    Event,
+    NodeFinished,
+    RunFinished,
+)
+from gateway.apps.workflows.model import RUNNING, RunRecord, Version, Workflow
+from gateway.apps.workflows.nodes.base import ModelUse, Services
+from gateway.errors import InvalidArgument
+
+log = logging.getLogger("infergate.workflows")
+
+
+class InvalidWorkflow(InvalidArgument):
+    """A definition with problems; the message names the first, `problems` has all."""
+
+    def __init__(self, problems: list[document.Problem]) -> None:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        super().__init__("workflow.definition", f"{problems[0]}{more}")
+        self.problems = problems
+
+
+def checked(raw: Any) -> document.Definition:
+    """The definition in `raw`; InvalidWorkflow listing every problem."""
+    try:
+        return validate.load(raw)
+    except document.DefinitionError as exc:
+        raise InvalidWorkflow(exc.problems) from None
+
+
+def problems(raw: Any) -> list[document.Problem]:
+    try:
+        validate.load(raw)
+    except document.DefinitionError as exc:
+        return exc.problems
+    return []
+
+
+def new_run_id() -> str:
+    """Sorts by start time (ms, hex) and is unguessable."""
+    return f"{int(time.time() * 1000):012x}{secrets.token_hex(6)}"
+
+
+class WorkflowRunner:
+    def __init__(
+        self,
+        workflows: Workflows,
+        runs: Runs,
+        services: Callable[[], Services],
+        recorder: UsageRecorder | None = None,
+        record_max_chars: int = 4096,
+    ) -> None:
+        self.workflows = workflows
+        self.runs = runs
+        self._services = services
+        self._recorder = recorder
+        self._max_chars = record_max_chars
+
+    # --- saving -------------------------------------------------------------------------
+
+    async def create(
+        self, tenant: str, workflow_id: str, display_name: str, description: str,
+        raw: Mapping[str, Any], actor: str,
+    ) -> Workflow:  # fmt: skip
+        definition = checked(raw)
+        return await self.workflows.create(
+            tenant, workflow_id, display_name, description, document.to_json(definition), actor
+        )
+
+    async def save(
+        self, tenant: str, workflow_id: str, raw: Mapping[str, Any], actor: str,
+        display_name: str | None, description: str | None,
+    ) -> Workflow:  # fmt: skip
+        definition = checked(raw)
+        return await self.workflows.save(
+            tenant, workflow_id, document.to_json(definition), actor, display_name, description
+        )
+
+    async def version(
+        self, tenant: str, workflow_id: str, version: int
+    ) -> tuple[Workflow, Version]:
+        """The workflow and `version` of it (0: published, else the latest)."""
+        workflow = await self.workflows.get(tenant, workflow_id)
+        if version < 0:
+            raise InvalidArgument("version", f"must be >= 0, got {version}")
+        chosen = version or workflow.published_version or workflow.latest_version
+        return workflow, await self.workflows.version(tenant, workflow_id, chosen)
+
+    # --- running ------------------------------------------------------------------------
+
+    async def prepare(
+        self, tenant: str, workflow_id: str, version: int, inputs: Mapping[str, Any]
+    ) -> tuple[Version, document.Definition, dict[str, Any]]:
+        """Everything a run needs, checked before anything streams."""
+        _, saved = await self.version(tenant, workflow_id, version)
+        definition = checked(saved.definition)
+        return saved, definition, check_inputs(definition, inputs)
+
+    async def run(
+        self, tenant: str, key_id: str, saved: Version, definition: document.Definition,
+        inputs: dict[str, Any], deadline: float | None, run_id: str = "",
+    ) -> AsyncGenerator[Event, None]:  # fmt: skip
+        """The run's events; its record is written when it starts and when it
+        ends (also when it fails, passes its deadline or is cancelled)."""
+        run_id = run_id or new_run_id()
+        record = RunRecord(
+            tenant, run_id, saved.workflow, saved.version, RUNNING, self._cut(inputs),
+            started_ms=int(time.time() * 1000),
+        )  # fmt: skip
+        await self.runs.start(record)
+        services = dataclasses.replace(
+            self._services(), on_model_call=self._usage(tenant, key_id, saved.workflow, run_id)
+        )
+        engine = Run(definition, inputs, services, tenant=tenant, run_id=run_id, deadline=deadline)
+        nodes: list[dict[str, Any]] = []
+        final: RunFinished | None = None
+        error = ""
+        try:
+            async with contextlib.aclosing(engine.events()) as events:
+                async for event in events:
+                    if isinstance(event, NodeFinished):
+                        nodes.append(self._node(event))
+                    elif isinstance(event, RunFinished):
+                        final = event
+                    yield event
+        except DeadlineExceeded as exc:
+            error = str(exc)
+            raise
+        finally:
+            if final is not None:
+                status, outputs, error = final.status, self._cut(dict(final.outputs)), final.error
+            else:
+                status, outputs = (FAILED if error else CANCELLED), {}
+            done = dataclasses.replace(
+                record, status=status, outputs=outputs, nodes=nodes, error=error,
+                input_tokens=engine.usage.input_tokens, output_tokens=engine.usage.output_tokens,
+                finished_ms=int(time.time() * 1000),
+            )  # fmt: skip
+            # Shielded: a cancelled caller still leaves its run's record.
+            await _shielded(self.runs.finish(done))
+
+    def _usage(
+        self, tenant: str, key_id: str, workflow: str, run_id: str
+    ) -> Callable[[ModelUse], None] | None:
+        recorder = self._recorder
+        if recorder is None:
+            return None
+
+        def record(use: ModelUse) -> None:
+            recorder.record(UsageRecord(
+                int(time.time() * 1000), tenant, key_id, f"workflows/{workflow}", use.model,
+                use.deployment, f"workflow:{use.node}", use.input_tokens, use.output_tokens,
+                use.latency_ms, use.status, run_id,
+            ))  # fmt: skip
+
+        return record
+
+    def _node(self, e: NodeFinished) -> dict[str, Any]:
+        return {
+            "node": e.node, "type": e.type, "status": e.status,
+            "inputs": self._cut(dict(e.inputs)), "outputs": self._cut(dict(e.outputs)),
+            "error": e.error[: self._max_chars], "latency_ms": e.latency_ms,
+            "input_tokens": e.usage.input_tokens, "output_tokens": e.usage.output_tokens,
+            "branch": e.branch, "attempts": e.attempts,
+        }  # fmt: skip
+
+    def _cut(self, value: Any) -> Any:
+        """`value` with every string cut to the record's size cap."""
+        if isinstance(value, str):
+            return value if len(value) <= self._max_chars else value[: self._max_chars] + "…"
+        if isinstance(value, Mapping):
+            return {str(k): self._cut(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self._cut(v) for v in value[:1000]]
+        if value is None or isinstance(value, bool | int | float):
+            return value
+        return self._cut(str(value))
+
+    async def purge_forever(self, retention_s: float, every_s: float = 3600.0) -> None:
+        """Drop run records older than the retention, now and every `every_s`."""
+        while True:
+            try:
+                dropped = await self.runs.purge(int((time.time() - retention_s) * 1000))
+                if dropped:
+                    log.info(
+                        "dropped %d workflow run records older than %.0f s", dropped, retention_s
+                    )
+            except Exception:
+                log.exception("could not purge old workflow runs")
+            await asyncio.sleep(every_s)
+
+
+async def _shielded(work: Any) -> None:
+    task = asyncio.ensure_future(work)
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await task
+        raise
+    except Exception:
+        log.exception("could not write a workflow run's record")
