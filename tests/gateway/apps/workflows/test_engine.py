@@ -60,7 +60,7 @@ def deltas(events: Sequence[Event], node: str) -> list[str]:
 def assert_well_ordered(events: Sequence[Event]) -> None:
     """RunStarted first, RunFinished last (once each); per node one NodeStarted
     before its one NodeFinished (none for a skipped node); deltas in between.
-    A failed run cancels the nodes still running: they report no NodeFinished."""
+    A failed run cancels the nodes still running: they finish "cancelled"."""
     assert isinstance(events[0], RunStarted)
     assert isinstance(events[-1], RunFinished)
     assert sum(isinstance(e, RunStarted) for e in events) == 1

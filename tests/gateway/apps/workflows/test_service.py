@@ -430,3 +430,158 @@ async def test_rest_create_and_run_with_sse(gateway: Gateway, dev: Meta) -> None
         assert missing.status_code == 404
         types = await http.get("/v1/workflows:nodeTypes")
         assert types.status_code == 200 and len(types.json()["nodeTypes"]) >= 14
+
+
+# --- golden workflows, end to end over gRPC ------------------------------------------------
+
+PARALLEL: dict[str, Any] = {
+    "inputs": {"topic": "string", "items": {"type": "array"}},
+    "nodes": [
+        {"id": "start", "type": "start"},
+        {"id": "a", "type": "llm", "config": {"model": "paced", "messages": [
+            {"role": "user", "content": "alpha {{ start.topic }}"}]}},
+        {"id": "b", "type": "llm", "config": {"model": "paced", "messages": [
+            {"role": "user", "content": "beta {{ start.topic }}"}]}},
+        {"id": "merge", "type": "template", "config": {"template": "{{ a.text }} | {{ b.text }}"}},
+        {"id": "each", "type": "map", "config": {
+            "items": "{{ start.items }}", "concurrency": 2,
+            "nodes": [{"id": "up", "type": "template",
+                       "config": {"template": "{{ each.item | upper }}"}}],
+            "output": "{{ up.text }}"}},
+        {"id": "end", "type": "end", "config": {"outputs": {
+            "merged": "{{ merge.text }}", "upper": "{{ each.results }}"}}},
+    ],
+    "edges": [
+        {"from": "start", "to": "a"}, {"from": "start", "to": "b"}, {"from": "start", "to": "each"},
+        {"from": "a", "to": "merge"}, {"from": "b", "to": "merge"},
+        {"from": "merge", "to": "end"}, {"from": "each", "to": "end"},
+    ],
+}  # fmt: skip
+
+
+async def test_parallel_calls_merged_and_a_map(stub: app_pb2_grpc.AppStub, dev: Meta) -> None:
+    await create(stub, dev, "parallel", PARALLEL)
+    got = await events(stub, dev, "workflows/parallel", topic="sky", items=["x", "y", "z"])
+    order = [(e.WhichOneof("event"), e.node_started.node or e.node_finished.node) for e in got]
+    # both model calls were in flight together: each started before either finished
+    first_done = min(order.index(("node_finished", n)) for n in ("a", "b"))
+    assert max(order.index(("node_started", n)) for n in ("a", "b")) < first_done
+    outputs = json_format.MessageToDict(got[-1].run_finished.outputs)
+    assert outputs["upper"] == ["X", "Y", "Z"]
+    a_text, b_text = outputs["merged"].split(" | ")
+    assert a_text.startswith("alpha sky") and b_text.startswith("beta sky")
+
+
+def failing(on_error: str) -> dict[str, Any]:
+    reply: dict[str, Any] = {"id": "reply", "type": "llm", "config": {
+        "model": "broken", "messages": [{"role": "user", "content": "hi"}]}}  # fmt: skip
+    edges = [{"from": "start", "to": "reply"}, {"from": "reply", "to": "ok"}]
+    if on_error == "branch":
+        reply["on_error"] = "branch"
+        edges.append({"from": "reply", "to": "sorry", "branch": "error"})
+    nodes = [
+        {"id": "start", "type": "start"}, reply,
+        {"id": "ok", "type": "answer", "config": {"text": "{{ reply.text }}"}},
+        {"id": "sorry", "type": "answer", "config": {"text": "Sorry ({{ reply.error }})"}},
+    ]  # fmt: skip
+    if on_error != "branch":
+        nodes.pop()
+    return {"nodes": nodes, "edges": edges}
+
+
+async def test_a_failing_branch_fails_the_run_unless_it_has_an_error_edge(
+    stub: app_pb2_grpc.AppStub, dev: Meta
+) -> None:
+    await create(stub, dev, "fails", failing("fail"))
+    done = (await events(stub, dev, "workflows/fails"))[-1].run_finished
+    assert (done.status, done.error_node) == ("failed", "reply")
+    assert "all deployments of 'broken' failed" in done.error
+    await create(stub, dev, "recovers", failing("branch"))
+    got = await events(stub, dev, "workflows/recovers")
+    finished = {
+        e.node_finished.node: e.node_finished.status for e in got if e.HasField("node_finished")
+    }
+    assert finished == {
+        "start": "succeeded",
+        "reply": "failed",
+        "ok": "skipped",
+        "sorry": "succeeded",
+    }
+    answer = json_format.MessageToDict(got[-1].run_finished.outputs)["answer"]
+    assert got[-1].run_finished.status == "succeeded" and answer.startswith(
+        "Sorry (all deployments"
+    )
+
+
+async def test_cancelling_a_run_cancels_the_upstream_call(
+    stub: app_pb2_grpc.AppStub, dev: Meta, gateway: Gateway
+) -> None:
+    await create(stub, dev, "slow", SLOW)
+    mock = gateway.router.model("slow").deployments[0].provider
+    call = stub.RunWorkflow(pb.RunWorkflowRequest(name="workflows/slow"), metadata=dev)
+    async for event in call:
+        if event.HasField("node_started") and event.node_started.node == "wait":
+            break
+    for _ in range(100):  # the node has started; its model call follows at once
+        if mock.active_streams:
+            break
+        await asyncio.sleep(0.01)
+    assert mock.active_streams == 1
+    call.cancel()
+    for _ in range(100):
+        if mock.cancelled_streams:
+            break
+        await asyncio.sleep(0.01)
+    assert (mock.active_streams, mock.cancelled_streams) == (0, 1)
+
+
+def fetch(url: str) -> dict[str, Any]:
+    return {
+        "nodes": [
+            {"id": "start", "type": "start"},
+            {"id": "get", "type": "http_request", "config": {"url": url}},
+            {"id": "end", "type": "end", "config": {"outputs": {"body": "{{ get.json }}"}}},
+        ],
+        "edges": [{"from": "start", "to": "get"}, {"from": "get", "to": "end"}],
+    }
+
+
+@pytest.fixture
+async def local_api() -> AsyncIterator[str]:
+    from aiohttp import web
+
+    async def hello(request: web.Request) -> web.Response:
+        return web.json_response({"hello": "workflow"})
+
+    app = web.Application()
+    app.router.add_get("/hello", hello)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    yield f"http://127.0.0.1:{port}/hello"
+    await runner.cleanup()
+
+
+async def test_http_request_to_loopback_is_refused_by_default(
+    stub: app_pb2_grpc.AppStub, dev: Meta, local_api: str
+) -> None:
+    await create(stub, dev, "fetch", fetch(local_api))
+    done = (await events(stub, dev, "workflows/fetch"))[-1].run_finished
+    assert (done.status, done.error_node) == ("failed", "get")
+    assert "127.0.0.1 is a loopback address" in done.error
+
+
+async def test_http_request_reaches_a_local_server_when_allowed(
+    start_gateway: StartGateway, tmp_path: Path, local_api: str
+) -> None:
+    top = secure_top(tmp_path, workflows={"http_allow_private": True})
+    gw = await start_gateway(MODELS, top=top)
+    async with grpc.aio.insecure_channel(gw.address) as channel:
+        stub = app_pb2_grpc.AppStub(channel)
+        meta = bearer(await new_key(channel, gw, "acme", "developer"))
+        await create(stub, meta, "fetch", fetch(local_api))
+        done = (await events(stub, meta, "workflows/fetch"))[-1].run_finished
+    assert done.status == "succeeded", done.error
+    assert json_format.MessageToDict(done.outputs) == {"body": {"hello": "workflow"}}
