@@ -28,6 +28,7 @@ _BY_SERVICE: dict[str, dict[str, Role]] = {
         "CreateWorkflow": _D, "UpdateWorkflow": _D, "PublishWorkflow": _D, "DeleteWorkflow": _D,
         "ValidateWorkflow": _D, "ListWorkflowVersions": _D, "ListWorkflowRuns": _D,
         "GetWorkflowRun": _D, "SetSecret": _D, "ListSecrets": _D, "DeleteSecret": _D,
+        "GetCaller": _U,
     },
     "infergate.v1.Tasks": {
         "Submit": _U, "Get": _U, "List": _U, "Cancel": _U, "Watch": _U,

@@ -168,6 +168,14 @@ class AppService(WorkflowMethods, app_pb2_grpc.AppServicer):
         reply.text = "".join(text)
         return reply
 
+    @translated
+    async def GetCaller(self, request: pb.GetCallerRequest, context: Any) -> pb.Caller:
+        principal = identity.current()
+        key = f"tenants/{principal.tenant}/keys/{principal.key_id}" if principal.key_id else ""
+        return pb.Caller(
+            tenant=f"tenants/{principal.tenant}", role=principal.role.name.lower(), key=key
+        )
+
     # --- administration ---------------------------------------------------------------
 
     @translated

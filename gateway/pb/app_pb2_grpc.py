@@ -190,6 +190,11 @@ class AppStub:
                 request_serializer=infergate_dot_v1_dot_app__pb2.DeleteSecretRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
+        self.GetCaller = channel.unary_unary(
+                '/infergate.v1.App/GetCaller',
+                request_serializer=infergate_dot_v1_dot_app__pb2.GetCallerRequest.SerializeToString,
+                response_deserializer=infergate_dot_v1_dot_app__pb2.Caller.FromString,
+                _registered_method=True)
 
 
 class AppServicer:
@@ -395,6 +400,13 @@ class AppServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetCaller(self, request, context):
+        """Who the caller is: its tenant, role and key (what a UI shows and allows).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AppServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -552,6 +564,11 @@ def add_AppServicer_to_server(servicer, server):
                     servicer.DeleteSecret,
                     request_deserializer=infergate_dot_v1_dot_app__pb2.DeleteSecretRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'GetCaller': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCaller,
+                    request_deserializer=infergate_dot_v1_dot_app__pb2.GetCallerRequest.FromString,
+                    response_serializer=infergate_dot_v1_dot_app__pb2.Caller.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1391,6 +1408,33 @@ class App:
             '/infergate.v1.App/DeleteSecret',
             infergate_dot_v1_dot_app__pb2.DeleteSecretRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCaller(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/infergate.v1.App/GetCaller',
+            infergate_dot_v1_dot_app__pb2.GetCallerRequest.SerializeToString,
+            infergate_dot_v1_dot_app__pb2.Caller.FromString,
             options,
             channel_credentials,
             insecure,

@@ -15,6 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway import console
 from gateway.rest import anthropic, openai
 from gateway.rest.call import CallError
 from gateway.rest.methods import HEALTH_CHECK
@@ -93,6 +94,7 @@ def build_app(shim: Shim) -> ASGIApp:
             *openai.routes(),
             *anthropic.routes(),
             WebSocketRoute("/v1/ws/generate", generate_socket),
+            *(console.routes() if shim.config.console else []),
             Route("/{path:path}", transcode, methods=_ALL_METHODS),
         ],
         exception_handlers={

@@ -11,6 +11,7 @@ from router.config import Frozen
 
 class RestConfig(Frozen):
     enabled: bool = True
+    console: bool = Field(default=True, description="the web console at /console")
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535, description="0: an ephemeral port")
     max_body_bytes: int = Field(
