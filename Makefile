@@ -5,7 +5,7 @@ BIN     = $(VENV)/bin
 EXTRAS ?= cpu
 ARGS   ?=
 
-.PHONY: install dev protos run test lint bench bench-locust clean clients
+.PHONY: install dev protos run test lint bench bench-locust clean clients console console-vendor console-screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,8 +36,9 @@ run: install
 	$(BIN)/infergate model fetch $(filter --config=%,$(ARGS))
 	$(BIN)/infergate serve $(ARGS)
 
-# `clients` too: the suite drives the gateway from the Node.js client.
-test: dev clients
+# `clients` and `console` too: the suite drives the gateway from the Node.js client
+# and the web console from Chromium (Debian's package: apt-get install chromium).
+test: dev clients console
 	$(BIN)/python -m pytest -q $(ARGS)
 
 lint: dev
@@ -62,6 +63,22 @@ clients/node/generated/.stamp: clients/node/package-lock.json $(wildcard protos/
 	    --grpcLib=@grpc/grpc-js --longs=String --enums=String --defaults --oneofs \
 	    --includeComments --outDir=generated -I ../../protos protos third_party
 	touch $@
+
+# The web console's npm packages: its vendored libraries' sources and playwright-core,
+# the browser tests' driver. Again only when the lock file changes.
+console: gateway/console/node_modules/.stamp
+gateway/console/node_modules/.stamp: gateway/console/package-lock.json
+	cd gateway/console && npm ci --no-audit --no-fund
+	touch $@
+
+# After changing a library's version in gateway/console/package.json: refresh the copies
+# the console serves (static/vendor; tests/console checks they are fresh).
+console-vendor: console
+	node gateway/console/vendor.mjs
+
+# The README's screenshots: the browser suite, saving a PNG of each page.
+console-screenshots: dev console
+	CONSOLE_SCREENSHOTS=$(CURDIR)/docs/console $(BIN)/python -m pytest -q tests/console -k browser
 
 bench: dev
 	$(BIN)/python -m bench.overhead $(ARGS)

@@ -1,0 +1,160 @@
+// The console in a real browser (Debian's Chromium driven by playwright-core):
+// sign in, healthy mock models, a streamed chat, an upload found by search, an
+// app created and chatted with, a usage chart of those calls, and a user key
+// refused the admin pages. Run by tests/console/test_console.py, which starts
+// the gateway and passes BASE_URL, ADMIN_KEY and USER_KEY; with SCREENSHOTS=dir
+// it saves a PNG of each page there (`make console-screenshots`).
+// Prints one JSON line per step; exits 1 on the first failure.
+
+import { writeFileSync, mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { createRequire } from "node:module";
+
+const require = createRequire(new URL("../../gateway/console/package.json", import.meta.url));
+const { chromium } = require("playwright-core");
+
+const BASE = process.env.BASE_URL;
+const SHOTS = process.env.SCREENSHOTS || "";
+const TIMEOUT = 15000;
+
+function step(name, detail = {}) {
+  console.log(JSON.stringify({ step: name, ...detail }));
+}
+
+async function shot(page, name) {
+  if (!SHOTS) return;
+  mkdirSync(SHOTS, { recursive: true });
+  await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
+}
+
+async function signIn(page, key) {
+  await page.goto(`${BASE}/console/`);
+  await page.fill("#key", key);
+  await page.click("button[type=submit]");
+  await page.waitForSelector("nav .who", { timeout: TIMEOUT });
+}
+
+async function open(page, path) {
+  await page.goto(`${BASE}/console/#/${path}`);
+  await page.waitForSelector(`main#page[data-page=${path}]`, { timeout: TIMEOUT });
+}
+
+async function main() {
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+  });
+  const context = await browser.newContext({ viewport: { width: 1360, height: 900 } });
+  const page = await context.newPage();
+  const problems = [];
+  page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
+  page.on("console", (m) => m.type() === "error" && problems.push(`console: ${m.text()}`));
+  page.setDefaultTimeout(TIMEOUT);
+
+  // Sign in (the key never appears in the URL).
+  await signIn(page, process.env.ADMIN_KEY);
+  if (page.url().includes(process.env.ADMIN_KEY)) throw new Error("the key is in the URL");
+  step("signed in", { who: await page.textContent("nav .who") });
+
+  // Models: the mock deployments are healthy, and routing shows the exact body.
+  await open(page, "models");
+  await page.waitForSelector("text=mock-fast");
+  const healthy = await page.locator("span.pill.good", { hasText: "healthy" }).count();
+  if (healthy < 2) throw new Error(`expected the mock deployments healthy, saw ${healthy}`);
+  await page.click("text=Show routing");
+  await page.waitForSelector("#route-chosen");
+  step("models", { healthy, chosen: await page.textContent("#route-chosen") });
+  await shot(page, "models");
+
+  // Playground: tokens arrive one by one.
+  await open(page, "playground");
+  await page.selectOption("#playground-model", "mock-chat");
+  await page.fill("#playground-input", "one two three four five six");
+  const lengths = [];
+  await page.click("#playground-send");
+  for (let i = 0; i < 40; i++) {
+    lengths.push((await page.textContent("#playground-transcript")).length);
+    await page.waitForTimeout(25);
+  }
+  await page.waitForSelector("#playground-stats >> text=/first token/i");
+  const grew = new Set(lengths).size;
+  if (grew < 3) throw new Error(`the transcript did not grow token by token (${lengths.join(",")})`);
+  step("playground", { distinctLengths: grew, stats: await page.textContent("#playground-stats") });
+  await shot(page, "playground");
+
+  // Datasets: upload a file, find it by search.
+  await open(page, "datasets");
+  await page.fill("#collection-new-id", "handbook");
+  await page.click("#collection-create");
+  await page.waitForSelector("#collections-table >> text=handbook");
+  await page.click("#collections-table >> text=handbook");
+  await page.setInputFiles("#file-input", {
+    name: "leave.md",
+    mimeType: "text/markdown",
+    buffer: Buffer.from("# Leave\n\nEmployees get thirty days of paid leave every year.\n"),
+  });
+  await page.waitForSelector("#upload-list >> text=/chunk/i");
+  await page.waitForSelector("#documents-table >> text=leave.md");
+  await page.fill("#search-text", "paid leave");
+  await page.selectOption("#search-mode", "lexical");
+  await page.click("#search-run");
+  await page.waitForSelector("#search-results >> text=thirty days");
+  const marks = await page.locator("#search-results mark").count();
+  step("datasets", { marks });
+  await shot(page, "datasets");
+
+  // Apps: create one over the collection and chat with it; citations show.
+  await open(page, "apps");
+  await page.fill("#app-id", "helpdesk");
+  await page.selectOption("#app-model", "mock-chat");
+  await page.selectOption("#app-collections", ["collections/handbook"]);
+  await page.click("#app-save");
+  await page.waitForSelector("#apps-table >> text=helpdesk");
+  await page.click("#apps-table >> text=helpdesk");
+  await page.fill("#app-chat-input", "how many days of paid leave");
+  await page.click("#app-chat-send");
+  await page.waitForSelector("#app-citations >> text=thirty days");
+  await page.waitForFunction(() => document.querySelector("#app-chat-transcript").textContent.trim().length > 0);
+  step("apps", { transcript: (await page.textContent("#app-chat-transcript")).slice(0, 80) });
+  await shot(page, "apps");
+
+  // Tasks: the page lists (submit one through the API the console uses).
+  await open(page, "tasks");
+  await page.waitForSelector("#tasks-table, text=/nothing/i");
+  await shot(page, "tasks");
+  step("tasks");
+
+  // Usage: the calls just made are in the chart and the table.
+  await page.waitForTimeout(1500); // usage is written in batches (flush interval)
+  await open(page, "usage");
+  await page.waitForSelector("#usage-chart canvas");
+  await page.waitForSelector("#usage-table >> text=mock-chat");
+  step("usage");
+  await shot(page, "usage");
+
+  // Audit and keys (admin).
+  await open(page, "audit");
+  await page.waitForSelector("#audit-table >> text=CreateApp");
+  await shot(page, "audit");
+  await open(page, "keys");
+  await page.waitForSelector("#tenants-table >> text=default");
+  await shot(page, "keys");
+  step("admin pages");
+
+  // A user key: no admin pages in the nav, and a clear refusal when opened.
+  await page.click("text=Sign out");
+  await signIn(page, process.env.USER_KEY);
+  const adminLinks = await page.locator("nav a", { hasText: "Keys and tenants" }).count();
+  await open(page, "keys");
+  await page.waitForSelector("text=/needs the admin role/");
+  if (adminLinks !== 0) throw new Error("a user key sees the admin pages in the nav");
+  step("user refused admin pages");
+
+  if (problems.length) throw new Error(problems.join("\n"));
+  await browser.close();
+}
+
+main().catch((e) => {
+  console.log(JSON.stringify({ failed: e.message.split("\n").slice(0, 5).join(" | ") }));
+  process.exit(1);
+});
