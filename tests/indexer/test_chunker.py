@@ -98,3 +98,26 @@ def test_a_truncating_tokenizer_does_not_fool_the_counts() -> None:
 def test_a_model_too_small_to_chunk_for_is_refused() -> None:
     with pytest.raises(ValueError, match="too few"):
         Chunker(TOKENIZER, 6, 512, 0)
+
+
+def test_a_piece_that_grows_out_of_context_is_cut_earlier() -> None:
+    """A cut between two tokens of one word (no space to cut at) starts the next
+    piece mid-word. Out of context that piece tokenises differently, here into
+    more tokens: the continuation "##xxxx" has no word-start form, so a piece
+    opening on it costs "x" + ... + "##x" "##x" "##x". The re-tokenising guard
+    must shrink the piece until it fits."""
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordPiece
+    from tokenizers.pre_tokenizers import Whitespace
+
+    vocab = {"[UNK]": 0, "x": 1, "##xxxx": 2, "##x": 3}
+    tokenizer = Tokenizer(WordPiece(vocab, unk_token="[UNK]", max_input_chars_per_word=10_000))
+    tokenizer.pre_tokenizer = Whitespace()
+    text = "x" * (1 + 4 * 30)  # in context: "x" then 30 x "##xxxx" = 31 tokens
+    chunker = Chunker(tokenizer, max_tokens=8, tokens=8, overlap=0)
+    assert chunker.count(text[4:36]) == 11  # 8 tokens in context, 11 out of it
+    pieces = chunker.split(text)
+    assert all(tokens <= 8 for _, tokens in pieces)
+    assert [chunker.count(p) for p, _ in pieces] == [t for _, t in pieces]
+    assert "".join(p for p, _ in pieces) == text  # shrunk, not dropped
+    assert len(pieces) > 31 // 8 + 1  # the guard cut pieces shorter than 8 tokens in context
