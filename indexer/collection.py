@@ -35,7 +35,7 @@ from indexer.lexical import LexicalIndex
 from indexer.params import IndexParams, SearchParams
 from indexer.parse import parse_file, parse_text_document
 from indexer.section import Section
-from indexer.store import DocumentRecord, NewChunk, Store, StoredChunk
+from indexer.store import DocumentRecord, DocumentSummary, NewChunk, Store, StoredChunk
 from indexer.vector_index import Hits, VectorIndex
 
 log = logging.getLogger("infergate.indexer")
@@ -349,3 +349,6 @@ class Collection:
         self, document_id: str, after: tuple[str, int], limit: int
     ) -> list[StoredChunk]:
         return self.store.document_chunks(document_id, after, limit)
+
+    def list_documents(self, after: str, limit: int) -> list[DocumentSummary]:
+        return self.store.documents(after, limit)

@@ -23,7 +23,7 @@ from indexer.documents import CollectionInfo, DocumentInput, Hit, IngestResult, 
 from indexer.embedder import Embedder
 from indexer.errors import AlreadyExists, InvalidInput, NotFound, NotReady
 from indexer.params import Settings
-from indexer.store import Store, StoredChunk
+from indexer.store import DocumentSummary, Store, StoredChunk
 from indexer.vector_index import single_threaded_blas
 
 _ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
@@ -260,6 +260,13 @@ class Datasets:
     ) -> list[StoredChunk]:
         collection = await self.collection(tenant, collection_id)
         return await asyncio.to_thread(collection.list_chunks, document_id, after, limit)
+
+    async def list_documents(
+        self, tenant: str, collection_id: str, after: str, limit: int
+    ) -> list[DocumentSummary]:
+        """Up to `limit` of the collection's documents by id, after the id `after`."""
+        collection = await self.collection(tenant, collection_id)
+        return await asyncio.to_thread(collection.list_documents, after, limit)
 
     # --- lifecycle -----------------------------------------------------------------------
 

@@ -66,6 +66,18 @@ class DocumentRecord:
     pages: int
 
 
+@dataclass(frozen=True, slots=True)
+class DocumentSummary:
+    """A stored document as listed: what it is, not its text or digest."""
+
+    id: str
+    source: str
+    metadata: Mapping[str, Any]
+    chunks: int
+    pages: int
+    update_time: float  # seconds since the epoch of its last changed content
+
+
 @dataclass(slots=True)
 class NewChunk:
     """A chunk to store; its label is assigned by `Store.replace_document`."""
@@ -146,6 +158,17 @@ class Store:
         if row is None:
             return None
         return DocumentRecord(row[0], row[1], row[2], json.loads(row[3]), row[4], row[5])
+
+    def documents(self, after: str, limit: int) -> list[DocumentSummary]:
+        """Up to `limit` documents ordered by id, those after `after` (all when
+        empty): one range read on the primary key's index, whatever the size."""
+        with self._read_lock:
+            rows = self._read.execute(
+                "SELECT id, source, metadata, chunks, pages, update_time FROM documents "
+                "WHERE id > ? ORDER BY id LIMIT ?",
+                (after, limit),
+            ).fetchall()
+        return [DocumentSummary(r[0], r[1], json.loads(r[2]), r[3], r[4], r[5]) for r in rows]
 
     def counts(self) -> tuple[int, int]:
         """(documents, chunks)."""

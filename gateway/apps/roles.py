@@ -16,6 +16,7 @@ _BY_SERVICE: dict[str, dict[str, Role]] = {
         "GetCollection": _U, "ListCollections": _U, "Search": _U, "ListChunks": _U,
         "CreateCollection": _D, "DeleteCollection": _D, "UpsertDocuments": _D,
         "IngestFile": _D, "DeleteDocuments": _D,
+        "ListDocuments": _U,
     },
     "infergate.v1.App": {
         "GetApp": _U, "ListApps": _U, "Chat": _U, "Completion": _U,

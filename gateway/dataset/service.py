@@ -247,6 +247,24 @@ class DatasetService(dataset_pb2_grpc.DatasetServicer):
             chunks=[wire.chunk_to_pb(c) for c in page], next_page_token=token
         )
 
+    async def ListDocuments(
+        self, request: pb.ListDocumentsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListDocumentsResponse:
+        try:
+            collection = wire.collection_id(request.collection)
+            size = _page_size(request.page_size)
+            after = wire.decode_document_cursor(request.page_token)
+            documents = await self.datasets.list_documents(
+                current().tenant, collection, after, size + 1
+            )
+        except (DatasetError, RouterError) as exc:
+            await abort(context, exc)
+        page = documents[:size]
+        token = wire.encode_document_cursor(page[-1].id) if len(documents) > size else ""
+        return pb.ListDocumentsResponse(
+            documents=[wire.document_to_pb(d) for d in page], next_page_token=token
+        )
+
 
 def _missing(field: str) -> str:
     raise InvalidInput(field, "is required")

@@ -15,7 +15,7 @@ from gateway.pb import dataset_pb2 as pb
 from indexer.documents import CollectionInfo, Hit, Mode, Query
 from indexer.errors import InvalidInput
 from indexer.filters import Condition, Eq, In, Range
-from indexer.store import StoredChunk
+from indexer.store import DocumentSummary, StoredChunk
 
 PREFIX = "collections/"
 MODES = {
@@ -46,6 +46,19 @@ def collection_to_pb(info: CollectionInfo) -> pb.Collection:
         document_count=info.documents,
         chunk_count=info.chunks,
         create_time=created,
+    )
+
+
+def document_to_pb(document: DocumentSummary) -> pb.DocumentInfo:
+    updated = Timestamp()
+    updated.FromNanoseconds(int(document.update_time * 1e9))
+    return pb.DocumentInfo(
+        id=document.id,
+        source=document.source,
+        chunks=document.chunks,
+        pages=document.pages,
+        metadata=dict_to_struct(document.metadata),
+        update_time=updated,
     )
 
 
@@ -140,3 +153,20 @@ def decode_cursor(token: str) -> tuple[str, int]:
         return str(document_id), int(position)
     except (ValueError, TypeError) as exc:
         raise InvalidInput("page_token", "is not a token this service issued") from exc
+
+
+def encode_document_cursor(document_id: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"after": document_id}).encode()).decode()
+
+
+def decode_document_cursor(token: str) -> str:
+    """The document id after which a ListDocuments page starts; "" for the first page."""
+    if not token:
+        return ""
+    try:
+        after = json.loads(base64.urlsafe_b64decode(token.encode()))["after"]
+    except (ValueError, TypeError, KeyError) as exc:
+        raise InvalidInput("page_token", "is not a token this service issued") from exc
+    if not isinstance(after, str):
+        raise InvalidInput("page_token", "is not a token this service issued")
+    return after

@@ -80,6 +80,11 @@ class DatasetStub:
                 request_serializer=infergate_dot_v1_dot_dataset__pb2.ListChunksRequest.SerializeToString,
                 response_deserializer=infergate_dot_v1_dot_dataset__pb2.ListChunksResponse.FromString,
                 _registered_method=True)
+        self.ListDocuments = channel.unary_unary(
+                '/infergate.v1.Dataset/ListDocuments',
+                request_serializer=infergate_dot_v1_dot_dataset__pb2.ListDocumentsRequest.SerializeToString,
+                response_deserializer=infergate_dot_v1_dot_dataset__pb2.ListDocumentsResponse.FromString,
+                _registered_method=True)
 
 
 class DatasetServicer:
@@ -141,6 +146,13 @@ class DatasetServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListDocuments(self, request, context):
+        """The collection's documents by id (not their text: ListChunks has it), paged.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DatasetServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -188,6 +200,11 @@ def add_DatasetServicer_to_server(servicer, server):
                     servicer.ListChunks,
                     request_deserializer=infergate_dot_v1_dot_dataset__pb2.ListChunksRequest.FromString,
                     response_serializer=infergate_dot_v1_dot_dataset__pb2.ListChunksResponse.SerializeToString,
+            ),
+            'ListDocuments': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDocuments,
+                    request_deserializer=infergate_dot_v1_dot_dataset__pb2.ListDocumentsRequest.FromString,
+                    response_serializer=infergate_dot_v1_dot_dataset__pb2.ListDocumentsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -433,6 +450,33 @@ class Dataset:
             '/infergate.v1.Dataset/ListChunks',
             infergate_dot_v1_dot_dataset__pb2.ListChunksRequest.SerializeToString,
             infergate_dot_v1_dot_dataset__pb2.ListChunksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDocuments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/infergate.v1.Dataset/ListDocuments',
+            infergate_dot_v1_dot_dataset__pb2.ListDocumentsRequest.SerializeToString,
+            infergate_dot_v1_dot_dataset__pb2.ListDocumentsResponse.FromString,
             options,
             channel_credentials,
             insecure,
