@@ -48,7 +48,13 @@ async function main() {
   const page = await context.newPage();
   const problems = [];
   page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
-  page.on("console", (m) => m.type() === "error" && problems.push(`console: ${m.text()}`));
+  // Console errors (a CSP violation is one) fail the run; an HTTP error the page
+  // expects (the 401 before sign-in, a 403 it explains) is logged by Chromium as
+  // "Failed to load resource" and judged by its status instead: no 5xx allowed.
+  page.on("console", (m) => {
+    if (m.type() === "error" && !m.text().startsWith("Failed to load resource")) problems.push(`console: ${m.text()}`);
+  });
+  page.on("response", (r) => r.status() >= 500 && problems.push(`HTTP ${r.status()} from ${r.url()}`));
   page.setDefaultTimeout(TIMEOUT);
 
   // Sign in (the key never appears in the URL).
@@ -105,6 +111,7 @@ async function main() {
 
   // Apps: create one over the collection and chat with it; citations show.
   await open(page, "apps");
+  await page.click("#app-new");
   await page.fill("#app-id", "helpdesk");
   await page.selectOption("#app-model", "mock-chat");
   await page.selectOption("#app-collections", ["collections/handbook"]);

@@ -106,6 +106,8 @@ function App() {
       },
     );
   useEffect(() => {
+    // With auth off any call is admin: ask the gateway. With no key kept, a 401
+    // is the likely answer; the sign-in form shows either way.
     identify();
   }, []);
   if (checking) return html`<p class="muted pad">Connecting…</p>`;

@@ -24,7 +24,7 @@ function RouteForm({ models }) {
   const [prompt, setPrompt] = useState("Hello!");
   const [decision, setDecision] = useState(null);
   const [error, setError] = useState(null);
-  const chosen = model || (models[0] && models[0].name) || "";
+  const chosen = model || (models[0] && models[0].alias) || "";
   const submit = async (e) => {
     e.preventDefault();
     setError(null);
@@ -40,7 +40,7 @@ function RouteForm({ models }) {
     <form class="row" onSubmit=${submit}>
       <${Field} label="Model alias">
         <select id="route-model" value=${chosen} onChange=${(e) => setModel(e.target.value)}>
-          ${models.map((m) => html`<option value=${m.name}>${m.name}</option>`)}
+          ${models.map((m) => html`<option value=${m.alias}>${m.alias}</option>`)}
         </select>
       <//>
       <${Field} label="Prompt"><input value=${prompt} onInput=${(e) => setPrompt(e.target.value)} size="40" /><//>
@@ -114,7 +114,7 @@ export default function Models({ caller }) {
     <${ErrorBox} error=${error} />
     ${!detailed
       ? html`<p class="muted">Health, breakers and routing need a developer key; your key lists the aliases.</p>
-          <${Table} rows=${models} columns=${[{ label: "Alias", value: (m) => m.name }]} />`
+          <${Table} rows=${models} columns=${[{ label: "Alias", value: (m) => m.alias }]} />`
       : html`
         <p class="muted">Live: refreshed every ${POLL_MS / 1000} s. The charts cover the time this page has been open (up to ${WINDOW_S / 60} minutes).</p>
         <${Table} rows=${health} empty="No deployments." columns=${[
