@@ -70,7 +70,6 @@ async function main() {
   await page.click("text=Show routing");
   await page.waitForSelector("#route-chosen");
   step("models", { healthy, chosen: await page.textContent("#route-chosen") });
-  await shot(page, "models");
 
   // Playground: tokens arrive one by one.
   await open(page, "playground");
@@ -122,12 +121,18 @@ async function main() {
   await page.click("#app-chat-send");
   await page.waitForSelector("#app-citations >> text=thirty days");
   await page.waitForFunction(() => document.querySelector("#app-chat-transcript").textContent.trim().length > 0);
+  await page.waitForSelector("#app-chat-stop:disabled"); // the answer has ended
   step("apps", { transcript: (await page.textContent("#app-chat-transcript")).slice(0, 80) });
   await shot(page, "apps");
 
-  // Tasks: the page lists (submit one through the API the console uses).
+  // Tasks: submit one from the page; it runs (in-process worker) and lists as done.
   await open(page, "tasks");
-  await page.waitForSelector("#tasks-table, text=/nothing/i");
+  await page.click("summary >> text=Submit a task");
+  await page.fill("#task-type", "noop");
+  await page.fill("#task-payload", "{}");
+  await page.click("#task-submit");
+  await page.waitForSelector("#tasks-table >> text=noop");
+  await page.waitForSelector("#tasks-table >> text=SUCCESS", { timeout: 20000 });
   await shot(page, "tasks");
   step("tasks");
 
@@ -147,6 +152,15 @@ async function main() {
   await page.waitForSelector("#tenants-table >> text=default");
   await shot(page, "keys");
   step("admin pages");
+
+  // Models again, now that calls were made: their latencies, a few polls charted.
+  if (SHOTS) {
+    await open(page, "models");
+    await page.waitForTimeout(6500);
+    await page.click("text=Show routing");
+    await page.waitForSelector("#route-chosen");
+    await shot(page, "models");
+  }
 
   // A user key: no admin pages in the nav, and a clear refusal when opened.
   await page.click("text=Sign out");

@@ -69,6 +69,9 @@ async def test_served_with_a_strict_content_security_policy(console: Gateway) ->
         moved = await http.get("/console")
         page = await http.get("/console/")
         script = await http.get("/console/app.js")
+        gz = {"accept-encoding": "gzip"}
+        async with http.stream("GET", "/console/vendor/uplot.js", headers=gz) as chart:
+            sent = b"".join([chunk async for chunk in chart.aiter_raw()])
     assert (moved.status_code, moved.headers["location"]) == (308, "/console/")
     assert page.status_code == 200 and '<script type="module" src="app.js">' in page.text
     csp = page.headers["content-security-policy"]
@@ -77,6 +80,8 @@ async def test_served_with_a_strict_content_security_policy(console: Gateway) ->
     assert script.headers["content-type"].startswith("text/javascript")
     assert script.headers["x-content-type-options"] == "nosniff"
     assert "<script>" not in page.text  # no inline script
+    assert chart.headers["content-encoding"] == "gzip"
+    assert len(sent) < 50_000  # 145 KB as it is
 
 
 async def _key(http: httpx.AsyncClient, admin: str, role: str) -> str:

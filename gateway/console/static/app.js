@@ -67,8 +67,15 @@ function Shell({ caller, onSignOut }) {
   useEffect(() => {
     setPage(null);
     setError(null);
-    if (!permitted) return;
-    import(`./pages/${page.path}.js`).then((m) => setPage(() => m.default), setError);
+    if (!permitted) return undefined;
+    let live = true; // a page module that loads after the user moved on is dropped
+    import(`./pages/${page.path}.js`).then(
+      (m) => live && setPage(() => m.default),
+      (e) => live && setError(e),
+    );
+    return () => {
+      live = false;
+    };
   }, [path]);
   return html`<div class="shell">
     <nav>

@@ -86,6 +86,8 @@ export function Chart({ data, series, height = 220, title }) {
     const opts = {
       title, width, height,
       series: [{}, ...series.map((s, i) => ({ stroke: PALETTE[i % PALETTE.length], width: 2, ...s }))],
+      // One point has no width: show the minute around it rather than years.
+      scales: { x: { time: true, range: (u, min, max) => (max - min < 1 ? [min - 60, max + 1] : [min, max]) } },
       axes: [{}, { size: 60 }],
     };
     plot.current = new uPlot(opts, data, box.current);
