@@ -127,6 +127,8 @@ def open_workflows(
 ) -> WorkflowRunner:  # fmt: skip
     """A worker's workflow runner (the gateway's is the App layer's)."""
     flows = config.apps.workflows
+    store.runs.start_writer()
+    stack.push_async_callback(store.runs.aclose)
     http = GuardedHttp(
         flows.http_allow_private, flows.http_allowed_networks,
         max_timeout_s=flows.http_timeout_s, max_response_bytes=flows.http_max_response_bytes,

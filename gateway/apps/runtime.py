@@ -82,6 +82,7 @@ class AppLayer:
         layer = cls(store, service, chat, runner, http, recorder=recorder)
         retention_s = flows.run_retention_days * 86400
         layer._purge = asyncio.create_task(runner.purge_forever(retention_s))
+        store.runs.start_writer()
         authenticator = None
         if config.auth.enabled:
             authenticator = Authenticator(store.keys, config.auth.cache_ttl_s)
@@ -112,6 +113,7 @@ class AppLayer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._purge
         await self.http.aclose()
+        await self.store.runs.aclose()  # the run records still queued
         if self.recorder is not None:
             await self.recorder.aclose()
         if self.limiter is not None:

@@ -15,6 +15,8 @@ import time
 from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import Any
 
+from cachetools import LRUCache
+
 from gateway.apps.model import UsageRecord
 from gateway.apps.store.workflows import Runs, Workflows
 from gateway.apps.usage import UsageRecorder
@@ -78,6 +80,9 @@ class WorkflowRunner:
         self._services = services
         self._recorder = recorder
         self._max_chars = record_max_chars
+        self._checked: LRUCache[tuple[str, str, int, int], tuple[Version, document.Definition]] = (
+            LRUCache(maxsize=1024)
+        )
 
     # --- saving -------------------------------------------------------------------------
 
@@ -99,6 +104,11 @@ class WorkflowRunner:
             tenant, workflow_id, document.to_json(definition), actor, display_name, description
         )
 
+    async def delete(self, tenant: str, workflow_id: str, actor: str) -> None:
+        await self.workflows.delete(tenant, workflow_id, actor)
+        for key in [k for k in self._checked if k[:2] == (tenant, workflow_id)]:
+            self._checked.pop(key, None)
+
     async def version(
         self, tenant: str, workflow_id: str, version: int
     ) -> tuple[Workflow, Version]:
@@ -114,17 +124,29 @@ class WorkflowRunner:
     async def prepare(
         self, tenant: str, workflow_id: str, version: int, inputs: Mapping[str, Any]
     ) -> tuple[Version, document.Definition, dict[str, Any]]:
-        """Everything a run needs, checked before anything streams."""
-        _, saved = await self.version(tenant, workflow_id, version)
-        definition = checked(saved.definition)
+        """Everything a run needs, checked before anything streams. A saved
+        version never changes, so its checked definition is kept (LRU)."""
+        workflow = await self.workflows.get(tenant, workflow_id)
+        if version < 0:
+            raise InvalidArgument("version", f"must be >= 0, got {version}")
+        number = version or workflow.published_version or workflow.latest_version
+        # created_ms: a workflow deleted and made again restarts at version 1.
+        key = (tenant, workflow_id, workflow.created_ms, number)
+        found = self._checked.get(key)
+        if found is None:
+            saved = await self.workflows.version(tenant, workflow_id, number)
+            found = self._checked[key] = (saved, checked(saved.definition))
+        saved, definition = found
         return saved, definition, check_inputs(definition, inputs)
 
     async def run(
         self, tenant: str, key_id: str, saved: Version, definition: document.Definition,
         inputs: dict[str, Any], deadline: float | None, run_id: str = "",
+        on_record: Callable[[RunRecord], None] | None = None,
     ) -> AsyncGenerator[Event, None]:  # fmt: skip
         """The run's events; its record is written when it starts and when it
-        ends (also when it fails, passes its deadline or is cancelled)."""
+        ends (also when it fails, passes its deadline or is cancelled), and
+        handed to `on_record` once written."""
         run_id = run_id or new_run_id()
         record = RunRecord(
             tenant, run_id, saved.workflow, saved.version, RUNNING, self._cut(inputs),
@@ -161,6 +183,8 @@ class WorkflowRunner:
             )  # fmt: skip
             # Shielded: a cancelled caller still leaves its run's record.
             await _shielded(self.runs.finish(done))
+            if on_record is not None:
+                on_record(done)
 
     def _usage(
         self, tenant: str, key_id: str, workflow: str, run_id: str

@@ -31,6 +31,7 @@ from gateway.apps.workflows.events import (
     RunStarted,
     TextDelta,
 )
+from gateway.apps.workflows.model import RunRecord
 from gateway.apps.workflows.nodes import TYPES
 from gateway.errors import FailedPrecondition, GatewayError, InvalidArgument, NotFound
 from gateway.pb import app_pb2 as pb
@@ -159,7 +160,7 @@ class WorkflowMethods:
         self, request: pb.DeleteWorkflowRequest, context: Any
     ) -> empty_pb2.Empty:
         workflow_id = wire.name_id(request.name, "workflows", "name")
-        await self._runner.workflows.delete(identity.current().tenant, workflow_id, actor())
+        await self._runner.delete(identity.current().tenant, workflow_id, actor())
         return empty_pb2.Empty()
 
     @translated
@@ -218,15 +219,15 @@ class WorkflowMethods:
     ) -> pb.WorkflowRun:
         principal = identity.current()
         saved, definition, inputs = await self._prepare(request)
+        records: list[RunRecord] = []
         events = self._runner.run(
-            principal.tenant, principal.key_id or "", saved, definition, inputs, _deadline(context)
-        )
-        run_id = ""
+            principal.tenant, principal.key_id or "", saved, definition, inputs,
+            _deadline(context), on_record=records.append,
+        )  # fmt: skip
         async with contextlib.aclosing(events) as stream:
-            async for event in stream:
-                if isinstance(event, RunStarted):
-                    run_id = event.run_id
-        return wire.run_to_pb(await self._runner.runs.get(principal.tenant, run_id))
+            async for _ in stream:
+                pass
+        return wire.run_to_pb(records[0])  # what the store holds, without reading it back
 
     @translated
     async def SubmitWorkflowRun(

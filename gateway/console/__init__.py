@@ -56,11 +56,12 @@ async def _to_index(_: object) -> RedirectResponse:
 
 
 def routes() -> list[BaseRoute]:
+    files = _Secured(StaticFiles(directory=STATIC, html=True))
     return [
         Route("/console", _to_index, methods=["GET", "HEAD"]),
         Mount(
             "/console",
-            app=GZipMiddleware(_Secured(StaticFiles(directory=STATIC, html=True)), minimum_size=512),
+            app=GZipMiddleware(files, minimum_size=500),
             name="console",
         ),
     ]

@@ -1,20 +1,26 @@
 """Workflows, scoped by tenant: every save is a new version (audited, through
 the shared write path), one version may be published; and the runs' records
-(not audited, written in transactions of their own, purged after retention)."""
+(not audited, written in batches by `Runs`, purged after retention)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import logging
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.apps.store.db import Database, append_event, now_ms
 from gateway.apps.tables import workflow_runs, workflow_versions, workflows
 from gateway.apps.workflows.model import RunRecord, Version, Workflow
 from gateway.errors import AlreadyExists, InvalidArgument, NotFound
+
+log = logging.getLogger("infergate.store")
 
 
 class Workflows:
@@ -158,25 +164,76 @@ class Workflows:
 
 
 class Runs:
-    """Run records: one row per run, written when it starts and when it ends."""
+    """Run records, one row per run, written in batches off the hot path: a
+    run's record is queued when it starts and again when it ends, and a
+    background writer upserts what is queued every `interval_s` in one
+    transaction (a run that starts and ends in between is written once).
+    Reads write the queue first, so this process reads its own runs; other
+    processes see them within `interval_s`. A crash loses at most the queued
+    records, as it does usage records."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, interval_s: float = 0.1) -> None:
         self._db = db
+        self._interval_s = interval_s
+        self._queued: dict[tuple[str, str], RunRecord] = {}
+        self._flushing = asyncio.Lock()
+        self._writer: asyncio.Task[None] | None = None
+
+    def start_writer(self) -> None:
+        """Write the queue every `interval_s` until `aclose`."""
+        self._writer = asyncio.create_task(self._write_forever())
+
+    async def aclose(self) -> None:
+        """Stop the writer, then write what is queued."""
+        if self._writer is not None:
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+            self._writer = None
+        await self.flush()
 
     async def start(self, run: RunRecord) -> None:
-        async with self._db.engine.begin() as conn:
-            await conn.execute(workflow_runs.insert().values(**_run_row(run)))
+        await self._queue(run)
 
     async def finish(self, run: RunRecord) -> None:
-        row = _run_row(run)
-        async with self._db.engine.begin() as conn:
-            await conn.execute(
-                update(workflow_runs)
-                .where(workflow_runs.c.tenant == run.tenant, workflow_runs.c.id == run.id)
-                .values(**row)
-            )
+        await self._queue(run)
+
+    async def _queue(self, run: RunRecord) -> None:
+        self._queued[(run.tenant, run.id)] = run
+        if self._writer is None:  # no background writer (a tool, a test): write now
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Write what is queued, in one transaction; on failure it stays queued
+        (behind anything newer for the same run) and the error propagates."""
+        async with self._flushing:
+            if not self._queued:
+                return
+            batch, self._queued = self._queued, {}
+            rows = [_run_row(run) for run in batch.values()]
+
+            async def work(conn: AsyncConnection) -> None:
+                await conn.execute(_upsert(conn.dialect.name), rows)
+
+            try:
+                # Through the process's one write lock: SQLite has one writer, and
+                # connections racing for it stall each other (bench/RESULTS.md).
+                await self._db.write(work)
+            except BaseException:
+                for key, run in batch.items():
+                    self._queued.setdefault(key, run)
+                raise
+
+    async def _write_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval_s)
+            try:
+                await self.flush()
+            except Exception:
+                log.exception("could not write %d workflow run records", len(self._queued))
 
     async def get(self, tenant: str, run_id: str) -> RunRecord:
+        await self.flush()
         query = select(workflow_runs).where(
             workflow_runs.c.tenant == tenant, workflow_runs.c.id == run_id
         )
@@ -190,6 +247,7 @@ class Runs:
         self, tenant: str, workflow_id: str, limit: int, before: str = ""
     ) -> list[RunRecord]:
         """Newest first (run ids sort by start time); `before`: a run id."""
+        await self.flush()
         r = workflow_runs.c
         query = select(workflow_runs).where(r.tenant == tenant)
         if workflow_id:
@@ -253,6 +311,15 @@ def _version(row: dict[str, Any]) -> Version:
         row["tenant"], row["workflow"], row["version"], json.loads(row["definition"]),
         row["actor"], row["created_ms"],
     )  # fmt: skip
+
+
+def _upsert(dialect: str) -> Any:
+    """INSERT, or UPDATE the run's row when it is already there (SQLite, PostgreSQL)."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(workflow_runs)
+    keep = {"tenant", "id", "workflow", "version", "started_ms"}
+    changed = {c.name: stmt.excluded[c.name] for c in workflow_runs.c if c.name not in keep}
+    return stmt.on_conflict_do_update(index_elements=["tenant", "id"], set_=changed)
 
 
 def _run_row(run: RunRecord) -> dict[str, Any]:

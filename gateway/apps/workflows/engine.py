@@ -24,6 +24,7 @@ every model call in flight.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
@@ -129,9 +130,13 @@ class Run:
         self.deadline = deadline
         self.scope: dict[str, Any] = dict(scope or {})
         self._types: dict[str, NodeType] = {n.id: TYPES[n.type] for n in definition.nodes}
+        self._nodes = {n.id: n for n in definition.nodes}  # in definition order
         self._incoming: dict[str, list[Edge]] = {n.id: [] for n in definition.nodes}
+        self._successors: dict[str, list[str]] = {n.id: [] for n in definition.nodes}
         for e in definition.edges:
             self._incoming[e.target].append(e)
+            if e.target not in self._successors[e.source]:
+                self._successors[e.source].append(e.target)
         self._state = {n.id: _State() for n in definition.nodes}
         self._streaming = frozenset(n for n, t in self._types.items() if t.streams)
         # Sources an eager node may follow while they run: streaming, and sure to
@@ -190,7 +195,7 @@ class Run:
                     continue
                 self._active -= 1
                 self.usage = _add(self.usage, event.usage)
-                node = self.definition.node(event.node)
+                node = self._nodes[event.node]
                 if event.status == FAILED and node.on_error == "fail":
                     running = [
                         n for n in self.definition.nodes if self._state[n.id].status == RUNNING
@@ -202,7 +207,7 @@ class Run:
                         FAILED, {}, self.usage, f"node {node.id!r}: {event.error}", node.id
                     )
                     return
-                for skipped in self._schedule():
+                for skipped in self._schedule(after=event.node):
                     yield skipped
             try:
                 outputs = self._outputs()
@@ -229,36 +234,39 @@ class Run:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    def _schedule(self) -> list[Event]:
-        """Start what is ready and skip what cannot run; the skips' events."""
+    def _schedule(self, after: str | None = None) -> list[Event]:
+        """Start what is ready and skip what cannot run, among the successors of
+        `after` (every node when None) and onwards; the skips' events."""
         events: list[Event] = []
-        changed = True
-        while changed:
-            changed = False
-            for node in self.definition.nodes:
-                state = self._state[node.id]
-                if state.status != PENDING:
-                    continue
-                edges = self._incoming[node.id]
-                eager = self._types[node.id].eager
-                ready = all(
-                    self._state[e.source].status in _SETTLED
-                    or (
-                        eager
-                        and self._state[e.source].status == RUNNING
-                        and e.source in self._followable
-                    )
-                    for e in edges
+        todo = collections.deque(self._nodes if after is None else self._successors[after])
+        while todo:
+            node_id = todo.popleft()
+            state = self._state[node_id]
+            if state.status != PENDING:
+                continue
+            edges = self._incoming[node_id]
+            eager = self._types[node_id].eager
+            ready = all(
+                self._state[e.source].status in _SETTLED
+                or (
+                    eager
+                    and self._state[e.source].status == RUNNING
+                    and e.source in self._followable
                 )
-                if not ready:
-                    continue
-                changed = True
-                if not edges or any(self._active_edge(e) for e in edges):
-                    self._start(node)
-                else:
-                    state.status = SKIPPED
-                    self._settle(state)
-                    events.append(NodeFinished(node.id, node.type, SKIPPED))
+                for e in edges
+            )
+            if not ready:
+                continue
+            node = self._nodes[node_id]
+            if not edges or any(self._active_edge(e) for e in edges):
+                self._start(node)
+                if node_id in self._followable:  # an eager successor may follow it now
+                    todo.extend(self._successors[node_id])
+            else:
+                state.status = SKIPPED
+                self._settle(state)
+                events.append(NodeFinished(node.id, node.type, SKIPPED))
+                todo.extend(self._successors[node_id])
         return events
 
     def _active_edge(self, edge: Edge) -> bool:

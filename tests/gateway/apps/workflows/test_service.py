@@ -585,3 +585,22 @@ async def test_http_request_reaches_a_local_server_when_allowed(
         done = (await events(stub, meta, "workflows/fetch"))[-1].run_finished
     assert done.status == "succeeded", done.error
     assert json_format.MessageToDict(done.outputs) == {"body": {"hello": "workflow"}}
+
+
+async def test_a_workflow_made_again_runs_its_new_definition(
+    stub: app_pb2_grpc.AppStub, dev: Meta
+) -> None:
+    def saying(text: str) -> dict[str, Any]:
+        return {
+            "nodes": [{"id": "start", "type": "start"},
+                      {"id": "say", "type": "answer", "config": {"text": text}}],
+            "edges": [{"from": "start", "to": "say"}],
+        }  # fmt: skip
+
+    await create(stub, dev, "hello", saying("first"))
+    first = (await events(stub, dev, "workflows/hello"))[-1].run_finished
+    await stub.DeleteWorkflow(pb.DeleteWorkflowRequest(name="workflows/hello"), metadata=dev)
+    await create(stub, dev, "hello", saying("second"))  # version 1 again
+    second = (await events(stub, dev, "workflows/hello"))[-1].run_finished
+    assert json_format.MessageToDict(first.outputs) == {"answer": "first"}
+    assert json_format.MessageToDict(second.outputs) == {"answer": "second"}
