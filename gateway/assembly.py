@@ -35,7 +35,6 @@ from gateway.live import LiveRouter
 from gateway.status import status_name
 from gateway.tasks.handlers import ModelCall, TaskTypes, UsageSink, load
 from gateway.tasks.model import Task
-from gateway.tasks.queue import TaskQueue
 from gateway.tasks.runtime import build_queue, build_worker
 from gateway.tasks.worker import Worker
 from indexer.datasets import Datasets
@@ -123,7 +122,7 @@ def open_usage(
 
 def open_workflows(
     config: GatewayConfig, store: Store, live: LiveRouter, datasets: Datasets | None,
-    queue: TaskQueue, recorder: UsageRecorder | None, stack: contextlib.AsyncExitStack,
+    tasks: QueueTasks, recorder: UsageRecorder | None, stack: contextlib.AsyncExitStack,
 ) -> WorkflowRunner:  # fmt: skip
     """A worker's workflow runner (the gateway's is the App layer's)."""
     flows = config.apps.workflows
@@ -135,7 +134,6 @@ def open_workflows(
     )  # fmt: skip
     stack.push_async_callback(http.aclose)
     retriever = DatasetRetriever(datasets) if datasets is not None else DisabledRetrieval()
-    tasks = QueueTasks(queue, max_payload_bytes=config.tasks.max_payload_bytes)
 
     def services() -> Services:
         return Services(
@@ -187,6 +185,7 @@ async def open_worker(
     recorder = open_usage(config, store, stack)
     queue = build_queue(config.tasks, config.data_dir)
     stack.push_async_callback(queue.aclose)
-    runner = open_workflows(config, store, live, datasets, queue, recorder, stack)
-    types = task_types(datasets, runner)
+    tasks = QueueTasks(queue, max_payload_bytes=config.tasks.max_payload_bytes)
+    runner = open_workflows(config, store, live, datasets, tasks, recorder, stack)
+    types = tasks.types = task_types(datasets, runner)  # what task nodes may submit
     return build_worker(config.tasks, queue, types, live, concurrency, usage_sink(recorder))

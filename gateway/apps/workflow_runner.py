@@ -21,7 +21,7 @@ from gateway.apps.model import UsageRecord
 from gateway.apps.store.workflows import Runs, Workflows
 from gateway.apps.usage import UsageRecorder
 from gateway.apps.workflows import document, validate
-from gateway.apps.workflows.engine import DeadlineExceeded, Run, check_inputs
+from gateway.apps.workflows.engine import DeadlineExceeded, Run, bounded, check_inputs
 from gateway.apps.workflows.events import (
     CANCELLED,
     FAILED,
@@ -105,6 +105,9 @@ class WorkflowRunner:
         )
 
     async def delete(self, tenant: str, workflow_id: str, actor: str) -> None:
+        """The workflow, its versions and its runs' records (those of runs still
+        in flight are written when they end)."""
+        await self.runs.flush()
         await self.workflows.delete(tenant, workflow_id, actor)
         for key in [k for k in self._checked if k[:2] == (tenant, workflow_id)]:
             self._checked.pop(key, None)
@@ -212,16 +215,9 @@ class WorkflowRunner:
         }  # fmt: skip
 
     def _cut(self, value: Any) -> Any:
-        """`value` with every string cut to the record's size cap."""
-        if isinstance(value, str):
-            return value if len(value) <= self._max_chars else value[: self._max_chars] + "…"
-        if isinstance(value, Mapping):
-            return {str(k): self._cut(v) for k, v in value.items()}
-        if isinstance(value, list | tuple):
-            return [self._cut(v) for v in value[:1000]]
-        if value is None or isinstance(value, bool | int | float):
-            return value
-        return self._cut(str(value))
+        """`value` with every string cut to the record's size cap (and lists,
+        nesting and integers bounded as events are)."""
+        return bounded(value, self._max_chars)
 
     async def purge_forever(self, retention_s: float, every_s: float = 3600.0) -> None:
         """Drop run records older than the retention, now and every `every_s`."""

@@ -236,10 +236,10 @@ class WorkflowMethods:
         queue = self._queue
         if queue is None:
             raise FailedPrecondition("this gateway runs no task queue (tasks.backend: none)")
-        await self._prepare(request)  # bad input is refused now, not in the worker
+        saved, _, _ = await self._prepare(request)  # bad input is refused now, not later
         payload = {
-            "workflow": wire.name_id(request.name, "workflows", "name"),
-            "version": request.version,
+            "workflow": saved.workflow,
+            "version": saved.version,  # the one checked, whatever is published meanwhile
             "inputs": wire.plain(json_format.MessageToDict(request.inputs)),
         }
         task = await queue.submit(identity.current().tenant, WORKFLOW_TASK, payload)

@@ -16,6 +16,7 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from secrets import token_hex
 
 from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy import select
@@ -51,9 +52,21 @@ def load_key(configured: str, data_dir: Path) -> bytes:
         return path.read_bytes().strip()
     data_dir.mkdir(parents=True, exist_ok=True)
     fresh = Fernet.generate_key()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    # Written whole under another name, then linked into place: a process
+    # starting beside this one reads either no key or the whole key, and the
+    # one that loses the race takes the winner's.
+    spare = path.with_name(f".secrets.key.{token_hex(8)}")
+    fd = os.open(spare, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(fresh + b"\n")
+        f.flush()
+        os.fsync(f.fileno())
+    try:
+        os.link(spare, path)
+    except FileExistsError:
+        return path.read_bytes().strip()
+    finally:
+        spare.unlink()
     log.warning(
         "generated the secrets key %s: back it up; gateways sharing a store need the same "
         "key (apps.workflows.secrets_key or $%s)", path, ENV,

@@ -18,9 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from gateway.apps.store.db import Database, append_event, now_ms
 from gateway.apps.tables import workflow_runs, workflow_versions, workflows
 from gateway.apps.workflows.model import RunRecord, Version, Workflow
-from gateway.errors import AlreadyExists, InvalidArgument, NotFound
+from gateway.errors import AlreadyExists, InvalidArgument, NotFound, Unavailable
 
 log = logging.getLogger("infergate.store")
+MAX_QUEUED = 10_000  # run records kept while the store cannot be written
+MAX_ERROR_CHARS = 8192
 
 
 class Workflows:
@@ -204,25 +206,48 @@ class Runs:
             await self.flush()
 
     async def flush(self) -> None:
-        """Write what is queued, in one transaction; on failure it stays queued
-        (behind anything newer for the same run) and the error propagates."""
+        """Write what is queued, in one transaction. When that fails, each
+        record is tried alone: one the store refuses is logged and dropped (it
+        must not hold back every other run); when none can be written (the
+        store is down) they stay queued, behind anything newer for the same
+        run, up to MAX_QUEUED, and the error propagates."""
         async with self._flushing:
             if not self._queued:
                 return
             batch, self._queued = self._queued, {}
-            rows = [_run_row(run) for run in batch.values()]
-
-            async def work(conn: AsyncConnection) -> None:
-                await conn.execute(_upsert(conn.dialect.name), rows)
-
             try:
-                # Through the process's one write lock: SQLite has one writer, and
-                # connections racing for it stall each other (bench/RESULTS.md).
-                await self._db.write(work)
-            except BaseException:
-                for key, run in batch.items():
-                    self._queued.setdefault(key, run)
-                raise
+                await self._write([_run_row(run) for run in batch.values()])
+                return
+            except Exception:
+                if len(batch) == 1:
+                    self._requeue(batch)
+                    raise
+            failed: dict[tuple[str, str], RunRecord] = {}
+            for key, run in batch.items():
+                try:
+                    await self._write([_run_row(run)])
+                except Exception:
+                    failed[key] = run
+            if len(failed) == len(batch):
+                self._requeue(failed)
+                raise Unavailable("the store refused every queued workflow run record")
+            for tenant, run_id in failed:
+                log.error("dropped the record of workflow run %s/%s: the store refuses it",
+                          tenant, run_id)  # fmt: skip
+
+    async def _write(self, rows: list[dict[str, Any]]) -> None:
+        async def work(conn: AsyncConnection) -> None:
+            await conn.execute(_upsert(conn.dialect.name), rows)
+
+        # Through the process's one write lock: SQLite has one writer, and
+        # connections racing for it stall each other (bench/RESULTS.md).
+        await self._db.write(work)
+
+    def _requeue(self, batch: dict[tuple[str, str], RunRecord]) -> None:
+        for key, run in batch.items():
+            self._queued.setdefault(key, run)  # a newer record of the run wins
+        while len(self._queued) > MAX_QUEUED:  # the store has been down long
+            self._queued.pop(next(iter(self._queued)))
 
     async def _write_forever(self) -> None:
         while True:
@@ -232,8 +257,15 @@ class Runs:
             except Exception:
                 log.exception("could not write %d workflow run records", len(self._queued))
 
+    async def _flushed(self) -> None:
+        """Write the queue before a read; a read still answers when it cannot."""
+        try:
+            await self.flush()
+        except Exception:
+            log.exception("could not write the queued workflow run records before a read")
+
     async def get(self, tenant: str, run_id: str) -> RunRecord:
-        await self.flush()
+        await self._flushed()
         query = select(workflow_runs).where(
             workflow_runs.c.tenant == tenant, workflow_runs.c.id == run_id
         )
@@ -247,7 +279,7 @@ class Runs:
         self, tenant: str, workflow_id: str, limit: int, before: str = ""
     ) -> list[RunRecord]:
         """Newest first (run ids sort by start time); `before`: a run id."""
-        await self.flush()
+        await self._flushed()
         r = workflow_runs.c
         query = select(workflow_runs).where(r.tenant == tenant)
         if workflow_id:
@@ -327,7 +359,9 @@ def _run_row(run: RunRecord) -> dict[str, Any]:
         "tenant": run.tenant, "id": run.id, "workflow": run.workflow, "version": run.version,
         "status": run.status, "inputs": json.dumps(run.inputs, default=str),
         "outputs": json.dumps(run.outputs, default=str),
-        "nodes": json.dumps(list(run.nodes), default=str), "error": run.error,
+        "nodes": json.dumps(list(run.nodes), default=str),
+        # PostgreSQL text holds no NUL; the JSON columns escape theirs.
+        "error": run.error.replace("\x00", "")[:MAX_ERROR_CHARS],
         "input_tokens": run.input_tokens, "output_tokens": run.output_tokens,
         "started_ms": run.started_ms, "finished_ms": run.finished_ms,
     }  # fmt: skip

@@ -64,7 +64,9 @@ from router.types import Usage
 log = logging.getLogger("infergate.workflows")
 PENDING, RUNNING = "pending", "running"
 _SETTLED = (SUCCEEDED, FAILED, SKIPPED)
-MAX_VALUE_CHARS = 4096  # per value in NodeFinished.inputs
+MAX_VALUE_CHARS = 4096  # per string in a NodeFinished's inputs and outputs
+MAX_ITEMS = 1000  # per list or object there
+MAX_DEPTH = 32  # nesting there
 
 
 def check_inputs(definition: Definition, inputs: Mapping[str, Any]) -> dict[str, Any]:
@@ -197,10 +199,18 @@ class Run:
                 self.usage = _add(self.usage, event.usage)
                 node = self._nodes[event.node]
                 if event.status == FAILED and node.on_error == "fail":
+                    # What other nodes reported already still goes out (their
+                    # tokens count); what is still running is cancelled.
+                    for queued in self._drain():
+                        yield queued
                     running = [
                         n for n in self.definition.nodes if self._state[n.id].status == RUNNING
                     ]
                     await self._cancel()
+                    for queued in self._drain():  # reported while being cancelled
+                        if isinstance(queued, NodeFinished):
+                            yield queued
+                            running = [n for n in running if n.id != queued.node]
                     for other in running:  # every node started ends with node_finished
                         yield NodeFinished(other.id, other.type, CANCELLED, error="the run failed")
                     yield RunFinished(
@@ -210,13 +220,24 @@ class Run:
                 for skipped in self._schedule(after=event.node):
                     yield skipped
             try:
-                outputs = self._outputs()
+                outputs = bounded(self._outputs(), max_chars=None)
             except refs.TemplateError as exc:
                 yield RunFinished(FAILED, {}, self.usage, f"outputs: {exc}")
                 return
             yield RunFinished(SUCCEEDED, outputs, self.usage)
         finally:
             await self._cancel()
+
+    def _drain(self) -> list[Event]:
+        """The events queued now, their usage counted."""
+        found: list[Event] = []
+        while not self._queue.empty():
+            event = self._queue.get_nowait()
+            if isinstance(event, NodeFinished):
+                self._active -= 1
+                self.usage = _add(self.usage, event.usage)
+            found.append(event)
+        return found
 
     async def _next(self) -> Event:
         if self.deadline is None:
@@ -314,13 +335,17 @@ class Run:
                     node, self.inputs, self.scope, self.services, self.tenant, self.run_id,
                     self.deadline, self._emit(node), self, self._streaming, self.subrun,
                 )  # fmt: skip
+                limit = asyncio.timeout(node.timeout_s)
                 try:
-                    async with asyncio.timeout(node.timeout_s):
+                    async with limit:
                         outcome = await kind.run(ctx)
                     error = ""
                     break
-                except TimeoutError:
-                    error = f"timed out after {node.timeout_s:g} s"
+                except TimeoutError as exc:  # its own limit, or a call inside that timed out
+                    expired = node.timeout_s is not None and limit.expired()
+                    error = f"timed out after {node.timeout_s:g} s" if expired else (
+                        f"a call timed out: {exc}" if str(exc) else "a call timed out"
+                    )  # fmt: skip
                 except (NodeFailed, GatewayError, RouterError, ValueError) as exc:
                     error = str(exc)
                 except Exception as exc:  # a node type's bug: the run reports it, the gateway lives
@@ -341,10 +366,15 @@ class Run:
                 self.scope[node.id] = {"error": error}
             self._settle(state)
         usage = outcome.usage if outcome is not None and outcome.usage != Usage() else _sum(uses)
+        try:
+            outputs = bounded(dict(outcome.outputs)) if outcome is not None and not error else {}
+            read = bounded(self._read(node, kind))
+        except Exception:  # the event must go out, or the run would wait for it forever
+            log.exception("workflow node %s: could not report its values", node.id)
+            outputs, read = {}, {}
         self._queue.put_nowait(NodeFinished(
-            node.id, node.type, state.status,
-            outputs=dict(outcome.outputs) if outcome is not None and not error else {},
-            inputs=self._read(node, kind), error=error, latency_ms=latency, usage=usage,
+            node.id, node.type, state.status, outputs=outputs, inputs=read, error=error,
+            latency_ms=latency, usage=usage,
             branch=(outcome.branch or "") if outcome is not None else "", attempts=attempt,
         ))  # fmt: skip
 
@@ -362,7 +392,7 @@ class Run:
                 value = self.scope.get(name)
                 if attr is not None and isinstance(value, Mapping):
                     value = value.get(attr)
-                read[f"{name}.{attr}" if attr else name] = _small(value)
+                read[f"{name}.{attr}" if attr else name] = _plain(value)
         return read
 
     def _outputs(self) -> dict[str, Any]:
@@ -400,8 +430,26 @@ def _plain(value: Any) -> Any:
     return None if isinstance(value, jinja2.Undefined) else value
 
 
-def _small(value: Any) -> Any:
+def bounded(value: Any, max_chars: int | None = MAX_VALUE_CHARS, depth: int = 0) -> Any:
+    """`value` as an event or a run record carries it: strings cut to
+    `max_chars` (None: not cut; nor are lists and objects), lists and objects
+    to MAX_ITEMS, nesting to MAX_DEPTH, integers beyond 64 bits as text (a
+    protobuf Struct holds doubles, and deeper JSON no client parses)."""
     value = _plain(value)
-    if isinstance(value, str) and len(value) > MAX_VALUE_CHARS:
-        return value[:MAX_VALUE_CHARS] + "…"
-    return value
+    if isinstance(value, str):
+        if max_chars is None or len(value) <= max_chars:
+            return value
+        return value[:max_chars] + "…"
+    if isinstance(value, bool) or value is None or isinstance(value, float):
+        return value
+    if isinstance(value, int):
+        return value if abs(value) < 2**63 else str(value)
+    if depth >= MAX_DEPTH:
+        return f"… (nested deeper than {MAX_DEPTH})"
+    items = None if max_chars is None else MAX_ITEMS
+    if isinstance(value, Mapping):
+        pairs = list(value.items())[:items]
+        return {str(k): bounded(v, max_chars, depth + 1) for k, v in pairs}
+    if isinstance(value, list | tuple):
+        return [bounded(v, max_chars, depth + 1) for v in value[:items]]
+    return bounded(str(value), max_chars, depth)

@@ -342,6 +342,9 @@ async def test_submit_runs_it_as_a_task(
     )
     tasks = tasks_pb2_grpc.TasksStub(channel)
     task_id = submitted.task.removeprefix("tasks/")
+    queued = await tasks.Get(tasks_pb2.GetTaskRequest(id=task_id), metadata=dev)
+    payload = json_format.MessageToDict(queued.payload)
+    assert (payload["workflow"], payload["version"]) == ("rag", 1)  # pinned to what was checked
     async for task in tasks.Watch(tasks_pb2.WatchTaskRequest(id=task_id), metadata=dev):
         last = task
     assert tasks_pb2.TaskState.Name(last.state) == "SUCCESS"
