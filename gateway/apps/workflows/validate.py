@@ -59,6 +59,7 @@ def check(
         return f"{where}nodes[{index[node_id]}]." if where else ""
 
     types: dict[str, NodeType] = {}
+    malformed: set[str] = set()  # nodes whose config fails its schema: no branch labels read
     for node in definition.nodes:
         kind = TYPES.get(node.type)
         if kind is None:
@@ -70,7 +71,10 @@ def check(
             )
             continue
         types[node.id] = kind
-        problems += [Problem(node.id, at(node.id) + f, m) for f, m in _schema_problems(kind, node)]
+        found = _schema_problems(kind, node)
+        if found:
+            malformed.add(node.id)
+        problems += [Problem(node.id, at(node.id) + f, m) for f, m in found]
     starts = [n.id for n in definition.nodes if n.type == "start"]
     if outer is None and len(starts) != 1:
         problems.append(
@@ -82,7 +86,7 @@ def check(
                 problems.append(
                     Problem(n.id, at(n.id) + "type", f"a map's sub-graph has no {n.type} node")
                 )
-    problems += _edge_problems(definition, nodes, types, where)
+    problems += _edge_problems(definition, nodes, types, malformed, where)
     if problems:  # the graph checks below assume known types and sound edges
         return problems
     cycle = _cycle(definition)
@@ -175,8 +179,15 @@ def _plain(value: Any) -> Any:
 
 
 def _edge_problems(
-    d: Definition, nodes: dict[str, Node], types: dict[str, NodeType], where: str
+    d: Definition,
+    nodes: dict[str, Node],
+    types: dict[str, NodeType],
+    malformed: set[str],
+    where: str,
 ) -> list[Problem]:
+    """Edges to missing nodes, duplicates, and labels the source cannot take
+    (not checked for a source whose config is malformed: its schema problems
+    say what is wrong, and its labels cannot be read)."""
     problems = []
     seen: set[tuple[str, str, str]] = set()
     for i, e in enumerate(d.edges):
@@ -196,14 +207,17 @@ def _edge_problems(
         if kind is None:
             continue
         src = nodes[e.source]
-        labels = kind.branches(src)
         if e.branch == ERROR_BRANCH:
             if src.on_error != "branch":
                 problems.append(Problem(
                     e.source, f + ".branch",
                     "an error edge needs on_error: branch on its source node",
                 ))  # fmt: skip
-        elif labels is None and e.branch:
+            continue
+        if e.source in malformed:
+            continue
+        labels = kind.branches(src)
+        if labels is None and e.branch:
             problems.append(Problem(
                 e.source, f + ".branch",
                 f"{src.type} does not branch: label only its error edges ({ERROR_BRANCH!r})",

@@ -16,6 +16,7 @@ reply that names none, or several, fails the node.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from gateway.apps.workflows import refs
@@ -59,7 +60,16 @@ class Classifier(NodeType):
     literal_fields = frozenset({"model", "classes"})
 
     def branches(self, node: Node) -> tuple[str, ...]:
-        return tuple(c["label"] for c in node.config.get("classes", []))
+        """The classes' labels (those that are strings: a malformed config's
+        schema problems say what is wrong with the others)."""
+        classes = node.config.get("classes")
+        if not isinstance(classes, list | tuple):
+            return ()
+        return tuple(
+            c["label"]
+            for c in classes
+            if isinstance(c, Mapping) and isinstance(c.get("label"), str)
+        )
 
     def check(self, node: Node, shape: Shape) -> list[Problem]:
         labels = self.branches(node)

@@ -5,7 +5,8 @@
     schema: {type: object, required: [name], properties: {name: {type: string}}}
     instruction: "Dates as YYYY-MM-DD."   # optional
 
-Asks for structured output and checks the reply against the schema. A reply
+Asks for structured output and checks the reply against the schema (its
+`$ref`s local only, as for `llm`'s json_schema). A reply
 that is not JSON or does not match is sent back once, with what is wrong, for
 a second try; a second bad reply fails the node. `attempts` is 1 or 2.
 """
@@ -13,9 +14,8 @@ a second try; a second bad reply fails the node. `attempts` is 1 or 2.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any, ClassVar
-
-import jsonschema
 
 from gateway.apps.workflows import refs
 from gateway.apps.workflows.document import Node, Problem
@@ -27,7 +27,7 @@ from gateway.apps.workflows.nodes.base import (
     Shape,
     usage_of,
 )
-from gateway.apps.workflows.nodes.llm import call, params, parse_json
+from gateway.apps.workflows.nodes.llm import call, params, parse_json, schema_problems
 from router.types import Message
 
 AGAIN = "Reply again with only a JSON object that matches the schema."
@@ -52,12 +52,11 @@ class Extractor(NodeType):
 
     def check(self, node: Node, shape: Shape) -> list[Problem]:
         schema = node.config.get("schema")
-        if not isinstance(schema, dict):
+        if not isinstance(schema, Mapping):
             return []  # the config's own schema says so
-        try:
-            jsonschema.validators.validator_for(schema).check_schema(schema)
-        except jsonschema.SchemaError as exc:
-            return [Problem(node.id, "config.schema", f"not a valid JSON Schema: {exc.message}")]
+        problems = schema_problems(node, "schema")
+        if problems:
+            return problems
         if schema.get("type") != "object":
             return [Problem(node.id, "config.schema", "must describe an object (type: object)")]
         return []

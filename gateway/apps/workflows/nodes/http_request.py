@@ -8,7 +8,10 @@
 
 Headers alone may read the tenant's secrets (`{{ secrets.NAME }}`); a secret's
 value never reaches the outputs, the run record or an error (a server that
-echoes it back sees it masked as ***). The gateway's client refuses private
+echoes it back sees it masked as ***, in the body, the parsed `json` and the
+headers, JSON-escaped or not). A node whose headers read a secret has a URL
+whose scheme and host are written out, not templated, so a run's inputs
+cannot send the secret to another server. The gateway's client refuses private
 addresses unless configured otherwise, and caps `timeout_s` and
 `max_response_bytes` (apps.workflows.http_timeout_s, http_max_response_bytes:
 the defaults). With `fail_on_status` (the default) a 4xx or 5xx fails the node.
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import re
 from collections.abc import Mapping
 from email.message import Message
 from typing import Any, ClassVar
@@ -78,12 +82,21 @@ class HttpRequest(NodeType):
 
     def check(self, node: Node, shape: Shape) -> list[Problem]:
         url = node.config.get("url", "")
-        if isinstance(url, str) and not refs.is_template(url):
+        if not isinstance(url, str):
+            return []  # the schema says so
+        if not refs.is_template(url):
             scheme = urlsplit(url).scheme
             if scheme not in ("http", "https"):
                 return [
                     Problem(node.id, "config.url", f"must be an http or https URL, got {url!r}")
                 ]
+        elif _reads_secrets(node) and not _LITERAL_ORIGIN.match(url):
+            return [Problem(
+                node.id, "config.url",
+                "the headers read secrets, so the scheme and host must be written out, not "
+                "templated (e.g. https://api.example.com/{{ ... }}): a template before the "
+                "path could send the secrets to another server",
+            )]  # fmt: skip
         return []
 
     async def run(self, ctx: NodeContext) -> Outcome:
@@ -115,8 +128,16 @@ class HttpRequest(NodeType):
             if _mask(message, secrets) != message:
                 raise NodeFailed(_mask(message, secrets)) from None
             raise
-        resp_headers = {k.lower(): _mask(v, secrets) for k, v in got.items()}
-        text = _mask(_decode(raw, resp_headers.get("content-type", "")), secrets)
+        resp_headers = {
+            _mask(k.lower(), secrets): _mask_json_strings(_mask(v, secrets), secrets)
+            for k, v in got.items()
+        }
+        content_type = resp_headers.get("content-type", "")
+        decoded = _decode(raw, content_type)
+        text = _mask_json_strings(_mask(decoded, secrets), secrets)
+        parsed = _json(decoded, content_type)  # as sent: an escaped secret is whole there
+        if secrets:
+            parsed = _mask_value(parsed, secrets)
         if status >= 400 and config.get("fail_on_status", True):
             snippet = text[:200] + ("…" if len(text) > 200 else "")
             host = urlsplit(url).hostname or url
@@ -125,8 +146,27 @@ class HttpRequest(NodeType):
             "status": status,
             "headers": resp_headers,
             "body": text,
-            "json": _json(text, resp_headers.get("content-type", "")),
+            "json": parsed,
         })  # fmt: skip
+
+
+# An http(s) URL whose scheme and host come before any template, ended by the
+# path, query or fragment: `https://api.example.com/{{ x }}`, not `https://{{ h }}/`
+# nor `https://api.example.com{{ x }}` (x = "@evil.example/").
+_LITERAL_ORIGIN = re.compile(r"^https?://[^/?#{}%\\]+[/?#]", re.IGNORECASE)
+
+
+def _reads_secrets(node: Node) -> bool:
+    headers = node.config.get("headers")
+    if not isinstance(headers, Mapping):
+        return False
+    for _, source in refs.strings(headers, "config.headers"):
+        try:
+            if any(name == "secrets" for name, _ in refs.references(source)):
+                return True
+        except refs.TemplateError:
+            continue  # reported with the templates
+    return False
 
 
 async def _secrets(ctx: NodeContext) -> dict[str, str]:
@@ -145,10 +185,46 @@ async def _secrets(ctx: NodeContext) -> dict[str, str]:
 
 
 def _mask(text: str, secrets: Mapping[str, str]) -> str:
-    for value in secrets.values():
-        if value:
-            text = text.replace(value, MASK)
+    """`text` with every secret replaced by MASK, the longest first (a secret
+    that begins another must not leave the longer one's rest showing)."""
+    for value in sorted(filter(None, secrets.values()), key=len, reverse=True):
+        text = text.replace(value, MASK)
     return text
+
+
+def _mask_json_strings(text: str, secrets: Mapping[str, str]) -> str:
+    """`text` with each JSON string literal whose decoded value holds a secret
+    (written with escapes, `\\/` or `\\u0041`, which `_mask` cannot see)
+    rewritten masked."""
+    if "\\" not in text or not any(secrets.values()):
+        return text
+
+    def masked(m: re.Match[str]) -> str:
+        literal = m.group(0)
+        if "\\" not in literal:
+            return literal  # no escapes: `_mask` has seen it as it reads
+        try:
+            value = json.loads(literal)
+        except ValueError:
+            return literal
+        hidden = _mask(value, secrets)
+        return literal if hidden == value else json.dumps(hidden, ensure_ascii=False)
+
+    return _JSON_STRING.sub(masked, text)
+
+
+def _mask_value(value: Any, secrets: Mapping[str, str]) -> Any:
+    """A parsed JSON value with the secrets masked in every string, keys included."""
+    if isinstance(value, str):
+        return _mask(value, secrets)
+    if isinstance(value, Mapping):
+        return {_mask(str(k), secrets): _mask_value(v, secrets) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_mask_value(v, secrets) for v in value]
+    return value
+
+
+_JSON_STRING = re.compile(r'"(?:[^"\\\n]|\\.)*"')
 
 
 def _with_query(url: str, query: Mapping[str, str]) -> str:

@@ -71,37 +71,42 @@ class IfElse(NodeType):
     literal_fields = frozenset({"cases"})  # only `variable` is a template: checked below
 
     def branches(self, node: Node) -> tuple[str, ...]:
-        return (*(c["label"] for c in node.config.get("cases", [])), ELSE)
+        return (*(label for _, label in _labels(node)), ELSE)
 
     def check(self, node: Node, shape: Shape) -> list[Problem]:
+        """Duplicate labels, missing values, ordering on non-numbers; a malformed
+        config (its schema problems say so) yields no problems here, and no error."""
         problems = []
-        labels = [c["label"] for c in node.config.get("cases", [])]
-        for i, label in enumerate(labels):
-            if label == ELSE or label in labels[:i]:
+        seen: set[str] = set()
+        for i, label in _labels(node):
+            if label == ELSE or label in seen:
                 why = "is the default branch" if label == ELSE else "is used twice"
                 problems.append(Problem(node.id, f"config.cases[{i}].label", f"{label!r} {why}"))
-        for i, case in enumerate(node.config.get("cases", [])):
-            for j, cond in enumerate(case["conditions"]):
-                f = f"config.cases[{i}].conditions[{j}]"
-                if cond["operator"] not in UNARY and "value" not in cond:
-                    problems.append(Problem(node.id, f"{f}.value", "is required"))
-                if cond["operator"] in ORDERED:
-                    for ref_node, field in refs.references(cond["variable"]):
-                        kind = shape.outputs.get(ref_node, {}).get(field or "", "any")
-                        if kind not in ("any", "number", "integer", "string"):
-                            problems.append(Problem(
-                                node.id, f"{f}.variable",
-                                f"{cond['operator']} compares numbers, but {ref_node}.{field} "
-                                f"is {kind}",
-                            ))  # fmt: skip
+            seen.add(label)
+        for i, j, cond in _conditions(node):
+            f = f"config.cases[{i}].conditions[{j}]"
+            operator, variable = cond.get("operator"), cond.get("variable")
+            if operator not in UNARY and "value" not in cond:
+                problems.append(Problem(node.id, f"{f}.value", "is required"))
+            if operator in ORDERED and isinstance(variable, str):
+                try:
+                    found = refs.references(variable)
+                except refs.TemplateError:
+                    continue  # reported with the templates
+                for ref_node, field in found:
+                    kind = shape.outputs.get(ref_node, {}).get(field or "", "any")
+                    if kind not in ("any", "number", "integer", "string"):
+                        problems.append(Problem(
+                            node.id, f"{f}.variable",
+                            f"{operator} compares numbers, but {ref_node}.{field} is {kind}",
+                        ))  # fmt: skip
         return problems
 
     def templates(self, node: Node) -> list[tuple[str, str]]:
         return [
             (f"config.cases[{i}].conditions[{j}].variable", cond["variable"])
-            for i, case in enumerate(node.config.get("cases", []))
-            for j, cond in enumerate(case.get("conditions", []))
-            if isinstance(cond, Mapping) and isinstance(cond.get("variable"), str)
+            for i, j, cond in _conditions(node)
+            if isinstance(cond.get("variable"), str)
         ]
 
     async def run(self, ctx: NodeContext) -> Outcome:
@@ -115,6 +120,27 @@ class IfElse(NodeType):
             if (any if case.get("match") == "any" else all)(results):
                 return Outcome({"branch": case["label"]}, branch=case["label"])
         return Outcome({"branch": ELSE}, branch=ELSE)
+
+
+def _cases(node: Node) -> list[tuple[int, Mapping[str, Any]]]:
+    """(index, case) for each case that is an object; none when `cases` is not a list."""
+    cases = node.config.get("cases")
+    if not isinstance(cases, list | tuple):
+        return []
+    return [(i, case) for i, case in enumerate(cases) if isinstance(case, Mapping)]
+
+
+def _labels(node: Node) -> list[tuple[int, str]]:
+    return [(i, c["label"]) for i, c in _cases(node) if isinstance(c.get("label"), str)]
+
+
+def _conditions(node: Node) -> list[tuple[int, int, Mapping[str, Any]]]:
+    found = []
+    for i, case in _cases(node):
+        conditions = case.get("conditions")
+        if isinstance(conditions, list | tuple):
+            found += [(i, j, c) for j, c in enumerate(conditions) if isinstance(c, Mapping)]
+    return found
 
 
 def holds(op: str, left: Any, right: Any) -> bool:

@@ -3,21 +3,37 @@
 Streams its tokens (an `answer` that references `{{ <id>.text }}` forwards
 them as they come). With `json_schema`, asks for structured output and checks
 the reply against the schema; `json` holds the parsed object.
+
+A schema's `$ref`s are local only (`#/$defs/x`): one naming another document
+is refused when the workflow is saved, and the check never fetches one (an
+unresolvable reference fails the node), so a schema cannot make the gateway
+open a URL.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import re
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 import jsonschema
+import referencing
+import referencing.exceptions
 
 from gateway.apps.workflows import refs
-from gateway.apps.workflows.nodes.base import ModelUse, NodeContext, NodeFailed, NodeType, Outcome
+from gateway.apps.workflows.document import Node, Problem
+from gateway.apps.workflows.nodes.base import (
+    ModelUse,
+    NodeContext,
+    NodeFailed,
+    NodeType,
+    Outcome,
+    Shape,
+)
 from router.errors import RouterError
 from router.types import Message, Params, Request, ResponseFormat, Usage
 
@@ -69,6 +85,9 @@ class Llm(NodeType):
     }
     streams = True
     literal_fields = frozenset({"model", "params", "json_schema"})
+
+    def check(self, node: Node, shape: Shape) -> list[Problem]:
+        return schema_problems(node, "json_schema")
 
     async def run(self, ctx: NodeContext) -> Outcome:
         config = ctx.node.config
@@ -141,6 +160,52 @@ async def call(
     return "".join(text), finish, usage
 
 
+_REF_KEYWORDS = ("$ref", "$dynamicRef", "$recursiveRef")
+
+
+def schema_problems(node: Node, key: str) -> list[Problem]:
+    """`config.<key>` as a JSON Schema: valid, and with local `$ref`s only."""
+    schema = node.config.get(key)
+    if not isinstance(schema, Mapping):
+        return []  # absent, or the config's own schema says what is wrong
+    field = f"config.{key}"
+    problems = [
+        Problem(node.id, f, f"must be a local reference (#...), got {ref!r}: a schema may not "
+                "name another document")
+        for f, ref in _remote_refs(schema, field)
+    ]  # fmt: skip
+    dialect = schema.get("$schema")
+    if dialect is not None and not isinstance(dialect, str):
+        problems.append(Problem(node.id, f"{field}.$schema", "must be a string (a dialect URI)"))
+        return problems
+    try:
+        validator(schema).check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        problems.append(Problem(node.id, field, f"not a valid JSON Schema: {exc.message}"))
+    return problems
+
+
+def _remote_refs(value: Any, field: str) -> Iterator[tuple[str, str]]:
+    """(field path, reference) for each `$ref` in `value` that is not `#...`."""
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            path = f"{field}.{k}"
+            if k in _REF_KEYWORDS and isinstance(v, str) and not v.startswith("#"):
+                yield path, v
+            yield from _remote_refs(v, path)
+    elif isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            yield from _remote_refs(v, f"{field}[{i}]")
+
+
+def validator(schema: Mapping[str, Any]) -> type[jsonschema.protocols.Validator]:
+    """The validator class of `schema`'s dialect (the latest for an unknown one)."""
+    cls: type[jsonschema.protocols.Validator] = jsonschema.validators.validator_for(
+        schema, default=jsonschema.Draft202012Validator
+    )
+    return cls
+
+
 def parse_json(text: str, schema: Mapping[str, Any]) -> Any:
     """The reply parsed and checked against `schema`; NodeFailed saying why not."""
     body = text.strip()
@@ -151,10 +216,14 @@ def parse_json(text: str, schema: Mapping[str, Any]) -> Any:
     except ValueError as exc:
         raise NodeFailed(f"the model's reply is not JSON: {exc}") from None
     try:
-        jsonschema.validate(value, schema)
-    except jsonschema.ValidationError as exc:
-        path = "/".join(map(str, exc.absolute_path)) or "(root)"
-        raise NodeFailed(
-            f"the model's reply does not match the schema at {path}: {exc.message}"
-        ) from None
+        # an empty registry: `$ref`s resolve within the schema, never by fetching a URL
+        checker = validator(schema)(schema, registry=referencing.Registry())
+        error = jsonschema.exceptions.best_match(checker.iter_errors(value))
+    except referencing.exceptions.Unresolvable as exc:
+        raise NodeFailed(f"the schema has a reference that does not resolve: {exc}") from None
+    except (jsonschema.SchemaError, re.error, TypeError, ValueError, RecursionError) as exc:
+        raise NodeFailed(f"the schema cannot be checked: {exc}") from None
+    if error is not None:
+        path = "/".join(map(str, error.absolute_path)) or "(root)"
+        raise NodeFailed(f"the model's reply does not match the schema at {path}: {error.message}")
     return value

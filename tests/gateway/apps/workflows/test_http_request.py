@@ -315,7 +315,12 @@ def test_checked_when_saved() -> None:
         load(workflow({"url": "https://x.example/{{ secrets.K }}"}))
     [problem] = caught.value.problems
     assert problem.field == "config.url" and "headers only" in problem.message
-    load(workflow({"url": "{{ start.question }}", "headers": {"A": "{{ secrets.K }}"}}))
+    load(
+        workflow(
+            {"url": "https://x.example/{{ start.question }}", "headers": {"A": "{{ secrets.K }}"}}
+        )
+    )
+    load(workflow({"url": "{{ start.question }}", "headers": {"A": "{{ start.question }}"}}))
 
 
 # --- the guard --------------------------------------------------------------------------
