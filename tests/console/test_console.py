@@ -86,7 +86,9 @@ async def test_served_with_a_strict_content_security_policy(console: Gateway) ->
 
 async def _key(http: httpx.AsyncClient, admin: str, role: str) -> str:
     reply = await http.post(
-        "/v1/tenants/default/keys", json={"role": role}, headers={"authorization": f"Bearer {admin}"}
+        "/v1/tenants/default/keys",
+        json={"role": role},
+        headers={"authorization": f"Bearer {admin}"},
     )
     assert reply.status_code == 200, reply.text
     secret: str = reply.json()["secret"]
