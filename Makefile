@@ -5,7 +5,7 @@ BIN     = $(VENV)/bin
 EXTRAS ?= cpu
 ARGS   ?=
 
-.PHONY: install dev protos run test lint bench bench-locust clean clients console console-vendor console-screenshots
+.PHONY: install dev protos run test lint bench bench-locust clean clients console console-vendor console-screenshots mutation
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -89,6 +89,14 @@ bench-locust: dev
 	$(BIN)/locust -f bench/locustfile.py --headless -u 32 -r 8 -t 30s --host $(HOST) \
 	    --hdr-dir bench/out
 	$(BIN)/python -m bench.report bench/out
+
+# Mutation testing of router/, gateway/apps/limits.py and indexer/chunker.py
+# ([tool.mutmut] in pyproject.toml, docs/mutation.md): mutants/ keeps the results, and a
+# rerun retests only the mutants of changed functions (rm -rf mutants for a clean run).
+# ARGS picks mutants by name, e.g. ARGS='"router.walk*"'. Needs the local Redis.
+mutation: dev
+	$(BIN)/mutmut run $(ARGS)
+	$(BIN)/mutmut results
 
 clean:
 	rm -rf $(VENV) bench/out .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

@@ -121,3 +121,97 @@ def test_a_piece_that_grows_out_of_context_is_cut_earlier() -> None:
     assert [chunker.count(p) for p, _ in pieces] == [t for _, t in pieces]
     assert "".join(p for p, _ in pieces) == text  # shrunk, not dropped
     assert len(pieces) > 31 // 8 + 1  # the guard cut pieces shorter than 8 tokens in context
+
+
+# --- issue 14 (mutation testing): gaps the mutants showed -----------------------------------
+
+
+def test_no_tokens_is_no_chunk_and_one_token_is_one() -> None:
+    assert chunker(30).split("") == []
+    assert chunker(30).split(" \n\t ") == []
+    assert chunker(30).split("cat") == [("cat", 1)]
+    assert list(chunker(30).chunks([Section("   ", page=1)])) == []
+
+
+def test_chunks_carry_the_text_and_token_count_of_each_piece() -> None:
+    text = "The cat sat on the mat. " * 8
+    drafts = list(chunker(20).chunks([Section(text)]))
+    assert [(d.text, d.tokens) for d in drafts] == chunker(20).split(text)
+
+
+def test_overlap_is_capped_at_half_the_size_in_whole_tokens() -> None:
+    assert chunker(31, overlap=100).overlap == 15
+    assert chunker(30, overlap=12).overlap == 12
+    pieces = chunker(31, overlap=100).split(" ".join(["cat"] * 100))
+    assert [n for _, n in pieces] == [31, 31, 31, 31, 31, 20]  # starts every 16 tokens
+
+
+def test_the_last_chunk_is_not_cut_when_the_rest_fits() -> None:
+    assert [n for _, n in chunker(30).split(" ".join(["cat"] * 90))] == [30, 30, 30]
+
+
+def test_a_short_word_before_a_word_longer_than_a_chunk() -> None:
+    pieces = chunker(30).split("cat " + "x" * 90)
+    assert pieces == [("cat", 1)] + [("x" * 30, 30)] * 3
+
+
+def test_a_paragraph_break_past_half_the_chunk_is_the_cut() -> None:
+    first = "The cat sat on the mat. The cat sat on the mat. Dogs bark at night."  # 19 tokens
+    second = "The cat sat on the mat. " * 3  # sentence breaks at 26 and 33
+    assert chunker(30).split(first + "\n\n" + second) == [(first, 19), (second.strip(), 21)]
+
+
+def test_a_paragraph_break_before_half_the_chunk_gives_way_to_a_later_sentence() -> None:
+    first = "The cat sat on the mat. Dogs bark at night."  # 12 tokens
+    second = "The cat sat on the mat. The cat sat on the mat. The cat sat on the mat."
+    pieces = chunker(30).split(first + "\n\n" + second)
+    assert [n for _, n in pieces] == [26, 7]
+    assert pieces[0][0] == first + "\n\nThe cat sat on the mat. The cat sat on the mat."
+
+
+def test_a_sentence_break_within_the_first_quarter_gives_way_to_a_word() -> None:
+    text = "The cat sat on the mat. " + " ".join(["cat"] * 40)  # a sentence break at 7 of 30
+    assert [n for _, n in chunker(30).split(text)] == [30, 17]
+
+
+def test_a_one_token_overlap_without_a_word_boundary_starts_mid_word() -> None:
+    text = " ".join(f"w{i}" for i in range(10, 40))  # three tokens a word: w ##1 ##0
+    first, second, *_ = chunker(30, overlap=1).split(text)
+    assert first == ("w10 w11 w12 w13 w14 w15 w16 w17 w18 w19", 30)
+    assert second[0].startswith("9 w20 w21")  # the last token of w19, out of context
+
+
+def test_chunks_shorter_than_the_overlap_still_move_on() -> None:
+    text = "The cat sat on the mat at night. " + " ".join(["dogs"] * 40)
+    pieces = chunker(30, overlap=20).split(text)
+    assert len(pieces) < 8
+    assert words(pieces[-1][0])[-1] == "dogs"
+    assert pieces[-1][0].endswith("dogs dogs")
+
+
+def test_the_re_tokenising_guard_shrinks_by_the_overshoot_only() -> None:
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordPiece
+    from tokenizers.pre_tokenizers import Whitespace
+
+    vocab = {"[UNK]": 0, "x": 1, "##xxxx": 2, "##x": 3}
+    tokenizer = Tokenizer(WordPiece(vocab, unk_token="[UNK]", max_input_chars_per_word=10_000))
+    tokenizer.pre_tokenizer = Whitespace()
+    pieces = Chunker(tokenizer, 8, 8, 0).split("x" * (1 + 4 * 30))
+    assert [n for _, n in pieces] == [8, 8, 8, 8, 8, 6]  # full pieces, not needlessly short
+
+
+def test_a_token_that_grows_to_a_whole_chunk_out_of_context_is_a_chunk_alone() -> None:
+    """Out of context the continuation "##xxxxxxxx" costs "x" + 7 x "##x": 8 tokens,
+    a whole chunk. The guard must shrink such pieces to that one token, not loop."""
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordPiece
+    from tokenizers.pre_tokenizers import Whitespace
+
+    vocab = {"[UNK]": 0, "x": 1, "##x": 2, "##xxxxxxxx": 3}
+    tokenizer = Tokenizer(WordPiece(vocab, unk_token="[UNK]", max_input_chars_per_word=10_000))
+    tokenizer.pre_tokenizer = Whitespace()
+    text = "x" * (1 + 8 * 12)
+    pieces = Chunker(tokenizer, 8, 8, 0).split(text)
+    assert "".join(p for p, _ in pieces) == text
+    assert [n for _, n in pieces] == [8] * 6

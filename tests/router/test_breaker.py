@@ -372,3 +372,121 @@ def test_an_ordinary_call_ending_in_half_open_frees_no_trial_slot() -> None:
     assert b.state is BreakerState.HALF_OPEN
     b.success(trial)
     assert b.state is BreakerState.CLOSED
+
+
+# --- issue 14 (mutation testing): gaps the mutants showed -----------------------------------
+
+
+def test_a_fresh_deployment_has_no_error_and_no_probe_verdict() -> None:
+    state = deployment(FakeClock())
+    assert (state.last_error, state.probe_error, state.last_probe_time) == (None, "", None)
+    assert (state.requests, state.failures, state.in_flight) == (0, 0, 0)
+
+
+def test_usable_agrees_with_skip_reason_in_every_state() -> None:
+    clock = FakeClock()
+    half_open = deployment(clock, consecutive_failures=1, cooldown_s=10)
+    half_open.failed(ProviderError(ErrorKind.TIMEOUT, "read timed out"))
+    clock.advance(10)
+    healthy = deployment(clock)
+    probed = deployment(clock)
+    probed.probe_error = "connect: connection refused"
+    limited = deployment(clock)
+    limited.rate_limited_until = clock.now + 0.5
+    opened = deployment(clock, consecutive_failures=1, cooldown_s=10)
+    opened.failed(ProviderError(ErrorKind.TIMEOUT, "read timed out"))
+    states = {"healthy": healthy, "probe failed": probed, "rate limited": limited,
+              "open": opened, "half-open": half_open}  # fmt: skip
+    usable = {name: s.usable(clock.now) for name, s in states.items()}
+    assert usable == {"healthy": True, "probe failed": False, "rate limited": False,
+                      "open": False, "half-open": True}  # fmt: skip
+    assert {name: s.skip_reason() == "" for name, s in states.items()} == usable
+
+
+def test_a_rate_limit_under_a_second_is_still_a_skip_reason() -> None:
+    clock = FakeClock()
+    state = deployment(clock)
+    state.failed(ProviderError(ErrorKind.RATE_LIMITED, "429", retry_after=0.5))
+    assert state.skip_reason() == "rate limited by the upstream for 0.5s more"
+    assert not state.usable(clock.now)
+
+
+def test_an_upstream_refusing_the_key_opens_the_deployment_for_the_auth_cooldown() -> None:
+    clock = FakeClock()
+    state = deployment(clock, consecutive_failures=5, auth_cooldown_s=300)
+    state.failed(ProviderError(ErrorKind.AUTH, "invalid api key"))
+    assert state.breaker.state is BreakerState.OPEN
+    assert state.skip_reason() == (
+        "circuit open (upstream refused the credentials: invalid api key); half-open in 300.0s"
+    )
+
+
+def test_a_deployments_late_verdicts_on_an_ordinary_call_decide_nothing_in_half_open() -> None:
+    clock = FakeClock()
+    state = deployment(clock, consecutive_failures=1, cooldown_s=5)
+    old = state.breaker.acquire()  # admitted while closed
+    state.failed(ProviderError(ErrorKind.UPSTREAM_5XX, "boom"))  # another call opens it
+    clock.advance(5)
+    trial = state.breaker.acquire()
+    assert trial is not None
+    state.succeeded(started=0.0, first_chunk=0.1, output_tokens=1, ticket=old)
+    assert state.breaker.state is BreakerState.HALF_OPEN
+    state.failed(ProviderError(ErrorKind.UPSTREAM_5XX, "late"), old)
+    assert state.breaker.state is BreakerState.HALF_OPEN
+    state.succeeded(started=0.0, first_chunk=0.1, output_tokens=1, ticket=trial)
+    assert state.breaker.state is BreakerState.CLOSED
+
+
+@pytest.mark.parametrize(("taken", "more"), [(1, 3), (2, 2)])
+def test_a_trial_that_succeeds_frees_its_slot_for_another(taken: int, more: int) -> None:
+    clock = FakeClock()
+    b = breaker(clock, consecutive_failures=1, cooldown_s=5, half_open_probes=3)
+    run(b, "f")
+    clock.advance(5)
+    trials = [b.acquire() for _ in range(taken)]
+    b.success(trials[0])  # one of three needed successes: still half-open
+    assert b.state is BreakerState.HALF_OPEN
+    extra = 0
+    while extra < 10 and b.acquire() is not None:  # bounded: a broken breaker fails fast
+        extra += 1
+    assert extra == more
+
+
+def test_a_stale_client_error_frees_no_slot_of_the_new_period() -> None:
+    clock = FakeClock()
+    b = breaker(clock, consecutive_failures=1, cooldown_s=5, half_open_probes=2)
+    run(b, "f")
+    clock.advance(5)
+    stale = b.acquire()
+    b.failure(ErrorKind.TIMEOUT, "trial failed", b.acquire())  # reopens
+    clock.advance(5)
+    assert b.acquire() is not None and b.acquire() is not None
+    b.failure(ErrorKind.BAD_REQUEST, "400", stale)
+    assert not b.available()
+    b.failure(ErrorKind.TIMEOUT, "late", stale)  # nor does a stale failure reopen it
+    assert b.state is BreakerState.HALF_OPEN
+
+
+def test_after_recovery_it_takes_the_full_count_to_open_again() -> None:
+    clock = FakeClock()
+    b = breaker(clock, consecutive_failures=3, cooldown_s=5, min_requests=100)
+    open_then_cool(b, clock)
+    b.success(b.acquire())
+    assert b.state is BreakerState.CLOSED
+    run(b, "ff")
+    assert b.state is BreakerState.CLOSED
+    run(b, "f")
+    assert b.state is BreakerState.OPEN
+
+
+def test_the_window_forgets_old_calls_at_any_clock_offset() -> None:
+    clock = FakeClock(1000.0)  # a monotonic clock starts anywhere
+    b = breaker(clock, window_s=30, buckets=10, min_requests=100, consecutive_failures=100)
+    run(b, "fff")
+    clock.advance(10)
+    run(b, "ss")
+    assert b.window() == (5, 3)
+    clock.advance(25)  # the failures are 35 s old, the successes 25 s
+    assert b.window() == (2, 0)
+    clock.advance(10)
+    assert b.window() == (0, 0)

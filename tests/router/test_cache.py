@@ -359,3 +359,25 @@ async def test_dead_redis_costs_a_miss_quickly(caplog: pytest.LogCaptureFixture)
     await cache.aclose()
     assert elapsed < 1.0
     assert len(caplog.records) == 1
+
+
+# --- issue 14 (mutation testing): gaps the mutants showed -----------------------------------
+
+
+def test_an_opted_in_requests_temperature_is_part_of_the_key() -> None:
+    warm = request("be brief", "hi", params=Params(temperature=0.7), cache=True)
+    warmer = request("be brief", "hi", params=Params(temperature=0.9), cache=True)
+    assert len({cache_key(warm), cache_key(warmer), cache_key(request("be brief", "hi"))}) == 3
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"v":1,"d":"hello","f":"stop","u":[0,0],"t":[]}',  # deltas must be a list, not a string
+        b'{"v":1,"d":[],"f":"stop","u":[0,0],"t":["abc"]}',
+        b'{"v":1,"d":[],"f":"stop","u":[0,0],"t":[["id","name","{}","x"]]}',
+    ],
+)
+def test_from_json_rejects_strings_where_lists_belong(data: bytes) -> None:
+    with pytest.raises(ValueError, match="not a cached answer"):
+        CachedAnswer.from_json(data)

@@ -268,3 +268,15 @@ def test_sensitive_words_cannot_be_changed() -> None:
 def test_bad_config_is_rejected_with_a_clear_message(options: dict[str, Any], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         FilterConfig(**options)
+
+
+# --- issue 14 (mutation testing): gaps the mutants showed -----------------------------------
+
+
+def test_after_finish_the_filter_starts_afresh() -> None:
+    """A stream may go on after the chunk that flushed it (a usage chunk, say)."""
+    stream = words("ab").stream()
+    assert stream.feed("xa") == "x"
+    assert stream.finish() == "a"
+    assert stream.feed("ab") == "**"
+    assert stream.finish() == ""

@@ -10,7 +10,7 @@ import pytest
 from router.balance import SmoothWeightedRoundRobin
 from router.config import BreakerConfig, RetryConfig
 from router.state import DeploymentState
-from router.strategy import LeastInFlight, LowestLatency, WeightedRoundRobin
+from router.strategy import LeastInFlight, LowestLatency, WeightedRoundRobin, build
 from router.walk import backoff
 
 
@@ -184,3 +184,57 @@ def test_backoff_mean_is_half_the_cap(round_: int) -> None:
 def test_zero_base_means_no_backoff() -> None:
     retry = RetryConfig(backoff_base_s=0.0, backoff_max_s=2.0)
     assert backoff(5, retry, random.Random(0)) == 0.0
+
+
+# --- issue 14 (mutation testing): gaps the mutants showed -----------------------------------
+
+
+def test_order_advances_the_rotation_by_default() -> None:
+    wrr = SmoothWeightedRoundRobin([1, 1])
+    assert [wrr.order(), wrr.order(), wrr.order()] == [[0, 1], [1, 0], [0, 1]]
+
+
+def test_the_pick_comes_from_the_usable_members_only() -> None:
+    assert SmoothWeightedRoundRobin([5, 1]).order([1]) == [1]
+    strategy = WeightedRoundRobin([5, 1, 1])
+    assert strategy.order([1, 2], states(3), stream=False, advance=True) == [1, 2]
+    assert strategy.order([2], states(3), stream=False, advance=True) == [2]
+
+
+def test_picking_from_no_member_is_an_error() -> None:
+    with pytest.raises(ValueError, match=r"^no usable member to pick$"):
+        SmoothWeightedRoundRobin([1, 2]).pick([])
+    assert SmoothWeightedRoundRobin([1, 2]).order([]) == []
+
+
+@pytest.mark.parametrize("weights", [[], [1, 0], [2, -1]])
+def test_weights_must_be_positive(weights: list[int]) -> None:
+    with pytest.raises(
+        ValueError, match=r"^weights must be a non-empty sequence of positive integers$"
+    ):
+        SmoothWeightedRoundRobin(weights)
+
+
+def test_exploration_needs_another_deployment_to_explore() -> None:
+    strategy = LowestLatency(1.0, random.Random(0))  # explore on every pick
+    assert strategy.order([0], with_latencies([0.1]), stream=True, advance=True) == [0]
+    made = with_latencies([0.1, 0.2])
+    assert strategy.order([0, 1], made, stream=True, advance=True) == [1, 0]
+
+
+def test_ties_rotate_from_the_first_in_config_order() -> None:
+    strategy, made = LeastInFlight(), states(3)
+    orders = [strategy.order([0, 1, 2], made, False, advance=True) for _ in range(4)]
+    assert orders == [[0, 1, 2], [1, 2, 0], [2, 0, 1], [0, 1, 2]]
+
+
+def test_build_makes_each_named_strategy_with_its_settings() -> None:
+    assert isinstance(build("weighted_round_robin", [1, 1], 0.0, random.Random()),
+                      WeightedRoundRobin)  # fmt: skip
+    assert isinstance(build("least_in_flight", [1, 1], 0.0, random.Random()), LeastInFlight)
+    explorer = build("lowest_latency", [1, 1], 1.0, random.Random(0))
+    assert isinstance(explorer, LowestLatency)
+    made = with_latencies([0.1, 0.2])
+    assert explorer.order([0, 1], made, stream=True, advance=True) == [1, 0]
+    with pytest.raises(ValueError, match=r"^unknown strategy 'fastest'$"):
+        build("fastest", [1], 0.0, random.Random())

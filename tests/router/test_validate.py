@@ -75,3 +75,45 @@ def test_each_rule_names_its_field(bad: Request, field: str, why: str) -> None:
 def test_what_the_rules_allow_passes(good: Request) -> None:
     validate(good)
     validate(replace(good, model="other"))
+
+
+# --- issue 14 (mutation testing): gaps the mutants showed -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (Request(model="", messages=(HI,)), "model: is required"),
+        (request(HI, Message("user", "")), "messages[1].content: must not be empty"),
+        (
+            request(Message("user", parts=(ContentPart(),))),
+            "messages[0].parts[0]: needs text or image_url",
+        ),
+        (request(Message("tool", "42")), "messages[0].tool_call_id: is required for role 'tool'"),
+        (request(stop=("end", "")), "params.stop[1]: must not be empty"),
+        (
+            request(response_format=ResponseFormat("json_schema")),
+            "params.response_format.json_schema: is required for json_schema",
+        ),
+    ],
+)
+def test_the_client_reads_the_whole_reason(bad: Request, message: str) -> None:
+    with pytest.raises(InvalidRequest) as refused:
+        validate(bad)
+    assert str(refused.value) == message
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"temperature": 0.0},
+        {"temperature": 2.0},
+        {"top_p": 0.0},
+        {"top_p": 0.5},
+        {"top_p": 1.0},
+        {"max_tokens": 1},
+        {"max_tokens": MAX_TOKENS_LIMIT},
+    ],
+)
+def test_the_ends_of_each_range_are_allowed(params: dict[str, Any]) -> None:
+    validate(request(**params))

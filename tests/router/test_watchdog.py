@@ -92,3 +92,32 @@ async def test_one_timer_serves_many_tasks() -> None:
     assert results == ["done", "timed out"] * 25
     await asyncio.sleep(0.02)
     assert dogs._handle is None  # nothing armed: the timer stopped ticking
+
+
+# --- issue 14 (mutation testing): gaps the mutants showed -----------------------------------
+
+
+async def test_after_a_timeout_a_later_cancel_is_someone_elses() -> None:
+    """A watchdog reused for the next wait (a stream's next chunk) must not take the
+    caller's cancel for a second timeout."""
+    waiting = asyncio.Event()
+
+    async def guarded() -> list[bool]:
+        dog = Watchdogs(resolution=0.005).watchdog()
+        seen = []
+        for limit in (0.01, 10):
+            dog.arm(limit)
+            try:
+                if limit > 1:
+                    waiting.set()
+                await asyncio.sleep(5)
+            except asyncio.CancelledError:
+                seen.append(dog.expired())
+            finally:
+                dog.disarm()
+        return seen
+
+    task = asyncio.create_task(guarded())
+    await waiting.wait()
+    task.cancel()
+    assert await task == [True, False]
