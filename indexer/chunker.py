@@ -5,7 +5,8 @@ the model embeds in one call, so nothing is truncated: a long section is cut at
 the last paragraph break that leaves the chunk at least half full, else at a
 sentence break, else between words, else between tokens; every cut is checked
 by re-tokenising the chunk. Consecutive chunks of a section share `overlap`
-tokens, starting at a sentence or word boundary.
+tokens (at most half of the earlier chunk), starting at a sentence or word
+boundary.
 """
 
 from __future__ import annotations
@@ -128,7 +129,9 @@ class Chunker:
     def _next_start(self, s: int, e: int, sentences: list[int], words: list[int]) -> int:
         if self.overlap == 0:
             return e
-        low = max(s + 1, e - self.overlap)
+        # At most half of a short chunk (one cut early at a sentence) is repeated:
+        # a full overlap would start the next chunk a word or two later.
+        low = max(s + 1, e - min(self.overlap, (e - s) // 2))
         for points in (sentences, words):
             if (point := _first_in(points, low, e)) is not None:
                 return point

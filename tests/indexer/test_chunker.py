@@ -189,6 +189,18 @@ def test_chunks_shorter_than_the_overlap_still_move_on() -> None:
     assert pieces[-1][0].endswith("dogs dogs")
 
 
+def test_a_short_chunk_repeats_at_most_half_of_itself() -> None:
+    """A chunk cut early at a sentence is shorter than the overlap; repeating
+    all of it would start the next chunk one word later (near-duplicates)."""
+    text = "The cat sat on the mat at night. " + " ".join(["dogs"] * 40)
+    pieces = chunker(30, overlap=20).split(text)
+    first, second = words(pieces[0][0]), words(pieces[1][0])
+    assert first == ["The", "cat", "sat", "on", "the", "mat", "at", "night"]
+    shared = next(n for n in range(len(first), -1, -1) if first[len(first) - n :] == second[:n])
+    assert shared <= len(first) // 2
+    assert sum("night" in words(p) for p, _ in pieces) == 2  # the sentence, and its overlap
+
+
 def test_the_re_tokenising_guard_shrinks_by_the_overshoot_only() -> None:
     from tokenizers import Tokenizer
     from tokenizers.models import WordPiece
