@@ -44,6 +44,7 @@ class Delta:
 class Done:
     finish_reason: str
     usage: Usage
+    deployment: str = ""  # the deployment that answered
 
 
 Event = Cited | Delta | Done
@@ -126,4 +127,4 @@ class ChatEngine:
         await self._turns.append(
             tenant, app.id, conversation, [Turn("user", query), Turn("assistant", "".join(text))]
         )
-        yield Done(finish, usage)
+        yield Done(finish, usage, stream.deployment or "")

@@ -140,6 +140,7 @@ class AppService(WorkflowMethods, app_pb2_grpc.AppServicer):
                     elif isinstance(event, Done):
                         msg.done.finish_reason = event.finish_reason
                         msg.done.usage.CopyFrom(_usage(event.usage))
+                        msg.done.deployment = event.deployment
                     yield msg
         except (GatewayError, RouterError) as exc:
             await abort(context, exc)
@@ -165,6 +166,7 @@ class AppService(WorkflowMethods, app_pb2_grpc.AppServicer):
                 elif isinstance(event, Done):
                     reply.finish_reason = event.finish_reason
                     reply.usage.CopyFrom(_usage(event.usage))
+                    reply.deployment = event.deployment
         reply.text = "".join(text)
         return reply
 

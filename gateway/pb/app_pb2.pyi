@@ -126,26 +126,30 @@ class ChatEvent(_message.Message):
     def __init__(self, conversation_id: _Optional[str] = ..., citation: _Optional[_Union[Citation, _Mapping]] = ..., delta: _Optional[str] = ..., done: _Optional[_Union[ChatDone, _Mapping]] = ...) -> None: ...
 
 class ChatDone(_message.Message):
-    __slots__ = ("finish_reason", "usage")
+    __slots__ = ("finish_reason", "usage", "deployment")
     FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
     finish_reason: str
     usage: _router_pb2.Usage
-    def __init__(self, finish_reason: _Optional[str] = ..., usage: _Optional[_Union[_router_pb2.Usage, _Mapping]] = ...) -> None: ...
+    deployment: str
+    def __init__(self, finish_reason: _Optional[str] = ..., usage: _Optional[_Union[_router_pb2.Usage, _Mapping]] = ..., deployment: _Optional[str] = ...) -> None: ...
 
 class CompletionResponse(_message.Message):
-    __slots__ = ("conversation_id", "text", "citations", "finish_reason", "usage")
+    __slots__ = ("conversation_id", "text", "citations", "finish_reason", "usage", "deployment")
     CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     CITATIONS_FIELD_NUMBER: _ClassVar[int]
     FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
     conversation_id: str
     text: str
     citations: _containers.RepeatedCompositeFieldContainer[Citation]
     finish_reason: str
     usage: _router_pb2.Usage
-    def __init__(self, conversation_id: _Optional[str] = ..., text: _Optional[str] = ..., citations: _Optional[_Iterable[_Union[Citation, _Mapping]]] = ..., finish_reason: _Optional[str] = ..., usage: _Optional[_Union[_router_pb2.Usage, _Mapping]] = ...) -> None: ...
+    deployment: str
+    def __init__(self, conversation_id: _Optional[str] = ..., text: _Optional[str] = ..., citations: _Optional[_Iterable[_Union[Citation, _Mapping]]] = ..., finish_reason: _Optional[str] = ..., usage: _Optional[_Union[_router_pb2.Usage, _Mapping]] = ..., deployment: _Optional[str] = ...) -> None: ...
 
 class Tenant(_message.Message):
     __slots__ = ("name", "display_name", "requests_per_minute", "tokens_per_minute", "create_time")

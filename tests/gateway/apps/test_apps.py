@@ -183,7 +183,7 @@ async def test_chat_streams_citations_tokens_and_usage(
     assert answer.split() == (query.split() * 2)[:8]  # the mock echoes the question (8 tokens)
     done = events[-1].done
     assert done.finish_reason == "stop" and done.usage.output_tokens == 8
-    assert done.usage.input_tokens > 0
+    assert done.usage.input_tokens > 0 and done.deployment == "chat-a"
 
 
 async def test_a_conversation_keeps_its_history(
@@ -228,6 +228,7 @@ async def test_completion_cites_the_chunk_that_holds_the_fact(
     assert [c.chunk_id for c in reply.citations] == ["office.md#1"]
     assert "Parking is free" in reply.citations[0].text
     assert reply.text and reply.finish_reason == "stop" and reply.usage.output_tokens == 8
+    assert reply.deployment == "chat-a"
 
 
 async def test_tenants_cannot_see_each_others_apps_or_conversations(

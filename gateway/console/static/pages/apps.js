@@ -197,7 +197,7 @@ function Chat({ app }) {
         if (ev.delta) text += ev.delta;
         if (ev.done) {
           const u = ev.done.usage || {};
-          note = `${u.inputTokens ?? "?"} tokens in · ${u.outputTokens ?? "?"} out · ${fmtMs(performance.now() - t0)} · finish: ${ev.done.finishReason || "?"}`;
+          note = `${u.inputTokens ?? "?"} tokens in · ${u.outputTokens ?? "?"} out · ${fmtMs(performance.now() - t0)} · finish: ${ev.done.finishReason || "?"}${ev.done.deployment ? ` · ${ev.done.deployment}` : ""}`;
         }
         patchLast((t) => ({ ...t, content: text, note }));
       }, controller.signal);
