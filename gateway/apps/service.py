@@ -13,7 +13,6 @@ to the Router; a cancelled or failed chat stores no turn.
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -35,28 +34,16 @@ from gateway.identity import Role
 from gateway.pb import app_pb2 as pb
 from gateway.pb import app_pb2_grpc
 from gateway.pb import router_pb2 as rpb
+from gateway.rpc import deadline, paged
 from gateway.status import abort, translated
 from gateway.tasks.queue import TaskQueue
 from router.errors import RouterError
-
-_PAGE, _MAX_PAGE = 50, 1000
-
-
-def _page(size: int) -> int:
-    if size < 0:
-        raise InvalidArgument("page_size", f"must be >= 0, got {size}")
-    return min(size or _PAGE, _MAX_PAGE)
 
 
 def _limit(value: int, field: str) -> int:
     if value < 0:
         raise InvalidArgument(field, f"must be >= 0 (0: unlimited), got {value}")
     return value
-
-
-def _deadline(context: grpc.aio.ServicerContext) -> float | None:
-    remaining = context.time_remaining()
-    return None if remaining is None else time.monotonic() + remaining
 
 
 class AppService(WorkflowMethods, app_pb2_grpc.AppServicer):
@@ -89,13 +76,11 @@ class AppService(WorkflowMethods, app_pb2_grpc.AppServicer):
 
     @translated
     async def ListApps(self, request: pb.ListAppsRequest, context: Any) -> pb.ListAppsResponse:
-        limit = _page(request.page_size)
-        apps = await self._catalog.list(limit + 1, request.page_token)
-        more = len(apps) > limit
-        apps = apps[:limit]
-        return pb.ListAppsResponse(
-            apps=[wire.app_to_pb(a) for a in apps], next_page_token=apps[-1].id if more else ""
+        limit = wire.page_size(request.page_size)
+        apps, token = paged(
+            await self._catalog.list(limit + 1, request.page_token), limit, lambda a: a.id
         )
+        return pb.ListAppsResponse(apps=[wire.app_to_pb(a) for a in apps], next_page_token=token)
 
     @translated
     async def UpdateApp(self, request: pb.UpdateAppRequest, context: Any) -> pb.AppSpec:
@@ -128,7 +113,7 @@ class AppService(WorkflowMethods, app_pb2_grpc.AppServicer):
                 app_id, request.conversation_id, request.query, inputs
             )
             events = self._chat.chat(
-                app, conversation, history, request.query, inputs, _deadline(context)
+                app, conversation, history, request.query, inputs, deadline(context)
             )
             async with contextlib.aclosing(events) as stream:
                 async for event in stream:
@@ -155,7 +140,7 @@ class AppService(WorkflowMethods, app_pb2_grpc.AppServicer):
         reply = pb.CompletionResponse(conversation_id=conversation)
         text: list[str] = []
         events = self._chat.chat(
-            app, conversation, history, request.query, inputs, _deadline(context)
+            app, conversation, history, request.query, inputs, deadline(context)
         )
         async with contextlib.aclosing(events) as stream:
             async for event in stream:
@@ -195,13 +180,12 @@ class AppService(WorkflowMethods, app_pb2_grpc.AppServicer):
     async def ListTenants(
         self, request: pb.ListTenantsRequest, context: Any
     ) -> pb.ListTenantsResponse:
-        limit = _page(request.page_size)
-        tenants = await self._store.tenants.list(limit + 1, request.page_token)
-        more = len(tenants) > limit
-        tenants = tenants[:limit]
+        limit = wire.page_size(request.page_size)
+        tenants, token = paged(
+            await self._store.tenants.list(limit + 1, request.page_token), limit, lambda t: t.id
+        )
         return pb.ListTenantsResponse(
-            tenants=[wire.tenant_to_pb(t) for t in tenants],
-            next_page_token=tenants[-1].id if more else "",
+            tenants=[wire.tenant_to_pb(t) for t in tenants], next_page_token=token
         )
 
     @translated
@@ -252,17 +236,18 @@ class AppService(WorkflowMethods, app_pb2_grpc.AppServicer):
     async def ListAuditEvents(
         self, request: pb.ListAuditEventsRequest, context: Any
     ) -> pb.ListAuditEventsResponse:
-        limit = _page(request.page_size)
+        limit = wire.page_size(request.page_size)
         try:
             after = int(request.page_token or 0)
         except ValueError:
             raise InvalidArgument("page_token", "not a token this service issued") from None
-        events = await self._store.audit.list(after, limit + 1, request.resource)
-        more = len(events) > limit
-        events = events[:limit]
+        events, token = paged(
+            await self._store.audit.list(after, limit + 1, request.resource),
+            limit,
+            lambda e: str(e.seq),
+        )
         return pb.ListAuditEventsResponse(
-            events=[wire.event_to_pb(e) for e in events],
-            next_page_token=str(events[-1].seq) if more else "",
+            events=[wire.event_to_pb(e) for e in events], next_page_token=token
         )
 
 

@@ -27,6 +27,16 @@ def _ts(ms: int) -> timestamp_pb2.Timestamp:
     return ts
 
 
+_PAGE, _MAX_PAGE = 50, 1000
+
+
+def page_size(size: int) -> int:
+    """A listing's page size: 50 when 0, at most 1000."""
+    if size < 0:
+        raise InvalidArgument("page_size", f"must be >= 0, got {size}")
+    return min(size or _PAGE, _MAX_PAGE)
+
+
 def name_id(name: str, collection: str, field: str) -> str:
     """'apps/x' -> 'x' (a bare id is accepted too)."""
     head, _, tail = name.rpartition("/")
@@ -123,35 +133,16 @@ def usage_row_to_pb(r: UsageRow) -> pb.UsageRow:
     )  # fmt: skip
 
 
-def _struct(value: Mapping[str, Any] | None) -> struct_pb2.Struct | None:
-    if value is None:
-        return None
-    s = struct_pb2.Struct()
-    s.update(value)
-    return s
-
-
 def event_to_pb(e: AuditEvent) -> pb.AuditEvent:
     return pb.AuditEvent(
         sequence=e.seq, time=_ts(e.ts_ms), actor=e.actor, action=e.action,
-        resource=e.resource, before=_struct(e.before), after=_struct(e.after),
+        resource=e.resource, before=None if e.before is None else struct(e.before),
+        after=None if e.after is None else struct(e.after),
         prev_hash=e.prev_hash, hash=e.hash,
     )  # fmt: skip
 
 
 # --- workflows ----------------------------------------------------------------------------
-
-
-def plain(value: Any) -> Any:
-    """A Struct's JSON with its whole-number floats made ints again (Struct
-    keeps every number as a double; node configs want `k: 4`, not 4.0)."""
-    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
-        return int(value)
-    if isinstance(value, Mapping):
-        return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [plain(v) for v in value]
-    return value
 
 
 def struct(value: Mapping[str, Any]) -> struct_pb2.Struct:

@@ -11,12 +11,11 @@ RunWorkflow checks the inputs before it streams; a run that fails inside
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
-from google.protobuf import empty_pb2, json_format
+from google.protobuf import empty_pb2
 
 from gateway import identity
 from gateway.apps import wire
@@ -35,23 +34,12 @@ from gateway.apps.workflows.model import RunRecord
 from gateway.apps.workflows.nodes import TYPES
 from gateway.errors import FailedPrecondition, GatewayError, InvalidArgument, NotFound
 from gateway.pb import app_pb2 as pb
+from gateway.rpc import deadline, from_struct, paged
 from gateway.status import abort, translated
 from gateway.tasks.queue import TaskQueue
 from router.errors import RouterError
 
-_PAGE, _MAX_PAGE = 50, 1000
 WORKFLOW_TASK = "workflow.run"
-
-
-def _page(size: int) -> int:
-    if size < 0:
-        raise InvalidArgument("page_size", f"must be >= 0, got {size}")
-    return min(size or _PAGE, _MAX_PAGE)
-
-
-def _deadline(context: grpc.aio.ServicerContext) -> float | None:
-    remaining = context.time_remaining()
-    return None if remaining is None else time.monotonic() + remaining
 
 
 def _run_name(name: str) -> tuple[str, str]:
@@ -107,15 +95,13 @@ class WorkflowMethods:
     async def ListWorkflows(
         self, request: pb.ListWorkflowsRequest, context: Any
     ) -> pb.ListWorkflowsResponse:
-        limit = _page(request.page_size)
+        limit = wire.page_size(request.page_size)
         found = await self._runner.workflows.list(
             identity.current().tenant, limit + 1, request.page_token
         )
-        more = len(found) > limit
-        found = found[:limit]
+        workflows, token = paged(found, limit, lambda w: w.id)
         return pb.ListWorkflowsResponse(
-            workflows=[wire.workflow_to_pb(w) for w in found],
-            next_page_token=found[-1].id if more else "",
+            workflows=[wire.workflow_to_pb(w) for w in workflows], next_page_token=token
         )
 
     @translated
@@ -123,7 +109,7 @@ class WorkflowMethods:
         self, request: pb.ListWorkflowVersionsRequest, context: Any
     ) -> pb.ListWorkflowVersionsResponse:
         workflow_id = wire.name_id(request.name, "workflows", "name")
-        limit = _page(request.page_size)
+        limit = wire.page_size(request.page_size)
         try:
             before = int(request.page_token or 0)
         except ValueError:
@@ -131,11 +117,9 @@ class WorkflowMethods:
         found = await self._runner.workflows.versions(
             identity.current().tenant, workflow_id, limit + 1, before
         )
-        more = len(found) > limit
-        found = found[:limit]
+        versions, token = paged(found, limit, lambda v: str(v.version))
         return pb.ListWorkflowVersionsResponse(
-            versions=[wire.version_to_pb(v) for v in found],
-            next_page_token=str(found[-1].version) if more else "",
+            versions=[wire.version_to_pb(v) for v in versions], next_page_token=token
         )
 
     @translated
@@ -167,7 +151,7 @@ class WorkflowMethods:
     async def ValidateWorkflow(
         self, request: pb.ValidateWorkflowRequest, context: Any
     ) -> pb.ValidateWorkflowResponse:
-        found = workflows.problems(wire.plain(json_format.MessageToDict(request.definition)))
+        found = workflows.problems(from_struct(request.definition))
         return pb.ValidateWorkflowResponse(
             valid=not found,
             problems=[
@@ -191,7 +175,7 @@ class WorkflowMethods:
             saved, definition, inputs = await self._prepare(request)
             events = self._runner.run(
                 principal.tenant, principal.key_id or "", saved, definition, inputs,
-                _deadline(context),
+                deadline(context),
             )  # fmt: skip
             async with contextlib.aclosing(events) as stream:
                 run_id = ""
@@ -222,7 +206,7 @@ class WorkflowMethods:
         records: list[RunRecord] = []
         events = self._runner.run(
             principal.tenant, principal.key_id or "", saved, definition, inputs,
-            _deadline(context), on_record=records.append,
+            deadline(context), on_record=records.append,
         )  # fmt: skip
         async with contextlib.aclosing(events) as stream:
             async for _ in stream:
@@ -240,7 +224,7 @@ class WorkflowMethods:
         payload = {
             "workflow": saved.workflow,
             "version": saved.version,  # the one checked, whatever is published meanwhile
-            "inputs": wire.plain(json_format.MessageToDict(request.inputs)),
+            "inputs": from_struct(request.inputs),
         }
         task = await queue.submit(identity.current().tenant, WORKFLOW_TASK, payload)
         await context.send_initial_metadata(
@@ -255,13 +239,11 @@ class WorkflowMethods:
         workflow_id = wire.name_id(request.name, "workflows", "name")
         tenant = identity.current().tenant
         await self._runner.workflows.get(tenant, workflow_id)  # NOT_FOUND for another tenant's
-        limit = _page(request.page_size)
+        limit = wire.page_size(request.page_size)
         found = await self._runner.runs.list(tenant, workflow_id, limit + 1, request.page_token)
-        more = len(found) > limit
-        found = found[:limit]
+        runs, token = paged(found, limit, lambda r: r.id)
         return pb.ListWorkflowRunsResponse(
-            runs=[wire.run_to_pb(r, with_nodes=False) for r in found],
-            next_page_token=found[-1].id if more else "",
+            runs=[wire.run_to_pb(r, with_nodes=False) for r in runs], next_page_token=token
         )
 
     @translated
@@ -296,7 +278,7 @@ class WorkflowMethods:
 
     async def _prepare(self, request: pb.RunWorkflowRequest) -> Any:
         workflow_id = wire.name_id(request.name, "workflows", "name")
-        inputs = wire.plain(json_format.MessageToDict(request.inputs))
+        inputs = from_struct(request.inputs)
         return await self._runner.prepare(
             identity.current().tenant, workflow_id, request.version, inputs
         )
@@ -305,5 +287,4 @@ class WorkflowMethods:
 def _definition(w: pb.Workflow) -> dict[str, Any]:
     if not w.HasField("definition"):
         raise InvalidArgument("workflow.definition", "is required")
-    definition: dict[str, Any] = wire.plain(json_format.MessageToDict(w.definition))
-    return definition
+    return from_struct(w.definition)

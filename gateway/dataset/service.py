@@ -30,6 +30,7 @@ from gateway.dataset.spool import Spool
 from gateway.identity import current
 from gateway.pb import dataset_pb2 as pb
 from gateway.pb import dataset_pb2_grpc
+from gateway.rpc import paged
 from gateway.status import abort
 from indexer.datasets import Datasets
 from indexer.documents import CollectionInfo, DocumentInput
@@ -237,12 +238,7 @@ class DatasetService(dataset_pb2_grpc.DatasetServicer):
             )
         except (DatasetError, RouterError) as exc:
             await abort(context, exc)
-        page = chunks[:size]
-        token = (
-            wire.encode_cursor(page[-1].document_id, page[-1].position)
-            if len(chunks) > size
-            else ""
-        )
+        page, token = paged(chunks, size, lambda c: wire.encode_cursor(c.document_id, c.position))
         return pb.ListChunksResponse(
             chunks=[wire.chunk_to_pb(c) for c in page], next_page_token=token
         )
@@ -259,8 +255,7 @@ class DatasetService(dataset_pb2_grpc.DatasetServicer):
             )
         except (DatasetError, RouterError) as exc:
             await abort(context, exc)
-        page = documents[:size]
-        token = wire.encode_document_cursor(page[-1].id) if len(documents) > size else ""
+        page, token = paged(documents, size, lambda d: wire.encode_document_cursor(d.id))
         return pb.ListDocumentsResponse(
             documents=[wire.document_to_pb(d) for d in page], next_page_token=token
         )

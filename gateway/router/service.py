@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-import time
 from collections.abc import AsyncIterator
 
 import grpc
@@ -20,16 +19,12 @@ from gateway.live import LiveRouter
 from gateway.pb import router_pb2 as pb
 from gateway.pb import router_pb2_grpc
 from gateway.router import wire
+from gateway.rpc import deadline
 from gateway.status import abort
 from router.errors import InvalidRequest, RouterError
 from router.types import Request
 
 _CACHE_HIT = (("x-infergate-cache", "hit"),)
-
-
-def _deadline(context: grpc.aio.ServicerContext) -> float | None:
-    remaining = context.time_remaining()
-    return None if remaining is None else time.monotonic() + remaining
 
 
 def _decode(message: pb.GenerateRequest, context: grpc.aio.ServicerContext) -> Request:
@@ -63,7 +58,7 @@ class RouterService(router_pb2_grpc.RouterServicer):
                     deployment=decision.deployment,
                     route=wire.decision_to_pb(decision),
                 )
-            routed = await router.generate(req, _deadline(context))
+            routed = await router.generate(req, deadline(context))
         except RouterError as exc:
             await abort(context, exc)
         if routed.cache:
@@ -84,7 +79,7 @@ class RouterService(router_pb2_grpc.RouterServicer):
             req = _decode(request, context)
             if request.dry_run:
                 raise InvalidRequest("dry_run", "not supported on a stream; use Route or Generate")
-            stream = self._live.router.stream(req, _deadline(context))
+            stream = self._live.router.stream(req, deadline(context))
             alias = req.model
             first = True
             async with contextlib.aclosing(stream.chunks()) as chunks:
@@ -115,7 +110,7 @@ class RouterService(router_pb2_grpc.RouterServicer):
     ) -> pb.EmbedResponse:
         try:
             routed = await self._live.router.embed(
-                request.model, list(request.inputs), _deadline(context)
+                request.model, list(request.inputs), deadline(context)
             )
         except RouterError as exc:
             await abort(context, exc)

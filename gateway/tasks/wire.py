@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from google.protobuf import json_format, struct_pb2, timestamp_pb2
+from google.protobuf import struct_pb2, timestamp_pb2
 
 from gateway.pb import tasks_pb2 as pb
+from gateway.rpc import from_struct
 from gateway.tasks.model import Task, TaskState
 
 
@@ -25,17 +26,7 @@ def _struct(data: Mapping[str, Any]) -> struct_pb2.Struct:
 
 def payload_from_pb(struct: struct_pb2.Struct) -> dict[str, Any]:
     """Struct numbers are doubles: whole numbers come back as int."""
-    return _ints(json_format.MessageToDict(struct))  # type: ignore[no-any-return]
-
-
-def _ints(value: Any) -> Any:
-    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
-        return int(value)
-    if isinstance(value, dict):
-        return {k: _ints(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_ints(v) for v in value]
-    return value
+    return from_struct(struct)
 
 
 def state_from_pb(value: int) -> TaskState | None:

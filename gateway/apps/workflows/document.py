@@ -271,7 +271,7 @@ def to_json(d: Definition) -> dict[str, Any]:
     for n in d.nodes:
         item: dict[str, Any] = {"id": n.id, "type": n.type}
         if n.config:
-            item["config"] = _plain(n.config)
+            item["config"] = plain(n.config)
         if n.title:
             item["title"] = n.title
         if n.timeout_s is not None:
@@ -301,9 +301,10 @@ def to_json(d: Definition) -> dict[str, Any]:
     return out
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
+    """`value` with every mapping a dict and every sequence a list (deep)."""
     if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     return value

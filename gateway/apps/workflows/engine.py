@@ -55,6 +55,7 @@ from gateway.apps.workflows.nodes.base import (
     NodeType,
     Outcome,
     Services,
+    usage_of,
 )
 from gateway.errors import DeadlineExceeded as DeadlineExceeded  # engine.DeadlineExceeded
 from gateway.errors import GatewayError, InvalidArgument
@@ -365,7 +366,9 @@ class Run:
                 state.status = FAILED
                 self.scope[node.id] = {"error": error}
             self._settle(state)
-        usage = outcome.usage if outcome is not None and outcome.usage != Usage() else _sum(uses)
+        usage = (
+            outcome.usage if outcome is not None and outcome.usage != Usage() else usage_of(uses)
+        )
         try:
             outputs = bounded(dict(outcome.outputs)) if outcome is not None and not error else {}
             read = bounded(self._read(node, kind))
@@ -420,10 +423,6 @@ class _SubgraphFailed(GatewayError):
 
 def _add(a: Usage, b: Usage) -> Usage:
     return Usage(a.input_tokens + b.input_tokens, a.output_tokens + b.output_tokens)
-
-
-def _sum(uses: list[ModelUse]) -> Usage:
-    return Usage(sum(u.input_tokens for u in uses), sum(u.output_tokens for u in uses))
 
 
 def _plain(value: Any) -> Any:

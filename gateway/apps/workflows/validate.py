@@ -26,6 +26,7 @@ from gateway.apps.workflows.document import (
     Node,
     Problem,
     parse,
+    plain,
 )
 from gateway.apps.workflows.nodes import TYPES
 from gateway.apps.workflows.nodes.base import NodeType, Shape
@@ -156,7 +157,7 @@ def _outputs(kind: NodeType, node: Node, definition: Definition) -> dict[str, st
 def _schema_problems(kind: NodeType, node: Node) -> list[tuple[str, str]]:
     validator = _validator(kind.name)
     found = []
-    for error in sorted(validator.iter_errors(_plain(node.config)), key=lambda e: list(e.path)):
+    for error in sorted(validator.iter_errors(plain(node.config)), key=lambda e: list(e.path)):
         path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
         found.append((f"config{path}", error.message))
     return found
@@ -168,14 +169,6 @@ def _validator(name: str) -> Any:
     cls = jsonschema.validators.validator_for(schema)
     cls.check_schema(schema)
     return cls(schema)
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
 
 
 def _edge_problems(

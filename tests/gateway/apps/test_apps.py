@@ -4,7 +4,7 @@ and the audit trail of app changes."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import grpc
@@ -57,12 +57,6 @@ async def gateway(start_gateway: StartGateway, tmp_path: Path) -> Gateway:
     assert gw.apps is not None
     gw.apps.chat.retriever = KeywordRetriever()
     return gw
-
-
-@pytest.fixture
-async def channel(gateway: Gateway) -> AsyncIterator[grpc.aio.Channel]:
-    async with grpc.aio.insecure_channel(gateway.address) as ch:
-        yield ch
 
 
 @pytest.fixture

@@ -70,12 +70,6 @@ async def gateway(start_gateway: StartGateway, tmp_path: Path) -> Gateway:
 
 
 @pytest.fixture
-async def channel(gateway: Gateway) -> AsyncIterator[grpc.aio.Channel]:
-    async with grpc.aio.insecure_channel(gateway.address) as ch:
-        yield ch
-
-
-@pytest.fixture
 def stub(channel: grpc.aio.Channel) -> app_pb2_grpc.AppStub:
     return app_pb2_grpc.AppStub(channel)
 
