@@ -89,20 +89,25 @@ class WorkflowRunner:
     async def create(
         self, tenant: str, workflow_id: str, display_name: str, description: str,
         raw: Mapping[str, Any], actor: str,
-    ) -> Workflow:  # fmt: skip
-        definition = checked(raw)
-        return await self.workflows.create(
-            tenant, workflow_id, display_name, description, document.to_json(definition), actor
+    ) -> tuple[Workflow, Version]:  # fmt: skip
+        """Version 1 of a new workflow: the workflow and the version saved."""
+        doc = document.to_json(checked(raw))
+        saved = await self.workflows.create(
+            tenant, workflow_id, display_name, description, doc, actor
         )
+        return saved, Version(tenant, workflow_id, 1, doc, actor, saved.updated_ms)
 
     async def save(
         self, tenant: str, workflow_id: str, raw: Mapping[str, Any], actor: str,
         display_name: str | None, description: str | None,
-    ) -> Workflow:  # fmt: skip
-        definition = checked(raw)
-        return await self.workflows.save(
-            tenant, workflow_id, document.to_json(definition), actor, display_name, description
+    ) -> tuple[Workflow, Version]:  # fmt: skip
+        """A new version: the workflow and the version saved."""
+        doc = document.to_json(checked(raw))
+        saved = await self.workflows.save(
+            tenant, workflow_id, doc, actor, display_name, description
         )
+        version = Version(tenant, workflow_id, saved.latest_version, doc, actor, saved.updated_ms)
+        return saved, version
 
     async def delete(self, tenant: str, workflow_id: str, actor: str) -> None:
         """The workflow, its versions and its runs' records (those of runs still
@@ -111,16 +116,6 @@ class WorkflowRunner:
         await self.workflows.delete(tenant, workflow_id, actor)
         for key in [k for k in self._checked if k[:2] == (tenant, workflow_id)]:
             self._checked.pop(key, None)
-
-    async def version(
-        self, tenant: str, workflow_id: str, version: int
-    ) -> tuple[Workflow, Version]:
-        """The workflow and `version` of it (0: published, else the latest)."""
-        workflow = await self.workflows.get(tenant, workflow_id)
-        if version < 0:
-            raise InvalidArgument("version", f"must be >= 0, got {version}")
-        chosen = version or workflow.published_version or workflow.latest_version
-        return workflow, await self.workflows.version(tenant, workflow_id, chosen)
 
     # --- running ------------------------------------------------------------------------
 

@@ -60,23 +60,20 @@ class WorkflowMethods:
     async def CreateWorkflow(self, request: pb.CreateWorkflowRequest, context: Any) -> pb.Workflow:
         w = request.workflow
         workflow_id = check_id(request.workflow_id, "workflow_id")
-        saved = await self._runner.create(
+        saved, version = await self._runner.create(
             identity.current().tenant, workflow_id, w.display_name, w.description,
             _definition(w), actor(),
         )  # fmt: skip
-        return wire.workflow_to_pb(saved, await self._runner.workflows.version(
-            saved.tenant, saved.id, saved.latest_version
-        ))  # fmt: skip
+        return wire.workflow_to_pb(saved, version)
 
     @translated
     async def UpdateWorkflow(self, request: pb.UpdateWorkflowRequest, context: Any) -> pb.Workflow:
         w = request.workflow
         workflow_id = wire.name_id(w.name, "workflows", "workflow.name")
-        saved = await self._runner.save(
+        saved, version = await self._runner.save(
             identity.current().tenant, workflow_id, _definition(w), actor(),
             w.display_name or None, w.description or None,
         )  # fmt: skip
-        version = await self._runner.workflows.version(saved.tenant, saved.id, saved.latest_version)
         return wire.workflow_to_pb(saved, version)
 
     @translated
