@@ -20,10 +20,8 @@ from adapters.redis_cache import build_cache
 from gateway.apps.model import UsageRecord
 from gateway.apps.store import Store, open_store
 from gateway.apps.usage import UsageRecorder
-from gateway.apps.workflow_runner import WorkflowRunner
+from gateway.apps.workflow_runner import WorkflowRunner, open_runner
 from gateway.apps.workflow_task import task_type as workflow_task_type
-from gateway.apps.workflows.http import GuardedHttp
-from gateway.apps.workflows.nodes.base import Services
 from gateway.apps.workflows.tasks import QueueTasks
 from gateway.config import GatewayConfig
 from gateway.dataset.disabled import DisabledRetrieval
@@ -125,22 +123,12 @@ def open_workflows(
     tasks: QueueTasks, recorder: UsageRecorder | None, stack: contextlib.AsyncExitStack,
 ) -> WorkflowRunner:  # fmt: skip
     """A worker's workflow runner (the gateway's is the App layer's)."""
-    flows = config.apps.workflows
-    store.runs.start_writer()
-    stack.push_async_callback(store.runs.aclose)
-    http = GuardedHttp(
-        flows.http_allow_private, flows.http_allowed_networks,
-        max_timeout_s=flows.http_timeout_s, max_response_bytes=flows.http_max_response_bytes,
-    )  # fmt: skip
-    stack.push_async_callback(http.aclose)
     retriever = DatasetRetriever(datasets) if datasets is not None else DisabledRetrieval()
-
-    def services() -> Services:
-        return Services(
-            live, retriever, http, store.secrets, tasks, map_concurrency=flows.map_concurrency
-        )
-
-    return WorkflowRunner(store.workflows, store.runs, services, recorder, flows.record_max_chars)
+    runner = open_runner(
+        config.apps.workflows, store, live, lambda: retriever, lambda: tasks, recorder
+    )
+    stack.push_async_callback(runner.aclose)
+    return runner
 
 
 class RecordedUsage:

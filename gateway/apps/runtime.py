@@ -20,9 +20,8 @@ from gateway.apps.retrieval import NoRetrieval, Retriever
 from gateway.apps.service import AppService
 from gateway.apps.store import Store, open_store
 from gateway.apps.usage import UsageRecorder
-from gateway.apps.workflow_runner import WorkflowRunner
-from gateway.apps.workflows.http import GuardedHttp
-from gateway.apps.workflows.nodes.base import Services, TaskRunner
+from gateway.apps.workflow_runner import WorkflowRunner, open_runner
+from gateway.apps.workflows.nodes.base import TaskRunner
 from router.router import Router
 
 
@@ -32,7 +31,6 @@ class AppLayer:
     service: AppService
     chat: ChatEngine
     workflows: WorkflowRunner
-    http: GuardedHttp  # workflows' http_request nodes
     limiter: Limiter | None = None
     recorder: UsageRecorder | None = None
     interceptors: list[grpc.aio.ServerInterceptor] = field(default_factory=list)
@@ -64,25 +62,13 @@ class AppLayer:
             )
             recorder.start()
         flows = config.workflows
-        http = GuardedHttp(
-            flows.http_allow_private, flows.http_allowed_networks,
-            max_timeout_s=flows.http_timeout_s, max_response_bytes=flows.http_max_response_bytes,
-        )  # fmt: skip
-
-        def services() -> Services:
-            return Services(
-                router, chat.retriever, http, store.secrets, layer.tasks,
-                map_concurrency=flows.map_concurrency,
-            )  # fmt: skip
-
-        runner = WorkflowRunner(
-            store.workflows, store.runs, services, recorder, flows.record_max_chars
+        runner = open_runner(
+            flows, store, router, lambda: chat.retriever, lambda: layer.tasks, recorder
         )
         service = AppService(store, catalog, chat, runner, store.secrets)
-        layer = cls(store, service, chat, runner, http, recorder=recorder)
+        layer = cls(store, service, chat, runner, recorder=recorder)
         retention_s = flows.run_retention_days * 86400
         layer._purge = asyncio.create_task(runner.purge_forever(retention_s))
-        store.runs.start_writer()
         authenticator = None
         if config.auth.enabled:
             authenticator = Authenticator(store.keys, config.auth.cache_ttl_s)
@@ -112,8 +98,7 @@ class AppLayer:
             self._purge.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._purge
-        await self.http.aclose()
-        await self.store.runs.aclose()  # the run records still queued
+        await self.workflows.aclose()  # the run records still queued
         if self.recorder is not None:
             await self.recorder.aclose()
         if self.limiter is not None:

@@ -17,7 +17,10 @@ from typing import Any
 
 from cachetools import LRUCache
 
+from gateway.apps.config import WorkflowsConfig
 from gateway.apps.model import UsageRecord
+from gateway.apps.retrieval import Retriever
+from gateway.apps.store import Store
 from gateway.apps.store.workflows import Runs, Workflows
 from gateway.apps.usage import UsageRecorder
 from gateway.apps.workflows import document, validate
@@ -29,9 +32,11 @@ from gateway.apps.workflows.events import (
     NodeFinished,
     RunFinished,
 )
+from gateway.apps.workflows.http import GuardedHttp
 from gateway.apps.workflows.model import RUNNING, RunRecord, Version, Workflow
-from gateway.apps.workflows.nodes.base import ModelUse, Services
+from gateway.apps.workflows.nodes.base import ModelUse, Services, TaskRunner
 from gateway.errors import InvalidArgument
+from router.router import Router
 
 log = logging.getLogger("infergate.workflows")
 
@@ -74,10 +79,12 @@ class WorkflowRunner:
         services: Callable[[], Services],
         recorder: UsageRecorder | None = None,
         record_max_chars: int = 4096,
+        http: GuardedHttp | None = None,
     ) -> None:
         self.workflows = workflows
         self.runs = runs
         self._services = services
+        self._http = http  # closed with the runner
         self._recorder = recorder
         self._max_chars = record_max_chars
         self._checked: LRUCache[tuple[str, str, int, int], tuple[Version, document.Definition]] = (
@@ -214,6 +221,12 @@ class WorkflowRunner:
         nesting and integers bounded as events are)."""
         return bounded(value, self._max_chars)
 
+    async def aclose(self) -> None:
+        """Write the run records still queued; close the HTTP client it owns."""
+        await self.runs.aclose()
+        if self._http is not None:
+            await self._http.aclose()
+
     async def purge_forever(self, retention_s: float, every_s: float = 3600.0) -> None:
         """Drop run records older than the retention, now and every `every_s`."""
         while True:
@@ -237,3 +250,30 @@ async def _shielded(work: Any) -> None:
         raise
     except Exception:
         log.exception("could not write a workflow run's record")
+
+
+def open_runner(
+    config: WorkflowsConfig, store: Store, router: Callable[[], Router],
+    retriever: Callable[[], Retriever], tasks: Callable[[], TaskRunner | None],
+    recorder: UsageRecorder | None,
+) -> WorkflowRunner:  # fmt: skip
+    """The runner over `store`'s workflows, its run records written in the
+    background and its nodes' services built per run (the retriever and task
+    queue as they are then), with an SSRF-guarded HTTP client of its own.
+    Close it with `aclose`, before the store."""
+    http = GuardedHttp(
+        config.http_allow_private, config.http_allowed_networks,
+        max_timeout_s=config.http_timeout_s, max_response_bytes=config.http_max_response_bytes,
+    )  # fmt: skip
+
+    def services() -> Services:
+        return Services(
+            router, retriever(), http, store.secrets, tasks(),
+            map_concurrency=config.map_concurrency,
+        )  # fmt: skip
+
+    runner = WorkflowRunner(
+        store.workflows, store.runs, services, recorder, config.record_max_chars, http=http
+    )
+    store.runs.start_writer()
+    return runner
