@@ -10,6 +10,7 @@ to repeat.
 from __future__ import annotations
 
 import importlib
+import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -62,6 +63,13 @@ class TaskContext:
 
 
 Run = Callable[[TaskContext, Mapping[str, Any]], Awaitable[Mapping[str, Any]]]
+
+
+def check_size(payload: Mapping[str, Any], max_bytes: int) -> None:
+    """InvalidTask when `payload`, as compact JSON, is larger than `max_bytes`."""
+    size = len(json.dumps(payload, separators=(",", ":")))
+    if size > max_bytes:
+        raise InvalidTask("payload", f"{size} bytes, the limit is {max_bytes}")
 
 
 def _accept(payload: Mapping[str, Any]) -> None:

@@ -5,7 +5,6 @@ caller's tenant. Metadata written: `x-http-code: 202` and
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 from collections.abc import AsyncIterator
 
@@ -17,7 +16,7 @@ from gateway.pb import tasks_pb2_grpc
 from gateway.status import abort
 from gateway.tasks import metrics, wire
 from gateway.tasks.errors import InvalidTask, TaskError, TaskNotFound
-from gateway.tasks.handlers import TaskTypes
+from gateway.tasks.handlers import TaskTypes, check_size
 from gateway.tasks.model import TaskState
 from gateway.tasks.queue import TaskQueue
 
@@ -57,9 +56,7 @@ class TasksService(tasks_pb2_grpc.TasksServicer):
         try:
             task_type = self.types.get(request.type)
             payload = wire.payload_from_pb(request.payload)
-            size = len(json.dumps(payload, separators=(",", ":")))
-            if size > self.max_payload_bytes:
-                raise InvalidTask("payload", f"{size} bytes, the limit is {self.max_payload_bytes}")
+            check_size(payload, self.max_payload_bytes)
             if len(request.idempotency_key) > MAX_KEY_LENGTH:
                 raise InvalidTask("idempotency_key", f"at most {MAX_KEY_LENGTH} characters")
             task_type.validate(payload)

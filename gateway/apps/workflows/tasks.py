@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Mapping
 from typing import Any
 
-from gateway.tasks.errors import InvalidTask, QueueUnavailable
-from gateway.tasks.handlers import TaskTypes
+from gateway.tasks.errors import QueueUnavailable
+from gateway.tasks.handlers import TaskTypes, check_size
 from gateway.tasks.model import SETTLED
 from gateway.tasks.queue import TaskQueue
 
@@ -27,9 +26,7 @@ class QueueTasks:
 
     async def submit(self, tenant: str, type: str, payload: Mapping[str, Any]) -> str:
         if self.max_payload_bytes is not None:
-            size = len(json.dumps(payload, separators=(",", ":")))
-            if size > self.max_payload_bytes:
-                raise InvalidTask("payload", f"{size} bytes, the limit is {self.max_payload_bytes}")
+            check_size(payload, self.max_payload_bytes)
         if self.types is not None:
             self.types.get(type).validate(payload)
         task = await self.queue.submit(tenant, type, payload)
