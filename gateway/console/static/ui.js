@@ -109,3 +109,27 @@ export function fmtMs(ms) {
   if (ms === undefined || ms === null || Number.isNaN(ms)) return "—";
   return ms < 10 ? `${Number(ms).toFixed(2)} ms` : `${Math.round(ms)} ms`;
 }
+
+// Forward-only page tokens kept as a stack, so "Previous" can go back.
+export function usePages() {
+  const [tokens, setTokens] = useState([""]);
+  return {
+    token: tokens[tokens.length - 1],
+    page: tokens.length,
+    next: (t) => setTokens([...tokens, t]),
+    prev: () => setTokens(tokens.slice(0, -1)),
+    reset: () => setTokens([""]),
+  };
+}
+
+// Previous / Page n / Next over usePages(); `next` is the listing's nextPageToken.
+export function Pager({ pages, next }) {
+  return html`<div class="row pager">
+    <button class="secondary" disabled=${pages.page === 1} onClick=${pages.prev}>Previous</button>
+    <span class="muted">Page ${pages.page}</span>
+    <button class="secondary" disabled=${!next} onClick=${() => pages.next(next)}>Next</button>
+  </div>`;
+}
+
+// A number typed into a form field; undefined when it is left empty.
+export const fieldNumber = (text) => (String(text).trim() === "" ? undefined : Number(text));

@@ -8,7 +8,7 @@
 // {{ c.text }} etc. and one level of {% for c in chunks %}…{% endfor %}.
 
 import { api, stream } from "../api.js";
-import { html, useState, useEffect, useRef, useLoad, Table, Field, ErrorBox, Loading, fmtMs, fmtTime } from "../ui.js";
+import { html, useState, useEffect, useRef, useLoad, Table, Field, ErrorBox, Loading, fmtMs, fmtTime, fieldNumber } from "../ui.js";
 import { allows } from "../app.js";
 
 // The server's default template (gateway/apps/prompt.py), used when it is empty.
@@ -24,7 +24,6 @@ const SAMPLE_CHUNKS = [
 ];
 
 const idOf = (app) => app.name.replace(/^apps\//, "");
-const num = (text) => (String(text).trim() === "" ? undefined : Number(text));
 
 // Approximate Jinja: {{ a.b }} lookups (filters ignored) and {% for x in chunks %} loops.
 export function renderPreview(template, scope) {
@@ -87,11 +86,11 @@ function Editor({ app, models, collections, onSaved, onClose }) {
     setError(null);
     setSaved(false);
     const params = { ...((app && app.params) || {}) }; // keeps params this form does not show
-    if (num(f.temperature) === undefined) delete params.temperature;
-    else params.temperature = num(f.temperature);
+    if (fieldNumber(f.temperature) === undefined) delete params.temperature;
+    else params.temperature = fieldNumber(f.temperature);
     const retrieval = { collections: f.collections };
-    if (num(f.k) !== undefined) retrieval.k = num(f.k);
-    if (num(f.scoreThreshold) !== undefined) retrieval.scoreThreshold = num(f.scoreThreshold);
+    if (fieldNumber(f.k) !== undefined) retrieval.k = fieldNumber(f.k);
+    if (fieldNumber(f.scoreThreshold) !== undefined) retrieval.scoreThreshold = fieldNumber(f.scoreThreshold);
     const body = { displayName: f.displayName, model: f.model, promptTemplate: f.promptTemplate, retrieval, params };
     try {
       const done = editing

@@ -4,7 +4,7 @@
 // event carries the previous one's hash; `infergate audit verify` checks it).
 
 import { api } from "../api.js";
-import { html, useState, useEffect, useRef, useLoad, Table, Field, ErrorBox, Json, fmtTime } from "../ui.js";
+import { html, useState, useEffect, useRef, useLoad, usePages, Pager, Table, Field, ErrorBox, Json, fmtTime } from "../ui.js";
 
 const PAGE_SIZE = 50;
 
@@ -34,18 +34,17 @@ function Event({ event, onClose, onResource }) {
 export default function Audit() {
   const [draft, setDraft] = useState("");
   const [resource, setResource] = useState("");
-  const [tokens, setTokens] = useState([""]); // page tokens so far, for Previous
+  const pages = usePages();
   const [open, setOpen] = useState(null);
-  const token = tokens[tokens.length - 1];
   const list = useLoad(() => {
-    const q = new URLSearchParams({ page_size: PAGE_SIZE, page_token: token });
+    const q = new URLSearchParams({ page_size: PAGE_SIZE, page_token: pages.token });
     if (resource) q.set("resource", resource);
     return api("GET", `/v1/audit?${q}`);
-  }, [resource, token]);
+  }, [resource, pages.token]);
   const filter = (value) => {
     setDraft(value);
     setResource(value.trim());
-    setTokens([""]);
+    pages.reset();
     setOpen(null);
   };
   const rows = (list.data && list.data.events) || [];
@@ -71,11 +70,7 @@ export default function Audit() {
         { label: "Resource", value: (e) => html`<span class="mono">${e.resource}</span>` },
       ]} />
     </div>
-    <div class="row pager">
-      <button class="secondary" disabled=${tokens.length === 1} onClick=${() => setTokens(tokens.slice(0, -1))}>Previous</button>
-      <span class="muted">Page ${tokens.length}</span>
-      <button class="secondary" disabled=${!next} onClick=${() => setTokens([...tokens, next])}>Next</button>
-    </div>
+    <${Pager} pages=${pages} next=${next} />
     ${open ? html`<${Event} event=${open} onClose=${() => setOpen(null)} onResource=${filter} />` : null}
   </section>`;
 }

@@ -5,7 +5,7 @@
 // "Show routing" asks POST /v1/route which deployment the same request would get.
 
 import { api, stream } from "../api.js";
-import { html, useState, useEffect, useRef, ErrorBox, Field, fmtMs } from "../ui.js";
+import { html, useState, useEffect, useRef, ErrorBox, Field, fmtMs, fieldNumber } from "../ui.js";
 import { Decision } from "./models.js";
 
 // One answer's numbers, as a line of text.
@@ -24,7 +24,6 @@ function Stats({ s }) {
 }
 
 // A number field's value, or undefined when blank (the server's default applies).
-const num = (text) => (text.trim() === "" ? undefined : Number(text));
 
 export default function Playground() {
   const [models, setModels] = useState([]);
@@ -58,8 +57,8 @@ export default function Playground() {
     for (const t of turns) messages.push({ role: t.role, content: t.content });
     if (next) messages.push({ role: "user", content: next });
     const params = {};
-    if (num(temperature) !== undefined) params.temperature = num(temperature);
-    if (num(maxTokens) !== undefined) params.maxTokens = num(maxTokens);
+    if (fieldNumber(temperature) !== undefined) params.temperature = fieldNumber(temperature);
+    if (fieldNumber(maxTokens) !== undefined) params.maxTokens = fieldNumber(maxTokens);
     return { model: chosen, messages, params };
   };
 

@@ -5,7 +5,7 @@
 // and can requeue them. A small form submits a task (POST /v1/tasks).
 
 import { api } from "../api.js";
-import { html, useState, useEffect, useRef, useLoad, useInterval, Table, Field, ErrorBox, Json, fmtTime } from "../ui.js";
+import { html, useState, useEffect, useRef, useLoad, useInterval, usePages, Pager, Table, Field, ErrorBox, Json, fmtTime } from "../ui.js";
 import { allows } from "../app.js";
 
 const POLL_MS = 3000;
@@ -23,26 +23,6 @@ const EXAMPLES = {
 // Repaints every POLL_MS while the tab is visible (a hidden tab polls nothing).
 function usePoll(reload) {
   useInterval(() => document.hidden || reload(), POLL_MS);
-}
-
-// Forward-only page tokens kept as a stack, so "Previous" can go back.
-function usePages() {
-  const [tokens, setTokens] = useState([""]);
-  return {
-    token: tokens[tokens.length - 1],
-    page: tokens.length,
-    next: (t) => setTokens([...tokens, t]),
-    prev: () => setTokens(tokens.slice(0, -1)),
-    reset: () => setTokens([""]),
-  };
-}
-
-function Pager({ pages, next }) {
-  return html`<div class="row pager">
-    <button class="secondary" disabled=${pages.page === 1} onClick=${pages.prev}>Previous</button>
-    <span class="muted">Page ${pages.page}</span>
-    <button class="secondary" disabled=${!next} onClick=${() => pages.next(next)}>Next</button>
-  </div>`;
 }
 
 export const State = ({ state }) => html`<span class=${"pill " + (PILL[state] || "")}>${state}</span>`;
