@@ -20,6 +20,7 @@ satisfy them structurally.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -62,7 +63,7 @@ class Store:
     """Tenants, keys, apps, conversations, usage, the audit log, workflows
     (versions and runs) and the tenants' secrets."""
 
-    def __init__(self, db: Database, secrets_key: bytes | None = None) -> None:
+    def __init__(self, db: Database, secrets_key: Callable[[], bytes] | None = None) -> None:
         self.db = db
         self.tenants = Tenants(db)
         self.keys = Keys(db)
@@ -72,16 +73,17 @@ class Store:
         self.audit = Audit(db)
         self.workflows = Workflows(db)
         self.runs = Runs(db)
-        self.secrets = Secrets(db, secrets_key or Fernet.generate_key())
+        self.secrets = Secrets(db, secrets_key or Fernet.generate_key)
 
     @classmethod
     async def open(
         cls, url: str, *, schema: str = "", anchor: Anchor | None = None,
-        secrets_key: bytes | None = None,
+        secrets_key: Callable[[], bytes] | None = None,
     ) -> Store:  # fmt: skip
         """Connect and migrate to the newest schema. Idempotent: an up-to-date
         database is left as it is. `anchor`: where the audit head is kept;
-        `secrets_key`: the Fernet key of the secrets (None: one for this process only)."""
+        `secrets_key`: loads the secrets' Fernet key when first needed (None:
+        one for this process only)."""
         return cls(await Database.open(url, schema=schema, anchor=anchor), secrets_key)
 
     async def aclose(self) -> None:
@@ -107,5 +109,8 @@ def audit_anchor(data_dir: Path) -> Anchor:
 
 async def open_store(config: AppsConfig, data_dir: Path) -> Store:
     url, schema = store_url(config, data_dir), config.store.pg_schema
-    key = load_key(config.workflows.secrets_key, data_dir)
+
+    def key() -> bytes:
+        return load_key(config.workflows.secrets_key, data_dir)
+
     return await Store.open(url, schema=schema, anchor=audit_anchor(data_dir), secrets_key=key)

@@ -11,10 +11,11 @@ environment: a secret written under one key cannot be read under another
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from secrets import token_hex
 
@@ -75,9 +76,15 @@ def load_key(configured: str, data_dir: Path) -> bytes:
 
 
 class Secrets:
-    def __init__(self, db: Database, key: bytes) -> None:
+    def __init__(self, db: Database, key: Callable[[], bytes]) -> None:
+        """`key` is called on first use: a gateway whose tenants keep no
+        secrets never loads (or makes) one."""
         self._db = db
-        self._fernet = Fernet(key)
+        self._key = key
+
+    @functools.cached_property
+    def _fernet(self) -> Fernet:
+        return Fernet(self._key())
 
     async def put(self, tenant: str, name: str, value: str, actor: str) -> SecretInfo:
         """Create or replace; audited as SetSecret (the name, never the value)."""

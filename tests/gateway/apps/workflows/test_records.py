@@ -94,3 +94,18 @@ def test_concurrent_first_starts_share_one_secrets_key(tmp_path: Path) -> None:
         t.join()
     assert len(set(keys)) == 1 and keys[0] == (tmp_path / "secrets.key").read_bytes().strip()
     assert [p.name for p in tmp_path.iterdir()] == ["secrets.key"]  # no spare files left
+
+
+async def test_the_secrets_key_is_made_when_a_secret_is_first_kept(tmp_path: Path) -> None:
+    from gateway.apps.config import AppsConfig, StoreConfig
+    from gateway.apps.store import open_store
+
+    config = AppsConfig(store=StoreConfig(url=f"sqlite+aiosqlite:///{tmp_path / 'db'}"))
+    store = await open_store(config, tmp_path)
+    try:
+        assert not (tmp_path / "secrets.key").exists()  # a start makes no key
+        await store.secrets.put("acme", "token", "s3cr3t", "test")
+        assert (tmp_path / "secrets.key").exists()
+        assert await store.secrets.reveal("acme", ["token"]) == {"token": "s3cr3t"}
+    finally:
+        await store.aclose()
