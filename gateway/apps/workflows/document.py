@@ -27,6 +27,7 @@ INPUT_TYPES = ("string", "number", "integer", "boolean", "object", "array")
 ERROR_BRANCH = "error"  # the label of the edges a failed node with on_error: branch follows
 RESERVED_IDS = frozenset({"secrets", "loop", "range", "true", "false", "none"})
 _MAX_NODES = 500
+_NODE_FIELDS = ("id", "type", "config", "title", "timeout_s", "retry", "on_error", "position")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +73,8 @@ class Node:
     timeout_s: float | None = None
     retry: Retry = Retry()
     on_error: Literal["fail", "branch"] = "fail"
+    # Where the console's editor drew it (x, y); the engine ignores it.
+    position: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +175,7 @@ def _node(raw: Any, f: str, bad: Any) -> Node | None:
     node_id, kind = raw.get("id"), raw.get("type")
     nid = node_id if isinstance(node_id, str) else ""
     for key in raw:
-        if key not in ("id", "type", "config", "title", "timeout_s", "retry", "on_error"):
+        if key not in _NODE_FIELDS:
             bad(f"{f}.{key}", "unknown field", nid)
     if not isinstance(node_id, str) or not ID.match(node_id):
         bad(f"{f}.id", "must match [a-z][a-z0-9_]* (at most 63 characters)", nid)
@@ -200,10 +203,26 @@ def _node(raw: Any, f: str, bad: Any) -> Node | None:
         return None
     if retry is None:
         return None
+    position = raw.get("position")
+    if position is not None:
+        position = _position(position)
+        if position is None:
+            bad(f"{f}.position", "must be {x, y}, numbers within ±1e6", nid)
+            return None
     return Node(
         node_id, kind, MappingProxyType(dict(config)), str(raw.get("title", "")),
-        float(timeout) if timeout is not None else None, retry, on_error,
+        float(timeout) if timeout is not None else None, retry, on_error, position,
     )  # fmt: skip
+
+
+def _position(raw: Any) -> tuple[float, float] | None:
+    if not isinstance(raw, Mapping) or set(raw) != {"x", "y"}:
+        return None
+    x, y = raw["x"], raw["y"]
+    for v in (x, y):
+        if not isinstance(v, int | float) or isinstance(v, bool) or not -1e6 <= v <= 1e6:
+            return None
+    return float(x), float(y)
 
 
 def _retry(raw: Any, f: str, nid: str, bad: Any) -> Retry | None:
@@ -280,6 +299,8 @@ def to_json(d: Definition) -> dict[str, Any]:
             item["retry"] = {"max_attempts": n.retry.max_attempts, "backoff_s": n.retry.backoff_s}
         if n.on_error != "fail":
             item["on_error"] = n.on_error
+        if n.position is not None:
+            item["position"] = {"x": n.position[0], "y": n.position[1]}
         nodes.append(item)
     out: dict[str, Any] = {"nodes": nodes}
     if d.inputs:

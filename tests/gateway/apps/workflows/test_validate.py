@@ -481,6 +481,18 @@ def test_to_json_round_trips() -> None:
     assert again["outputs"] == COMPLEX["outputs"]
 
 
+def test_a_node_keeps_where_the_editor_drew_it() -> None:
+    raw = {"nodes": [{"id": "start", "type": "start", "position": {"x": 40, "y": -12.5}}]}
+    parsed = document.parse(raw)
+    assert parsed.nodes[0].position == (40.0, -12.5)
+    assert document.to_json(parsed)["nodes"][0]["position"] == {"x": 40.0, "y": -12.5}
+    for bad in ({"x": 1}, {"x": 1, "y": "2"}, {"x": 1, "y": 2e7}, [1, 2], {"x": True, "y": 0}):
+        with pytest.raises(DefinitionError) as caught:
+            document.parse({"nodes": [{"id": "start", "type": "start", "position": bad}]})
+        found = [(p.node, p.field) for p in caught.value.problems]
+        assert found == [("start", "nodes[0].position")]
+
+
 def test_to_json_of_a_minimal_definition() -> None:
     raw = {"nodes": [{"id": "start", "type": "start"}]}
     assert document.to_json(document.parse(raw)) == raw
