@@ -4,59 +4,11 @@
 // refused the admin pages. Run by tests/console/test_console.py, which starts
 // the gateway and passes BASE_URL, ADMIN_KEY and USER_KEY; with SCREENSHOTS=dir
 // it saves a PNG of each page there (`make console-screenshots`).
-// Prints one JSON line per step; exits 1 on the first failure.
+// Prints one JSON line per step; exits 1 on the first failure (browser.mjs).
 
-import { writeFileSync, mkdirSync } from "node:fs";
-import { join } from "node:path";
-import { createRequire } from "node:module";
+import { SHOTS, open, run, shot, signIn, step } from "./browser.mjs";
 
-const require = createRequire(new URL("../../gateway/console/package.json", import.meta.url));
-const { chromium } = require("playwright-core");
-
-const BASE = process.env.BASE_URL;
-const SHOTS = process.env.SCREENSHOTS || "";
-const TIMEOUT = 15000;
-
-function step(name, detail = {}) {
-  console.log(JSON.stringify({ step: name, ...detail }));
-}
-
-async function shot(page, name) {
-  if (!SHOTS) return;
-  mkdirSync(SHOTS, { recursive: true });
-  await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
-}
-
-async function signIn(page, key) {
-  await page.goto(`${BASE}/console/`);
-  await page.fill("#key", key);
-  await page.click("button[type=submit]");
-  await page.waitForSelector("nav .who", { timeout: TIMEOUT });
-}
-
-async function open(page, path) {
-  await page.goto(`${BASE}/console/#/${path}`);
-  await page.waitForSelector(`main#page[data-page=${path}]`, { timeout: TIMEOUT });
-}
-
-async function main() {
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-  });
-  const context = await browser.newContext({ viewport: { width: 1360, height: 900 } });
-  const page = await context.newPage();
-  const problems = [];
-  page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
-  // Console errors (a CSP violation is one) fail the run; an HTTP error the page
-  // expects (the 401 before sign-in, a 403 it explains) is logged by Chromium as
-  // "Failed to load resource" and judged by its status instead: no 5xx allowed.
-  page.on("console", (m) => {
-    if (m.type() === "error" && !m.text().startsWith("Failed to load resource")) problems.push(`console: ${m.text()}`);
-  });
-  page.on("response", (r) => r.status() >= 500 && problems.push(`HTTP ${r.status()} from ${r.url()}`));
-  page.setDefaultTimeout(TIMEOUT);
-
+async function main(page) {
   // Sign in (the key never appears in the URL).
   await signIn(page, process.env.ADMIN_KEY);
   if (page.url().includes(process.env.ADMIN_KEY)) throw new Error("the key is in the URL");
@@ -170,12 +122,6 @@ async function main() {
   await page.waitForSelector("text=/needs the admin role/");
   if (adminLinks !== 0) throw new Error("a user key sees the admin pages in the nav");
   step("user refused admin pages");
-
-  if (problems.length) throw new Error(problems.join("\n"));
-  await browser.close();
 }
 
-main().catch((e) => {
-  console.log(JSON.stringify({ failed: e.message.split("\n").slice(0, 5).join(" | ") }));
-  process.exit(1);
-});
+await run(main);

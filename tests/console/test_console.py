@@ -20,6 +20,7 @@ import httpx2 as httpx
 import pytest
 import yaml
 
+from gateway.apps.workflows import document, validate
 from gateway.config import DEFAULTS, parse_config
 from gateway.server import Gateway
 from tests.conftest import service_missing
@@ -95,13 +96,14 @@ async def _key(http: httpx.AsyncClient, admin: str, role: str) -> str:
     return secret
 
 
-async def test_the_console_in_a_real_browser(console: Gateway) -> None:
+async def _drive(gateway: Gateway, script: str) -> dict[str, dict[str, Any]]:
+    """Runs tests/console/<script> against `gateway`; its steps by name, in order."""
     reason = _missing()
     if reason is not None:
         service_missing(reason)
-    admin = console.apps.admin_secret
+    admin = gateway.apps.admin_secret
     assert admin is not None
-    base = f"http://127.0.0.1:{console.http_port}"
+    base = f"http://127.0.0.1:{gateway.http_port}"
     async with httpx.AsyncClient(base_url=base) as http:
         user = await _key(http, admin, "user")
     env = {
@@ -109,18 +111,75 @@ async def test_the_console_in_a_real_browser(console: Gateway) -> None:
         "CHROMIUM": CHROMIUM, "SCREENSHOTS": os.environ.get("CONSOLE_SCREENSHOTS", ""),
     }  # fmt: skip
     proc = await asyncio.create_subprocess_exec(
-        "node", str(Path(__file__).with_name("e2e.mjs")), env=env,
+        "node", str(Path(__file__).with_name(script)), env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     out, err = await asyncio.wait_for(proc.communicate(), 240)
     steps = [json.loads(line) for line in out.decode().splitlines() if line.startswith("{")]
     assert proc.returncode == 0, f"{steps[-1:]} {err.decode()[-2000:]}"
-    names = [s["step"] for s in steps]
-    assert names == [
+    return {s["step"]: s for s in steps}
+
+
+async def test_the_console_in_a_real_browser(console: Gateway) -> None:
+    by_name = await _drive(console, "e2e.mjs")
+    assert list(by_name) == [
         "signed in", "models", "playground", "datasets", "apps", "tasks", "usage",
         "admin pages", "user refused admin pages",
     ]  # fmt: skip
-    by_name = {s["step"]: s for s in steps}
     assert by_name["models"]["healthy"] >= 2
     assert by_name["playground"]["distinctLengths"] >= 3  # tokens arrived one by one
     assert by_name["datasets"]["marks"] >= 1  # the query's words highlighted
+
+
+async def test_the_workflow_editor_in_a_real_browser(console: Gateway) -> None:
+    by_name = await _drive(console, "workflows.mjs")
+    assert list(by_name) == [
+        "built", "validated", "saved and published", "ran", "past run", "versions",
+        "export and import",
+    ]  # fmt: skip
+    assert by_name["built"]["nodes"] == 3
+    assert "no output 'txt'" in by_name["validated"]["problem"]
+    assert by_name["ran"]["distinctLengths"] >= 3  # the answer streamed in
+    assert by_name["ran"]["sawRunning"]  # a node lit up while it ran
+    assert by_name["past run"]["runId"] == by_name["ran"]["runId"]
+    # What the browser saw is what the gateway kept.
+    auth = {"authorization": f"Bearer {console.apps.admin_secret}"}
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{console.http_port}") as http:
+        runs = (await http.get("/v1/workflows/echo-flow/runs", headers=auth)).json()["runs"]
+        flow = (await http.get("/v1/workflows/echo-flow", headers=auth)).json()
+    assert [(r["name"].split("/")[-1], r["status"]) for r in runs] == [
+        (by_name["ran"]["runId"], "succeeded")
+    ]
+    assert (flow["latestVersion"], flow["publishedVersion"]) == (2, 1)
+    by_id = {n["id"]: n for n in flow["definition"]["nodes"]}
+    assert by_id["llm"]["config"]["messages"] == [
+        {"role": "user", "content": "Repeat after me: {{ start.question }}"}
+    ]
+    assert by_id["answer"]["config"] == {"text": "Echo: {{ llm.text }}"}
+    assert all(set(n["position"]) == {"x", "y"} for n in by_id.values())
+    assert flow["definition"]["edges"] == [
+        {"from": "start", "to": "llm"},
+        {"from": "llm", "to": "answer"},
+    ]
+
+
+async def test_the_editor_templates_are_valid_workflows() -> None:
+    """The workflows a developer starts from (workflows/templates.js) pass the
+    server's checks as they are."""
+    if shutil.which("node") is None:
+        service_missing("node is not installed")
+    templates = CONSOLE / "static" / "workflows" / "templates.js"
+    script = (
+        f"import({json.dumps(templates.as_uri())})"
+        ".then((m) => console.log(JSON.stringify(m.TEMPLATES)))"
+    )
+    proc = await asyncio.create_subprocess_exec(
+        "node", "--input-type=module", "-e", script, stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await proc.communicate()
+    assert proc.returncode == 0
+    found = {t["id"]: t["doc"] for t in json.loads(out)}
+    assert set(found) == {"blank", "rag", "compare", "summarise"}
+    for name, doc in found.items():
+        problems = validate.check(document.parse(doc))
+        assert problems == [], (name, problems)

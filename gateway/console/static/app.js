@@ -13,6 +13,7 @@ export const PAGES = [
   { path: "playground", title: "Playground", role: "user" },
   { path: "datasets", title: "Datasets", role: "user" },
   { path: "apps", title: "Apps", role: "user" },
+  { path: "workflows", title: "Workflows", role: "user" },
   { path: "tasks", title: "Tasks", role: "user" },
   { path: "usage", title: "Usage", role: "developer" },
   { path: "audit", title: "Audit", role: "admin" },
