@@ -135,7 +135,7 @@ async def test_the_workflow_editor_in_a_real_browser(console: Gateway) -> None:
     by_name = await _drive(console, "workflows.mjs")
     assert list(by_name) == [
         "built", "validated", "saved and published", "ran", "past run", "versions",
-        "export and import",
+        "export and import", "user runs read-only",
     ]  # fmt: skip
     assert by_name["built"]["nodes"] == 3
     assert "no output 'txt'" in by_name["validated"]["problem"]
@@ -147,9 +147,8 @@ async def test_the_workflow_editor_in_a_real_browser(console: Gateway) -> None:
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{console.http_port}") as http:
         runs = (await http.get("/v1/workflows/echo-flow/runs", headers=auth)).json()["runs"]
         flow = (await http.get("/v1/workflows/echo-flow", headers=auth)).json()
-    assert [(r["name"].split("/")[-1], r["status"]) for r in runs] == [
-        (by_name["ran"]["runId"], "succeeded")
-    ]
+    assert [r["status"] for r in runs] == ["succeeded", "succeeded"]  # the user's, then ours
+    assert runs[1]["name"].split("/")[-1] == by_name["ran"]["runId"]
     assert (flow["latestVersion"], flow["publishedVersion"]) == (2, 1)
     by_id = {n["id"]: n for n in flow["definition"]["nodes"]}
     assert by_id["llm"]["config"]["messages"] == [
@@ -183,3 +182,16 @@ async def test_the_editor_templates_are_valid_workflows() -> None:
     for name, doc in found.items():
         problems = validate.check(document.parse(doc))
         assert problems == [], (name, problems)
+
+
+async def test_the_editor_document_functions() -> None:
+    """workflows/model.js under `node --test` (tests/console/model.test.mjs)."""
+    if shutil.which("node") is None:
+        service_missing("node is not installed")
+    proc = await asyncio.create_subprocess_exec(
+        "node", "--test", str(Path(__file__).with_name("model.test.mjs")),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    out, _ = await proc.communicate()
+    assert proc.returncode == 0, out.decode()[-3000:]
+    assert "# pass 9" in out.decode()

@@ -4,12 +4,17 @@
 // reference flagged on its node and field and fix it, save, publish, run the
 // published version and watch the nodes light up with the text streaming in,
 // open the run again from the past runs, save a second version and diff the
-// two, and export the workflow as JSON and YAML and import it back unchanged.
+// two, export the workflow as JSON and YAML and import it back unchanged, and
+// open it with a user key: read-only, but it runs.
 // Prints one JSON line per step (browser.mjs); SCREENSHOTS=dir saves the
 // editor and a finished run.
 
 import { readFileSync } from "node:fs";
 import { open, run, shot, signIn, step } from "./browser.mjs";
+
+// JSON with every object's keys sorted (the gateway's documents have no key order).
+const canonical = (v) => JSON.stringify(v, (_, x) => (x && typeof x === "object" && !Array.isArray(x)
+  ? Object.fromEntries(Object.entries(x).sort(([a], [b]) => (a < b ? -1 : 1))) : x));
 
 const node = (id) => `#wf-canvas .drawflow-node[data-node=${id}]`;
 
@@ -144,7 +149,7 @@ async function main(page) {
     const r = await fetch("/v1/workflows/echo-flow", { headers: { authorization: `Bearer ${sessionStorage.getItem("infergate.key")}` } });
     return (await r.json()).definition;
   });
-  if (JSON.stringify(JSON.parse(asJson.text)) !== JSON.stringify(saved)) throw new Error("the JSON export differs from the saved definition");
+  if (canonical(JSON.parse(asJson.text)) !== canonical(saved)) throw new Error("the JSON export differs from the saved definition");
   const asYaml = await exported(page, "#wf-export-yaml");
   for (const file of [asJson, asYaml]) {
     await page.setInputFiles("#wf-import-file", { name: file.name, mimeType: "text/plain", buffer: Buffer.from(file.text) });
@@ -154,6 +159,21 @@ async function main(page) {
   const again = await exported(page, "#wf-export-json");
   if (again.text !== asJson.text) throw new Error("a re-imported workflow exports differently");
   step("export and import", { files: [asJson.name, asYaml.name], bytes: asJson.text.length });
+
+  // A user key: the workflow opens read-only, and runs.
+  await page.click("text=Sign out");
+  await signIn(page, process.env.USER_KEY);
+  await open(page, "workflows?open=echo-flow");
+  await page.waitForSelector(node("answer"));
+  await page.waitForSelector("#wf-read-only");
+  if (await page.locator("#wf-save").count()) throw new Error("a user key can save");
+  await page.click("#wf-tab-run");
+  await page.fill("[data-input=question]", "from a user");
+  await page.click("#wf-run-start");
+  await page.waitForSelector("#wf-run-status >> text=succeeded");
+  await page.click(`${node("answer")} .wf-node-title`);
+  await page.waitForSelector("#wf-run-node[data-node=answer] >> text=Echo: ");
+  step("user runs read-only");
 }
 
 await run(main, { width: 1440, height: 900 });

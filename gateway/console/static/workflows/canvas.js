@@ -26,6 +26,7 @@ export function Canvas(props) {
   const flow = useRef(null);
   const ids = useRef({ toFlow: {}, toNode: {} }); // node id <-> Drawflow's numeric id
   const drawn = useRef(null); // the document the canvas shows
+  const drawnShape = useRef(""); // and what of it is drawn (shapeOf)
   const live = useRef(props); // the latest props, for Drawflow's callbacks
   live.current = props;
   const pending = useRef(null); // canvas changes of one gesture, committed together
@@ -36,6 +37,7 @@ export function Canvas(props) {
     queueMicrotask(() => {
       if (!pending.current) return;
       drawn.current = pending.current;
+      drawnShape.current = shapeOf(drawn.current, live.current.types);
       pending.current = null;
       live.current.onChange(drawn.current);
     });
@@ -88,6 +90,12 @@ export function Canvas(props) {
     });
     editor.on("nodeSelected", (flowId) => live.current.onSelect(nodeOf(flowId)));
     editor.on("nodeUnselected", () => live.current.onSelect(null));
+    // Read-only, Drawflow selects nothing: a click still picks a node to inspect.
+    box.current.addEventListener("click", (e) => {
+      if (!live.current.readOnly) return;
+      const el = e.target.closest(".drawflow-node");
+      live.current.onSelect(el ? el.dataset.node : null);
+    });
     return () => {
       editor.clear();
       box.current && box.current.replaceChildren();
@@ -101,6 +109,10 @@ export function Canvas(props) {
     if (drawn.current === props.doc) return;
     const first = drawn.current === null;
     drawn.current = props.doc;
+    // A change the canvas does not show (a config value, say) redraws nothing.
+    const shape = shapeOf(props.doc, props.types);
+    if (shape === drawnShape.current) return;
+    drawnShape.current = shape;
     editor.muted(() => draw(editor, props.doc, props.types, ids.current));
     if (first) fit(editor, box.current);
   }, [props.doc, props.types, props.readOnly]);
@@ -139,6 +151,14 @@ export function Canvas(props) {
       <button type="button" class="secondary" id="wf-fit" title="Fit the workflow in view" onClick=${() => fit(flow.current, box.current)}>Fit</button>
     </div>
   </div>`;
+}
+
+// What the canvas draws of a document: nodes (id, type, title, position, ports) and edges.
+function shapeOf(doc, types) {
+  return JSON.stringify([
+    (doc.nodes || []).map((n) => [n.id, n.type, n.title || "", n.position, branchesOf(n, types)]),
+    doc.edges || [],
+  ]);
 }
 
 function draw(editor, doc, types, ids) {

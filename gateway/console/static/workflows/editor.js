@@ -71,8 +71,10 @@ export function Editor({ workflow: initial, nodeTypes, types, lists, developer, 
   const isNew = !workflow.name;
   const dirty = !savedDoc || !same(doc, savedDoc);
 
-  // Check the document as it changes (a beat after the last change).
+  // Check the document as it changes (a beat after the last change); a key
+  // that cannot save cannot check either.
   useEffect(() => {
+    if (readOnly) return undefined;
     let live = true;
     setChecking(true);
     const timer = setTimeout(() => {
@@ -188,7 +190,8 @@ export function Editor({ workflow: initial, nodeTypes, types, lists, developer, 
       <div class="row">
         <button type="button" class="secondary" id="wf-undo" title="Undo (Ctrl+Z)" disabled=${!history.canUndo} onClick=${history.undo}>Undo</button>
         <button type="button" class="secondary" id="wf-redo" title="Redo (Ctrl+Shift+Z)" disabled=${!history.canRedo} onClick=${history.redo}>Redo</button>
-        <span id="wf-check" class=${`pill ${checking ? "" : count ? "bad" : "good"}`}>${checking ? "checking…" : count ? `${count} problem${count > 1 ? "s" : ""}` : "valid"}</span>
+        ${readOnly ? html`<span class="pill" id="wf-read-only" title="a developer key edits workflows">read-only</span>`
+          : html`<span id="wf-check" class=${`pill ${checking ? "" : count ? "bad" : "good"}`}>${checking ? "checking…" : count ? `${count} problem${count > 1 ? "s" : ""}` : "valid"}</span>`}
         ${developer ? html`<button type="button" id="wf-save" title="Save a new version (Ctrl+S)" disabled=${!dirty || (isNew && !newId.trim())} onClick=${save}>${isNew ? "Create" : dirty ? "Save" : "Saved"}</button>
           <button type="button" class="secondary" id="wf-publish" disabled=${isNew || dirty || workflow.publishedVersion === workflow.latestVersion} onClick=${publish}>Publish v${workflow.latestVersion || 1}</button>` : null}
         <button type="button" class="secondary" id="wf-import" disabled=${readOnly} onClick=${() => fileInput.current.click()}>Import</button>

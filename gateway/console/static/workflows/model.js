@@ -203,9 +203,18 @@ export function problemsByNode(problems, doc) {
   return out;
 }
 
+// The document's and its nodes' fields in the order people write them (the
+// gateway keeps a document as JSON, whose object keys have no order).
+const ORDER = { doc: ["inputs", "nodes", "edges", "outputs"], node: ["id", "type", "title", "position", "config", "timeout_s", "retry", "on_error"] };
+const ordered = (obj, keys) => Object.fromEntries([
+  ...keys.filter((k) => k in obj).map((k) => [k, obj[k]]),
+  ...Object.entries(obj).filter(([k]) => !keys.includes(k)),
+]);
+export const tidy = (doc) => ordered({ ...doc, nodes: (doc.nodes || []).map((n) => ordered(n, ORDER.node)) }, ORDER.doc);
+
 // Export and import: YAML or JSON text of the document.
-export const toYaml = (doc) => yaml.dump(doc, { noRefs: true, lineWidth: 100 });
-export const toJson = (doc) => JSON.stringify(doc, null, 2) + "\n";
+export const toYaml = (doc) => yaml.dump(tidy(doc), { noRefs: true, lineWidth: 100 });
+export const toJson = (doc) => JSON.stringify(tidy(doc), null, 2) + "\n";
 
 export function fromText(text) {
   let value;
