@@ -22,7 +22,9 @@ log = logging.getLogger("infergate.tasks")
 
 
 def register(commands: Any) -> None:
-    worker = commands.add_parser("worker", help="run queued tasks (tasks.backend: redis)")
+    worker = commands.add_parser(
+        "worker", help="run queued tasks (tasks.backend: redis or rabbitmq)"
+    )
     worker.add_argument("--config", help="YAML config (default: the embedded one)")
     worker.add_argument("--concurrency", type=int, default=4, help="tasks run at once")
     worker.add_argument(
@@ -46,10 +48,10 @@ def register(commands: Any) -> None:
 
 def _shared_config(args: argparse.Namespace) -> GatewayConfig:
     config = load_config(args.config)
-    if config.tasks.backend != "redis":
+    if config.tasks.backend == "memory":
         raise ConfigError(
             "tasks.backend is memory: its tasks live inside the gateway process; "
-            "use tasks.backend: redis to run workers or operate the queue from here "
+            "use tasks.backend: redis or rabbitmq to run workers or operate the queue from here "
             "(or the Tasks RPCs of the running gateway)"
         )
     return config

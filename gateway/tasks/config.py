@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from gateway.tasks.states import RetryPolicy
 from router.config import Frozen
@@ -27,11 +27,52 @@ class ArchiveConfig(Frozen):
         return self
 
 
-class TasksConfig(Frozen):
-    backend: Literal["memory", "redis"] = Field(
-        default="memory", description="memory: in the gateway process; redis: shared by workers"
+class RabbitMQConfig(Frozen):
+    """The broker of `backend: rabbitmq`: it carries the work; the task state
+    stays in Redis (`redis_url`, `key_prefix`)."""
+
+    url: str = Field(
+        default="amqp://guest:guest@127.0.0.1:5672/",
+        pattern=r"^amqps?://",
+        description="amqp:// or amqps://, with the virtual host as the path",
     )
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    queue: str = Field(
+        default="infergate.tasks",
+        min_length=1,
+        max_length=200,
+        pattern=r"^[A-Za-z0-9_.:-]+$",
+        description="the work queue; also {queue}.dead, {queue}.retry.{ms}ms, {queue}.dead-letter",
+    )
+    prefetch: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="unacknowledged tasks per worker process; 0: as many as it runs at once",
+    )
+    consumer_timeout_s: float = Field(
+        default=1800,
+        gt=0,
+        description="the broker's consumer_timeout (rabbitmq.conf, 30 min by default): "
+        "it closes the channel of a delivery held longer, so task_timeout_s must stay below",
+    )
+
+    @field_validator("queue")
+    @classmethod
+    def _not_the_brokers(cls, queue: str) -> str:
+        if queue.startswith("amq."):
+            raise ValueError("amq.* names are reserved by the broker")
+        return queue
+
+
+class TasksConfig(Frozen):
+    backend: Literal["memory", "redis", "rabbitmq"] = Field(
+        default="memory",
+        description="memory: in the gateway process; redis or rabbitmq: shared by workers",
+    )
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0",
+        description="redis: the work and the state; rabbitmq: the state (records, results)",
+    )
     key_prefix: str = "infergate:tasks:"
     max_attempts: int = Field(default=5, ge=1, le=100)
     backoff_base_s: float = Field(default=1.0, ge=0)
@@ -50,14 +91,26 @@ class TasksConfig(Frozen):
     in_process_workers: int | None = Field(
         default=None,
         ge=0,
-        description="tasks the gateway runs at once itself (default: 4 with memory, 0 with redis)",
+        description="tasks the gateway runs at once itself (default: 4 with memory, else 0)",
     )
+    rabbitmq: RabbitMQConfig = RabbitMQConfig()
     archive: ArchiveConfig = ArchiveConfig()
 
     @model_validator(mode="after")
     def _memory_needs_workers(self) -> TasksConfig:
         if self.backend == "memory" and self.in_process_workers == 0:
             raise ValueError("in_process_workers must be >= 1 with backend: memory")
+        return self
+
+    @model_validator(mode="after")
+    def _attempts_fit_the_broker(self) -> TasksConfig:
+        limit = self.rabbitmq.consumer_timeout_s
+        if self.backend == "rabbitmq" and self.task_timeout_s >= limit:
+            raise ValueError(
+                f"task_timeout_s ({self.task_timeout_s:g}) must be below "
+                f"rabbitmq.consumer_timeout_s ({limit:g}): the broker would take a longer "
+                "task back from its worker (raise consumer_timeout in rabbitmq.conf, then here)"
+            )
         return self
 
     @property

@@ -12,7 +12,7 @@ from gateway.tasks.model import Task, TaskState
 @dataclass(frozen=True, slots=True)
 class Lease:
     """A worker's claim on one attempt of a task. `token` is the backend's
-    handle (a stream entry id for Redis)."""
+    handle (a stream entry id for Redis; channel and delivery tag for RabbitMQ)."""
 
     task: Task
     token: str

@@ -14,6 +14,7 @@ from gateway.tasks.config import TasksConfig
 from gateway.tasks.handlers import TaskTypes, UsageSink, load
 from gateway.tasks.memory import MemoryTaskQueue
 from gateway.tasks.queue import TaskQueue
+from gateway.tasks.rabbitmq_queue import RabbitMQTaskQueue
 from gateway.tasks.redis_queue import RedisTaskQueue
 from gateway.tasks.worker import Worker
 from router.router import Router
@@ -22,8 +23,21 @@ Clock = Callable[[], float]
 
 
 def build_queue(config: TasksConfig, data_dir: Path, clock: Clock = time.time) -> TaskQueue:
-    """No I/O: Redis connects on first use."""
+    """No I/O: Redis and RabbitMQ connect on first use."""
     results = build_archive(config.archive, data_dir)
+    if config.backend == "rabbitmq":
+        return RabbitMQTaskQueue(
+            config.rabbitmq.url,
+            config.redis_url,
+            results,
+            config.retry,
+            queue=config.rabbitmq.queue,
+            prefix=config.key_prefix,
+            prefetch=config.rabbitmq.prefetch,
+            visibility_timeout_s=config.visibility_timeout_s,
+            ttl_s=config.ttl_s,
+            clock=clock,
+        )
     if config.backend == "redis":
         return RedisTaskQueue(
             config.redis_url,

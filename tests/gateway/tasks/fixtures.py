@@ -1,21 +1,29 @@
 """Shared pieces of the task tests (no tests here): a settable clock, a real
-Redis under a unique key prefix (skipped when absent, failed under CI=true),
-queues of both backends, and a local S3 server (moto)."""
+Redis under a unique key prefix and a real RabbitMQ under a unique queue name
+(each skipped when absent, failed under CI=true), queues of every backend, and
+a local S3 server (moto)."""
 
 from __future__ import annotations
 
+import os
 import random
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
+import aio_pika
 import pytest
+from aiormq.exceptions import AMQPError
 
 from gateway.tasks.archive import LocalResultStore
 from gateway.tasks.memory import MemoryTaskQueue
 from gateway.tasks.queue import ResultStore, TaskQueue
+from gateway.tasks.rabbitmq_queue import RabbitMQTaskQueue
 from gateway.tasks.redis_queue import RedisTaskQueue
 from gateway.tasks.states import RetryPolicy
-from tests.conftest import REDIS_URL
+from tests.conftest import REDIS_URL, service_missing
+
+RABBITMQ_URL = os.environ.get("INFERGATE_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
 
 POLICY = RetryPolicy(max_attempts=3, base_s=10.0, max_s=25.0, jitter=0.5)
 VISIBILITY_S = 0.3
@@ -83,6 +91,65 @@ async def make_redis_queue(
     yield make
     for queue in made:
         await queue.aclose()
+
+
+async def delete_declared(url: str, names: set[str]) -> None:
+    """Delete the queues and exchanges a test's brokers declared."""
+    connection = await aio_pika.connect(url, timeout=5)
+    async with connection:
+        channel = await connection.channel()
+        for name in sorted(names):
+            if name.endswith(".dead-letter"):
+                await channel.exchange_delete(name)
+            else:
+                await channel.queue_delete(name)
+
+
+@pytest.fixture
+async def rabbitmq_queue_name() -> str:
+    """A work queue name of the test's own (make_rabbitmq_queue deletes it after)."""
+    try:
+        connection = await aio_pika.connect(RABBITMQ_URL, timeout=2)
+    except (AMQPError, OSError, TimeoutError) as exc:
+        service_missing(
+            f"no RabbitMQ at {RABBITMQ_URL} ({exc!r}); start one to run the RabbitMQ tests"
+        )
+    await connection.close()
+    return f"infergate.test.{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+async def make_rabbitmq_queue(
+    tmp_path: Path, clock: FakeClock, redis_prefix: str, rabbitmq_queue_name: str
+) -> AsyncIterator[QueueFactory]:
+    """RabbitMQ queues (the broker at RABBITMQ_URL, or `url`) with their state in Redis."""
+    made: list[tuple[str, RabbitMQTaskQueue]] = []
+
+    def make(results: ResultStore | None = None, **options: object) -> TaskQueue:
+        url = str(options.pop("url", RABBITMQ_URL))
+        queue = RabbitMQTaskQueue(
+            url,
+            REDIS_URL,
+            results or LocalResultStore(tmp_path / "results"),
+            options.pop("policy", POLICY),  # type: ignore[arg-type]
+            queue=str(options.pop("queue", rabbitmq_queue_name)),
+            prefix=redis_prefix,
+            visibility_timeout_s=options.pop("visibility_timeout_s", VISIBILITY_S),  # type: ignore[arg-type]
+            clock=options.pop("clock", clock),  # type: ignore[arg-type]
+            rng=random.Random(3),
+            **options,  # type: ignore[arg-type]
+        )
+        made.append((url, queue))
+        return queue
+
+    yield make
+    declared: dict[str, set[str]] = {}
+    for url, queue in made:
+        declared.setdefault(url, set()).update(queue.broker.declared)
+        await queue.aclose()
+    for url, names in declared.items():
+        if url == RABBITMQ_URL:  # a private node is gone with its test
+            await delete_declared(url, names)
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 # ruff: noqa: F811  (pytest fixtures imported from fixtures.py are parameters here)
-"""One contract suite for every TaskQueue: the in-process one and Redis
-(a real server on 127.0.0.1:6379, a unique key prefix per test)."""
+"""One contract suite for every TaskQueue: the in-process one, Redis (a real
+server on 127.0.0.1:6379, a unique key prefix per test) and RabbitMQ (a real
+broker on 127.0.0.1:5672, a unique queue name per test, its state in Redis)."""
 
 from __future__ import annotations
 
@@ -20,13 +21,15 @@ from tests.gateway.tasks.fixtures import (  # noqa: F401 (fixtures)
     _s3_credentials,
     clock,
     make_memory_queue,
+    make_rabbitmq_queue,
     make_redis_queue,
+    rabbitmq_queue_name,
 )
 
 S = TaskState
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "rabbitmq"])
 def queue(request: pytest.FixtureRequest) -> TaskQueue:
     make: QueueFactory = request.getfixturevalue(f"make_{request.param}_queue")
     return make()
