@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, PositiveInt
 
 from gateway.apps.config import AppsConfig
 from gateway.dataset.config import DatasetConfig
@@ -40,6 +40,12 @@ class ServerConfig(Frozen):
     )
     access_log: bool = Field(
         default=False, description="one INFO line per RPC on the infergate.access logger"
+    )
+    gc_freeze: bool = Field(
+        default=True, description="freeze what start-up made out of the collector's reach (heap.py)"
+    )
+    gc_thresholds: tuple[PositiveInt, PositiveInt, PositiveInt] = Field(
+        default=(700, 10, 10), description="gc.set_threshold once serving (heap.py)"
     )
 
 

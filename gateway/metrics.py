@@ -42,6 +42,12 @@ RELOADS = Counter("infergate_config_reloads", "Config reloads, by result", ["res
 TOKENS_STREAMED = Counter(
     "infergate_tokens_streamed", "Output tokens streamed to clients, by model alias", ["model"]
 )
+GC_PAUSE = Histogram(
+    "infergate_gc_pause_seconds",
+    "Cyclic garbage collections (the event loop stopped meanwhile), by generation",
+    ["generation"],
+    buckets=(0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25),
+)
 ACCESS_LOG = logging.getLogger("infergate.access")
 
 

@@ -24,7 +24,7 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from adapters import build_provider
-from gateway import assembly
+from gateway import assembly, heap
 from gateway.apps.runtime import AppLayer
 from gateway.apps.workflows.tasks import QueueTasks
 from gateway.config import GatewayConfig, ServerConfig
@@ -379,6 +379,7 @@ async def serve(
 ) -> None:
     """Run until SIGTERM or SIGINT, then shut down gracefully."""
     gateway = await Gateway.start(config, reuse_port=reuse_port, config_path=config_path)
+    heap.settle(config.server.gc_thresholds, config.server.gc_freeze)
     log.info("serving gRPC on %s", gateway.address)
     if gateway.rest is not None:
         log.info("serving HTTP on %s:%d", config.rest.host, gateway.http_port)

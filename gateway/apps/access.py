@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -38,6 +39,8 @@ from gateway.apps.usage import UsageRecorder
 from gateway.errors import GatewayError, PermissionDenied, QuotaExceeded, Unauthenticated
 from gateway.identity import ANONYMOUS, Principal
 from gateway.status import abort
+
+log = logging.getLogger("infergate")
 
 Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]]
 
@@ -69,7 +72,11 @@ ANONYMOUS_GRANT = Grant(ANONYMOUS, (), ())
 class Authenticator:
     """Key secret -> grant, cached for `ttl_s` so that the hot path does not
     query the store: a revoked key stops working within `ttl_s`. Unknown keys
-    are cached too, so a flood of bad keys stays cheap."""
+    are cached too, so a flood of bad keys stays cheap. A key in use is looked
+    up again in the background once half its `ttl_s` has passed, so its calls
+    never wait on the store (a lookup that did cost 1-4 ms every `ttl_s` per
+    key, bench/RESULTS.md "Issue 15"); a key unused for `ttl_s` is looked up
+    on its next call."""
 
     def __init__(
         self, credentials: CredentialLookup, ttl_s: float,
@@ -79,7 +86,9 @@ class Authenticator:
         self._ttl_s = ttl_s
         self._clock = clock
         self._max_entries = max_entries
-        self._cache: dict[str, tuple[float, Grant | None]] = {}
+        # secret -> (expires, refresh after, grant)
+        self._cache: dict[str, tuple[float, float, Grant | None]] = {}
+        self._refreshing: dict[str, asyncio.Task[None]] = {}
 
     async def grant(self, secret: str) -> Grant | None:
         # Keyed by the presented secret, which this process holds in the call's
@@ -88,15 +97,30 @@ class Authenticator:
         now = self._clock()
         entry = self._cache.get(secret)
         if entry is not None and entry[0] > now:
-            return entry[1]
+            if entry[1] <= now and secret not in self._refreshing:
+                task = asyncio.get_running_loop().create_task(self._refresh(secret))
+                self._refreshing[secret] = task
+            return entry[2]
+        return await self._lookup(secret)
+
+    async def _lookup(self, secret: str) -> Grant | None:
         credential = await self._credentials.credential(keys.hash_secret(secret))
         found = None if credential is None else Grant.of(credential)
+        now = self._clock()
         if len(self._cache) >= self._max_entries:
             self._cache = {d: e for d, e in self._cache.items() if e[0] > now}
             if len(self._cache) >= self._max_entries:
                 self._cache.clear()
-        self._cache[secret] = (now + self._ttl_s, found)
+        self._cache[secret] = (now + self._ttl_s, now + self._ttl_s / 2, found)
         return found
+
+    async def _refresh(self, secret: str) -> None:
+        try:
+            await self._lookup(secret)
+        except Exception:  # the store is down: the entry expires, the next call asks
+            log.warning("refreshing a cached API key failed", exc_info=True)
+        finally:
+            self._refreshing.pop(secret, None)
 
 
 class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]

@@ -1,7 +1,7 @@
 """A fake OpenAI API: /v1/chat/completions (JSON and SSE), /v1/embeddings and
 /v1/models, in the shapes of the API reference, driven by a `Script`.
 
-    python -m tests.fakes.openai_server [--port 0] [--tokens 20] [--uvloop]
+    python -m tests.fakes.openai_server [--port 0] [--tokens 20] [--token-delay-ms 0] [--uvloop]
     # prints "listening on BASE_URL"
 """
 
@@ -116,6 +116,10 @@ async def stream(body: dict[str, Any], script: Script, reply: Reply) -> None:
             return
         if i and script.token_delay_s:
             await asyncio.sleep(script.token_delay_s)
+        elif not i and script.first_token_delay_s:
+            await asyncio.sleep(script.first_token_delay_s)
+        if i == 1 and script.hold_after_first is not None:
+            await script.hold_after_first.wait()
         reply.send(_chunk(model, {"content": token}, None, usage))
     if script.tool_call is not None:
         id_, name, arguments = script.tool_call
@@ -143,8 +147,10 @@ def embeddings(body: dict[str, Any], script: Script) -> dict[str, Any]:
             "usage": {"prompt_tokens": count, "total_tokens": count}}  # fmt: skip
 
 
-async def _main(port: int, tokens: int) -> None:
-    fake = OpenAIFake(Script(tokens=[f" w{i}" for i in range(tokens)]))
+async def _main(port: int, tokens: int, token_delay_s: float) -> None:
+    script = Script(tokens=[f" w{i}" for i in range(tokens)])
+    script.token_delay_s = script.first_token_delay_s = token_delay_s
+    fake = OpenAIFake(script)
     await fake.server.start(port=port)
     print(f"listening on {fake.base_url}", flush=True)
     await asyncio.Event().wait()
@@ -154,11 +160,13 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="a fake OpenAI API server")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--tokens", type=int, default=20, help="answer length")
+    parser.add_argument("--token-delay-ms", type=float, default=0, help="before each token")
     parser.add_argument("--uvloop", action="store_true")
     args = parser.parse_args()
+    main = _main(args.port, args.tokens, args.token_delay_ms / 1000)
     if args.uvloop:
         import uvloop
 
-        uvloop.run(_main(args.port, args.tokens))
+        uvloop.run(main)
     else:
-        asyncio.run(_main(args.port, args.tokens))
+        asyncio.run(main)

@@ -19,6 +19,10 @@ class Script:
     error_message: str | None = None  # the error body's message (default: "fake error N")
     delay_s: float = 0.0  # before the response starts
     token_delay_s: float = 0.0  # between streamed tokens
+    first_token_delay_s: float = 0.0  # streams: after the role chunk, before the first token
+    # Streams: after the first token, wait for this before sending the rest (a
+    # test sets it once the first token has reached its client).
+    hold_after_first: asyncio.Event | None = None
     cut_after: int | None = None  # streams: drop the connection after this many tokens
     error_after: tuple[int, str] | None = None  # streams: an in-band error event (tokens, type)
     finish: str = "stop"  # unified: stop, length, tool_calls
