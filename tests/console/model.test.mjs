@@ -58,6 +58,32 @@ test("a rename carries the edges and the references downstream", () => {
   assert.equal(DOC.nodes[2].id, "reply"); // the old document is not changed
 });
 
+test("a rename reaches every read of the node, its own sub-graph's too", () => {
+  const doc = { nodes: [
+    { id: "a", type: "llm", config: { text: "{{ a.text ~ start.a }} {% if default(a.x) %}{{ data.a }}{% endif %} a.text" } },
+  ], edges: [] };
+  assert.equal(m.renameNode(doc, "a", "b").nodes[0].config.text, "{{ b.text ~ start.a }} {% if default(b.x) %}{{ data.a }}{% endif %} a.text");
+});
+
+test("edges follow their port when a node's branch labels change", () => {
+  const renamed = m.updateNode(DOC, "check", { config: { cases: [{ label: "huge" }, { label: "short" }] } });
+  assert.deepEqual(m.relabel(renamed, "check", TYPES, ["long", "short", "else"]).edges[1], { from: "check", to: "reply", branch: "huge" });
+  const withShort = { ...DOC, edges: [...DOC.edges, { from: "check", to: "say", branch: "short" }] };
+  const fewer = m.updateNode(withShort, "check", { config: { cases: [{ label: "short" }] } });
+  // The "long" case removed: its edge goes; the "short" one stays on its label.
+  assert.deepEqual(m.relabel(fewer, "check", TYPES, ["long", "short", "else"]).edges.filter((e) => e.from === "check"),
+    [{ from: "check", to: "say", branch: "short" }]);
+  const withError = { ...DOC, edges: [...DOC.edges, { from: "reply", to: "say", branch: "error" }] };
+  const failing = m.updateNode(withError, "reply", { on_error: "fail" });
+  assert.deepEqual(m.relabel(failing, "reply", TYPES, ["", "error"]).edges.filter((e) => e.from === "reply"), [{ from: "reply", to: "say" }]);
+  assert.equal(m.relabel(DOC, "check", TYPES, ["long", "short", "else"]), DOC); // nothing changed
+});
+
+test("fresh names skip the ones in use", () => {
+  assert.equal(m.freshName(["input_1", "input_3"], "input"), "input_2");
+  assert.equal(m.freshName([], "output"), "output_1");
+});
+
 test("edges: no duplicates; removing a node takes its edges", () => {
   assert.equal(m.addEdge(DOC, { from: "start", to: "check", branch: "" }), DOC);
   assert.equal(m.addEdge(DOC, { from: "check", to: "say", branch: "short" }).edges.length, 4);

@@ -135,7 +135,7 @@ async def test_the_workflow_editor_in_a_real_browser(console: Gateway) -> None:
     by_name = await _drive(console, "workflows.mjs")
     assert list(by_name) == [
         "built", "validated", "saved and published", "ran", "past run", "versions",
-        "export and import", "user runs read-only",
+        "export and import", "branches", "user runs read-only",
     ]  # fmt: skip
     assert by_name["built"]["nodes"] == 3
     assert "no output 'txt'" in by_name["validated"]["problem"]
@@ -194,4 +194,4 @@ async def test_the_editor_document_functions() -> None:
     )  # fmt: skip
     out, _ = await proc.communicate()
     assert proc.returncode == 0, out.decode()[-3000:]
-    assert "# pass 9" in out.decode()
+    assert "# pass 12" in out.decode()

@@ -55,6 +55,19 @@ async function main(page) {
   await page.click("#wf-canvas"); // the shortcuts act on the canvas, not in a field
   await page.keyboard.press("Control+Shift+Z");
   await page.waitForSelector(node("answer"));
+  // After a redraw (an undo) nothing is selected, so Delete deletes nothing;
+  // Delete on a selected node removes it, and undo brings it back.
+  await page.click(`${node("llm")} .wf-node-title`);
+  await page.keyboard.press("Control+Z"); // the answer node's drop undone: a redraw
+  await page.waitForSelector(node("answer"), { state: "detached" });
+  await page.keyboard.press("Delete");
+  await page.waitForSelector(node("llm"));
+  await page.keyboard.press("Control+Shift+Z");
+  await page.click(`${node("answer")} .wf-node-title`);
+  await page.keyboard.press("Delete");
+  await page.waitForSelector(node("answer"), { state: "detached" });
+  await page.click("#wf-undo");
+  await page.waitForSelector(node("answer"));
   await connect(page, "start", "llm");
   await connect(page, "llm", "answer");
   await page.waitForFunction(() => document.querySelectorAll("#wf-canvas .connection").length === 2);
@@ -98,6 +111,8 @@ async function main(page) {
   await page.fill("[data-input=question]", "one two three four five six seven eight");
   await page.selectOption("#wf-run-version", "published");
   await page.click("#wf-run-start");
+  await page.click("#wf-tab-edit"); // another tab meanwhile does not stop the run
+  await page.click("#wf-tab-run");
   const lengths = [];
   let sawRunning = false;
   for (let i = 0; i < 60; i++) {
@@ -159,6 +174,29 @@ async function main(page) {
   const again = await exported(page, "#wf-export-json");
   if (again.text !== asJson.text) throw new Error("a re-imported workflow exports differently");
   step("export and import", { files: [asJson.name, asYaml.name], bytes: asJson.text.length });
+
+  // The same file imported as a new workflow draws what it holds.
+  await page.click("#wf-close"); // saved: no question asked
+  await page.setInputFiles("#wf-import-new", { name: asYaml.name, mimeType: "text/plain", buffer: Buffer.from(asYaml.text) });
+  await page.waitForSelector(node("answer"));
+  const drawn = [await page.locator("#wf-canvas .drawflow-node").count(), await page.locator("#wf-canvas .connection").count()];
+  if (drawn.join() !== "3,2") throw new Error(`the imported workflow drew ${drawn} nodes, edges`);
+  page.once("dialog", (d) => d.accept()); // unsaved: leaving asks first
+  await page.click("#wf-close");
+
+  // A branching node has a port per label; renaming a label keeps its edge.
+  await page.click("[data-template=rag]");
+  await page.waitForSelector(`${node("check")} .output_1[data-branch=found]`);
+  await page.waitForSelector(`${node("check")} .output_2[data-branch=else]`);
+  await select(page, "check");
+  await page.fill("#wf-inspector input[data-field=label]", "hit");
+  await page.waitForSelector(`${node("check")} .output_1[data-branch=hit]`);
+  const edges = await page.locator("#wf-canvas .connection").count();
+  if (edges !== 5) throw new Error(`renaming a branch lost an edge: ${edges} left`);
+  page.once("dialog", (d) => d.accept());
+  await page.click("#wf-close");
+  await page.waitForSelector("#wf-new");
+  step("branches", { drawn, edges });
 
   // A user key: the workflow opens read-only, and runs.
   await page.click("text=Sign out");

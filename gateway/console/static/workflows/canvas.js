@@ -119,6 +119,12 @@ export function Canvas(props) {
 
   // Problems, run status and the selection are classes on the drawn nodes.
   useEffect(() => {
+    const editor = flow.current;
+    if (!props.selected && editor.node_selected) {
+      // Cleared outside the canvas (Escape, a deleted node): Drawflow's too.
+      editor.node_selected.classList.remove("selected");
+      editor.node_selected = null;
+    }
     for (const [id, flowId] of Object.entries(ids.current.toFlow)) {
       const el = box.current.querySelector(`#node-${flowId}`);
       if (!el) continue;
@@ -163,12 +169,14 @@ function shapeOf(doc, types) {
 
 function draw(editor, doc, types, ids) {
   editor.clear();
+  editor.node_selected = null; // Drawflow would delete these removed elements on Delete
+  editor.connection_selected = null;
   ids.toFlow = {};
   ids.toNode = {};
   for (const node of doc.nodes || []) {
     const ports = branchesOf(node, types);
     const p = node.position || { x: 40, y: 40 };
-    const flowId = editor.addNode(node.type, hasInput(node) ? 1 : 0, ports.length, p.x, p.y, `wf-type-${node.type}`, {}, content(node));
+    const flowId = editor.addNode(node.type, hasInput(node) ? 1 : 0, ports.length, p.x, p.y, `wf-type-${String(node.type).replace(/\W/g, "_")}`, {}, content(node));
     ids.toFlow[node.id] = flowId;
     ids.toNode[String(flowId)] = node.id;
     const el = editor.precanvas.querySelector(`#node-${flowId}`);

@@ -31,7 +31,8 @@ function useHistory(initial) {
         if (key && key === s.key && now - s.at < 1000) return { ...s, doc, at: now };
         return { past: [...s.past, s.doc].slice(-LIMIT), doc, future: [], key, at: now };
       }),
-    replace: (doc) => setH((s) => ({ ...s, doc })),
+    // The server's form of what was sent, unless it was edited meanwhile.
+    saved: (sent, doc) => setH((s) => (s.doc === sent ? { ...s, doc } : s)),
     undo: () => setH((s) => (s.past.length ? { past: s.past.slice(0, -1), doc: s.past[s.past.length - 1], future: [s.doc, ...s.future], key: "", at: 0 } : s)),
     redo: () => setH((s) => (s.future.length ? { past: [...s.past, s.doc], doc: s.future[0], future: s.future.slice(1), key: "", at: 0 } : s)),
   };
@@ -56,7 +57,11 @@ export function Editor({ workflow: initial, nodeTypes, types, lists, developer, 
   const [workflow, setWorkflow] = useState(initial);
   const history = useHistory(layout(initial.definition));
   const doc = history.doc;
-  const [savedDoc, setSavedDoc] = useState(initial.name ? initial.definition : null);
+  // Laid out as shown, so a workflow saved without positions (the API, the
+  // CLI) does not open as changed.
+  const [savedDoc, setSavedDoc] = useState(initial.name ? layout(initial.definition) : null);
+  const [saving, setSaving] = useState(false);
+  const [runDoc, setRunDoc] = useState(null); // { version, doc }: what a run shown ran
   const [newId, setNewId] = useState("");
   const [selected, setSelected] = useState(null);
   const [problems, setProblems] = useState([]);
@@ -108,8 +113,11 @@ export function Editor({ workflow: initial, nodeTypes, types, lists, developer, 
   };
 
   const save = async () => {
+    if (saving) return;
     setError(null);
     setNotice("");
+    setSaving(true);
+    const sent = doc;
     try {
       const id = isNew ? newId.trim() : idOf(workflow);
       const saved = isNew
@@ -119,13 +127,14 @@ export function Editor({ workflow: initial, nodeTypes, types, lists, developer, 
         : await api("PATCH", `/v1/workflows/${encodeURIComponent(id)}`, { definition: doc, displayName: workflow.displayName || "" });
       setWorkflow(saved);
       setSavedDoc(saved.definition);
-      history.replace(saved.definition); // the server's form of it: what an export gives back
+      history.saved(sent, saved.definition); // the server's form of it: what an export gives back
       setNotice(`Saved as version ${saved.version}.`);
       setTick((t) => t + 1);
       onSaved(saved);
     } catch (e) {
       setError(e);
     }
+    setSaving(false);
   };
   const publish = async () => {
     setError(null);
@@ -153,13 +162,34 @@ export function Editor({ workflow: initial, nodeTypes, types, lists, developer, 
     }
   };
   const name = isNew ? newId.trim() || "workflow" : idOf(workflow);
+  const close = () => {
+    if (!dirty || readOnly || confirm("Leave the editor? Its unsaved changes will be lost.")) onClose();
+  };
+  useEffect(() => {
+    if (!dirty || readOnly) return undefined;
+    const warn = (e) => e.preventDefault();
+    addEventListener("beforeunload", warn);
+    return () => removeEventListener("beforeunload", warn);
+  }, [dirty, readOnly]);
+
+  // A run shows on the version it ran, which the draft may no longer be.
+  const ranVersion = run && run.version;
+  useEffect(() => {
+    if (isNew || !ranVersion || (runDoc && runDoc.version === ranVersion)) return;
+    api("GET", `/v1/workflows/${encodeURIComponent(idOf(workflow))}?version=${ranVersion}`).then(
+      (w) => setRunDoc({ version: ranVersion, doc: layout(w.definition) }),
+      setError,
+    );
+  }, [ranVersion]);
+  const showingRun = panel === "run" && runDoc && run && runDoc.version === run.version && !same(runDoc.doc, doc);
+  const shown = showingRun ? runDoc.doc : doc;
 
   const keys = (e) => {
     const mod = e.ctrlKey || e.metaKey;
     const typing = ["INPUT", "TEXTAREA", "SELECT"].includes(e.target.tagName);
     if (mod && e.key.toLowerCase() === "s") {
       e.preventDefault();
-      if (developer && dirty) save();
+      if (developer && dirty && !saving) save();
     } else if (typing) {
       // the field's own undo
     } else if (mod && e.key.toLowerCase() === "z") {
@@ -180,7 +210,7 @@ export function Editor({ workflow: initial, nodeTypes, types, lists, developer, 
   return html`<section class="wf-editor" id="wf-editor" onKeyDown=${keys}>
     <div class="row spread wf-toolbar">
       <div class="row">
-        <button type="button" class="link" onClick=${onClose}>← Workflows</button>
+        <button type="button" class="link" id="wf-close" onClick=${close}>← Workflows</button>
         ${isNew
           ? html`<label class="field"><span>New workflow ID</span><input id="wf-new-id" value=${newId} placeholder="letters, digits, - and _"
               onInput=${(e) => setNewId(e.target.value)} /></label>`
@@ -192,7 +222,7 @@ export function Editor({ workflow: initial, nodeTypes, types, lists, developer, 
         <button type="button" class="secondary" id="wf-redo" title="Redo (Ctrl+Shift+Z)" disabled=${!history.canRedo} onClick=${history.redo}>Redo</button>
         ${readOnly ? html`<span class="pill" id="wf-read-only" title="a developer key edits workflows">read-only</span>`
           : html`<span id="wf-check" class=${`pill ${checking ? "" : count ? "bad" : "good"}`}>${checking ? "checking…" : count ? `${count} problem${count > 1 ? "s" : ""}` : "valid"}</span>`}
-        ${developer ? html`<button type="button" id="wf-save" title="Save a new version (Ctrl+S)" disabled=${!dirty || (isNew && !newId.trim())} onClick=${save}>${isNew ? "Create" : dirty ? "Save" : "Saved"}</button>
+        ${developer ? html`<button type="button" id="wf-save" title="Save a new version (Ctrl+S)" disabled=${saving || !dirty || (isNew && !newId.trim())} onClick=${save}>${isNew ? "Create" : dirty ? "Save" : "Saved"}</button>
           <button type="button" class="secondary" id="wf-publish" disabled=${isNew || dirty || workflow.publishedVersion === workflow.latestVersion} onClick=${publish}>Publish v${workflow.latestVersion || 1}</button>` : null}
         <button type="button" class="secondary" id="wf-import" disabled=${readOnly} onClick=${() => fileInput.current.click()}>Import</button>
         <input type="file" id="wf-import-file" class="ds-hidden" accept=".yaml,.yml,.json,application/json" ref=${fileInput} onChange=${importFile} />
@@ -215,8 +245,9 @@ export function Editor({ workflow: initial, nodeTypes, types, lists, developer, 
           Ctrl + wheel zooms; drag the background to pan.</p>
       </aside>
       <div class="wf-main">
-        <${Canvas} doc=${doc} types=${types} problems=${byNode} status=${panel === "run" ? statusOf(run) : {}} selected=${selected}
-          readOnly=${readOnly} onChange=${(d) => change(d)} onSelect=${setSelected} onDrop=${drop} />
+        ${showingRun ? html`<p class="muted" id="wf-run-version-note">Showing version ${runDoc.version}, which this run ran; the draft differs.</p>` : null}
+        <${Canvas} doc=${shown} types=${types} problems=${showingRun ? {} : byNode} status=${panel === "run" ? statusOf(run) : {}} selected=${selected}
+          readOnly=${readOnly || showingRun} onChange=${(d) => change(d)} onSelect=${setSelected} onDrop=${drop} />
         ${count ? html`<ul class="wf-problems" id="wf-problems">${problems.map((p) => html`<li class="wf-problem">
           ${p.node ? html`<button type="button" class="link" onClick=${() => { setSelected(p.node); setPanel("edit"); }}>${p.node}</button>` : null}
           ${p.field ? html`<span class="mono">${p.field}</span>: ` : null}${p.message}</li>`)}</ul>` : null}
@@ -232,7 +263,9 @@ export function Editor({ workflow: initial, nodeTypes, types, lists, developer, 
             onRemove=${() => { change(removeNode(doc, node.id)); setSelected(null); }} />` : null}
         ${panel === "edit" && !node ? html`<${DocumentInspector} doc=${doc} types=${types} problems=${byNode[""]} readOnly=${readOnly}
             onChange=${(d) => change(d, "document")} />` : null}
-        ${panel === "run" && !isNew ? html`<${RunPanel} workflow=${workflow} doc=${doc} dirty=${dirty} run=${run} setRun=${setRun} selected=${selected} />` : null}
+        ${isNew ? null : html`<div hidden=${panel !== "run"}>
+          <${RunPanel} workflow=${workflow} doc=${doc} dirty=${dirty} run=${run} setRun=${setRun} selected=${selected} />
+        </div>`}
         ${panel === "versions" && !isNew ? html`<${Versions} workflow=${workflow} developer=${developer} tick=${tick}
             onPublished=${(w) => { setWorkflow({ ...workflow, publishedVersion: w.publishedVersion }); setTick((t) => t + 1); onSaved(w); }}
             onOpen=${(v) => { change(layout(v.definition)); setNotice(`Opened version ${v.version}: saving makes it the latest.`); setPanel("edit"); }} />` : null}

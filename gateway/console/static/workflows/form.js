@@ -5,6 +5,7 @@
 // `{{`. Each field shows the validation problems whose path it owns.
 
 import { html, useRef, useState } from "../ui.js";
+import { freshName } from "./model.js";
 
 const kindOf = (schema) => {
   if (!schema || typeof schema !== "object") return "json";
@@ -115,11 +116,14 @@ function KeyValues({ value, onChange, suggest, path }) {
   const write = (pairs) => onChange(pairs.length ? Object.fromEntries(pairs) : undefined);
   return html`<div class="wf-list" data-field=${path}>
     ${rows.map(([k, x], i) => html`<div class="wf-kv" key=${i}>
-      <input value=${k} placeholder="name" onChange=${(e) => write(rows.map((r, j) => (j === i ? [e.target.value, r[1]] : r)))} />
+      <input value=${k} placeholder="name" onChange=${(e) => {
+        if (rows.some(([n], j) => j !== i && n === e.target.value)) e.target.value = k; // taken: keep the old name
+        else write(rows.map((r, j) => (j === i ? [e.target.value, r[1]] : r)));
+      }} />
       <${TemplateInput} value=${x} onChange=${(y) => write(rows.map((r, j) => (j === i ? [r[0], y] : r)))} suggest=${suggest} name=${`${path}.${k}`} rows=${1} />
       <button type="button" class="link bad" onClick=${() => write(rows.filter((_, j) => j !== i))}>Remove</button>
     </div>`)}
-    <button type="button" class="link" onClick=${() => write([...rows, [`name_${rows.length + 1}`, ""]])}>+ Add</button>
+    <button type="button" class="link" onClick=${() => write([...rows, [freshName(rows.map(([n]) => n), "name"), ""]])}>+ Add</button>
   </div>`;
 }
 

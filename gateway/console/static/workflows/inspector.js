@@ -3,7 +3,7 @@
 // node selected, the workflow's own inputs and outputs.
 
 import { html, useEffect, useState } from "../ui.js";
-import { ID, renameNode, suggestions, updateNode } from "./model.js";
+import { ID, branchesOf, freshName, relabel, renameNode, suggestions, updateNode } from "./model.js";
 import { SchemaForm, TemplateInput } from "./form.js";
 
 // A text field that commits on blur or Enter (an id is renamed once, not per key).
@@ -30,7 +30,7 @@ export function NodeInspector({ doc, node, types, problems, lists, readOnly, onC
   const mine = problems || [];
   const configProblems = mine.filter((p) => p.field.startsWith("config.")).map((p) => ({ ...p, field: p.field.slice(7) }));
   const other = mine.filter((p) => !p.field.startsWith("config."));
-  const set = (patch) => onChange(updateNode(doc, node.id, patch));
+  const set = (patch) => onChange(relabel(updateNode(doc, node.id, patch), node.id, types, branchesOf(node, types)));
   const rename = (to) => {
     onChange(renameNode(doc, node.id, to));
     onSelect(to);
@@ -79,6 +79,7 @@ export function DocumentInspector({ doc, types, problems, readOnly, onChange }) 
     onChange(next);
   };
   const setInput = (i, patch) => writeInputs(inputs.map(([n, s], j) => (j === i ? [n, clean({ ...s, ...patch })] : [n, s])));
+  const unique = (rows, i) => (t) => (rows.some(([n], j) => j !== i && n === t) ? `${t} is taken` : "");
   const suggest = suggestionsOfAll(doc, types);
   return html`<fieldset class="wf-inspector" id="wf-doc-inspector" disabled=${readOnly}>
     <h3>Inputs</h3>
@@ -86,7 +87,7 @@ export function DocumentInspector({ doc, types, problems, readOnly, onChange }) 
     ${(problems || []).map((p) => html`<p class="wf-problem" role="alert">${p.field ? `${p.field}: ` : ""}${p.message}</p>`)}
     ${inputs.map(([name, spec], i) => html`<div class="wf-input-row" key=${i}>
       <${Committed} value=${name} placeholder="name" aria-label="input name"
-        check=${(t) => (/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(t) ? "" : "a letter or _ then letters, digits or _")}
+        check=${(t) => (/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(t) ? unique(inputs, i)(t) : "a letter or _ then letters, digits or _")}
         onCommit=${(t) => writeInputs(inputs.map((r, j) => (j === i ? [t, r[1]] : r)))} />
       <select value=${spec.type || "string"} aria-label="type" onChange=${(e) => setInput(i, { type: e.target.value, default: undefined })}>
         ${INPUT_TYPES.map((t) => html`<option value=${t}>${t}</option>`)}</select>
@@ -94,16 +95,17 @@ export function DocumentInspector({ doc, types, problems, readOnly, onChange }) 
       <input placeholder="description" value=${spec.description || ""} onInput=${(e) => setInput(i, { description: e.target.value || undefined })} />
       <button type="button" class="link bad" onClick=${() => writeInputs(inputs.filter((_, j) => j !== i))}>Remove</button>
     </div>`)}
-    <button type="button" class="link" id="wf-input-add" onClick=${() => writeInputs([...inputs, [`input_${inputs.length + 1}`, { type: "string", required: false }]])}>+ Add an input</button>
+    <button type="button" class="link" id="wf-input-add" onClick=${() => writeInputs([...inputs, [freshName(inputs.map(([n]) => n), "input"), { type: "string", required: false }]])}>+ Add an input</button>
     <h3>Outputs</h3>
     <p class="muted">Optional: else the end nodes' outputs, else what the answer nodes said.</p>
     ${outputs.map(([name, text], i) => html`<div class="wf-kv" key=${i}>
-      <${Committed} value=${name} placeholder="name" aria-label="output name" onCommit=${(t) => writeOutputs(outputs.map((r, j) => (j === i ? [t, r[1]] : r)))} />
+      <${Committed} value=${name} placeholder="name" aria-label="output name" check=${unique(outputs, i)}
+        onCommit=${(t) => writeOutputs(outputs.map((r, j) => (j === i ? [t, r[1]] : r)))} />
       <${TemplateInput} value=${text} rows=${1} suggest=${suggest} name=${`outputs.${name}`}
         onChange=${(t) => writeOutputs(outputs.map((r, j) => (j === i ? [r[0], t] : r)))} />
       <button type="button" class="link bad" onClick=${() => writeOutputs(outputs.filter((_, j) => j !== i))}>Remove</button>
     </div>`)}
-    <button type="button" class="link" onClick=${() => writeOutputs([...outputs, [`output_${outputs.length + 1}`, ""]])}>+ Add an output</button>
+    <button type="button" class="link" onClick=${() => writeOutputs([...outputs, [freshName(outputs.map(([n]) => n), "output"), ""]])}>+ Add an output</button>
   </fieldset>`;
 }
 

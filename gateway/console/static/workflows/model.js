@@ -117,19 +117,49 @@ export function updateNode(doc, id, patch) {
   return { ...doc, nodes: doc.nodes.map((n) => (n.id === id ? clean({ ...n, ...patch }) : n)) };
 }
 
-// A node under a new id: its edges follow, and so do `{{ old.` references in
-// every template downstream (a plain textual rename of `old.` after `{{`).
+// A node under a new id: its edges follow, and so does every `old.` read
+// inside a `{{ }}` or `{% %}` of any template (its own sub-graph's too).
 export function renameNode(doc, from, to) {
-  const ref = new RegExp(`(\\{\\{-?\\s*|\\{%-?[^%]*?\\b)${from}\\.`, "g");
-  const rewrite = (v) => (typeof v === "string" ? v.replace(ref, `$1${to}.`)
+  const name = new RegExp(`(?<![\\w.])${from}\\.`, "g");
+  const spans = /\{\{[\s\S]*?\}\}|\{%[\s\S]*?%\}/g;
+  const rewrite = (v) => (typeof v === "string" ? v.replace(spans, (span) => span.replace(name, `${to}.`))
     : Array.isArray(v) ? v.map(rewrite)
       : v && typeof v === "object" ? Object.fromEntries(Object.entries(v).map(([k, x]) => [k, rewrite(x)])) : v);
   return {
     ...doc,
-    nodes: doc.nodes.map((n) => (n.id === from ? { ...n, id: to } : n.config ? { ...n, config: rewrite(n.config) } : n)),
+    nodes: doc.nodes.map((n) => {
+      const renamed = n.id === from ? { ...n, id: to } : n;
+      return renamed.config ? { ...renamed, config: rewrite(renamed.config) } : renamed;
+    }),
     edges: (doc.edges || []).map((e) => ({ ...e, from: e.from === from ? to : e.from, to: e.to === from ? to : e.to })),
     ...(doc.outputs ? { outputs: rewrite(doc.outputs) } : {}),
   };
+}
+
+// After a node's branch labels changed, its edges follow: an edge whose label
+// is still there keeps it; when only names changed (as many ports as before)
+// an edge takes the new name of its port; an edge whose port is gone goes.
+export function relabel(doc, id, types, before) {
+  const node = doc.nodes.find((n) => n.id === id);
+  const after = node ? branchesOf(node, types) : [];
+  if (!node || (after.length === before.length && after.every((b, i) => b === before[i]))) return doc;
+  const renamed = after.length === before.length;
+  const edges = [];
+  for (const e of doc.edges || []) {
+    const branch = e.branch || "";
+    if (e.from !== id || after.includes(branch) || !before.includes(branch)) edges.push(e);
+    else if (renamed) {
+      const label = after[before.indexOf(branch)];
+      edges.push(label ? { from: e.from, to: e.to, branch: label } : { from: e.from, to: e.to });
+    }
+  }
+  return { ...doc, edges };
+}
+
+// A name not yet among `taken`: base_1, base_2, ...
+export function freshName(taken, base) {
+  const used = new Set(taken);
+  for (let i = 1; ; i++) if (!used.has(`${base}_${i}`)) return `${base}_${i}`;
 }
 
 const sameEdge = (a, b) => a.from === b.from && a.to === b.to && (a.branch || "") === (b.branch || "");

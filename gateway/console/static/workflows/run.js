@@ -135,7 +135,7 @@ export function RunPanel({ workflow, doc, dirty, run, setRun, selected }) {
       if (e.name === "AbortError") setRun({ ...current, status: "cancelled", started: {} });
       else {
         setError(e);
-        if (!current.id) setRun(null);
+        setRun(current.id ? { ...current, status: "failed", error: current.error || e.message, started: {} } : null);
       }
     }
     abort.current = null;
