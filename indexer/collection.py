@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from indexer.analyzer import Analyzer
 from indexer.chunker import ChunkDraft, Chunker
 from indexer.documents import DocumentInput, Hit, IngestResult, Mode, Query
 from indexer.embedder import Embedder
@@ -66,15 +67,17 @@ class Collection:
         chunker: Chunker,
         index: IndexParams,
         search: SearchParams,
+        analyzer: Analyzer | None = None,
     ) -> None:
         self.directory = directory
+        self.analyzer = analyzer or Analyzer()
         self.store = store
         self.embedder = embedder
         self.chunker = chunker
         self.search_params = search
         self._vectors = VectorIndex(embedder.dimensions, index)
         self._metadata = MetadataIndex()
-        self._lexical = LexicalIndex.build([], [], -1)
+        self._lexical = LexicalIndex.build([], [], -1, self.analyzer)
         self._generation = store.generation()
         self._saved_generation = -1
         self._saved_lexical = -1
@@ -105,7 +108,8 @@ class Collection:
             self._vectors.add(np.asarray(labels, dtype=np.int64), vectors)
         if missing:
             log.info("%s: %d vectors re-added from the store", self.directory, len(missing))
-        lexical = LexicalIndex.load(self.directory / LEXICAL_DIR)
+        # None also when saved with another analysis: rebuilt from the store when needed.
+        lexical = LexicalIndex.load(self.directory / LEXICAL_DIR, self.analyzer)
         if lexical is not None:
             self._lexical = lexical
             self._saved_lexical = lexical.generation
@@ -327,7 +331,7 @@ class Collection:
         with self._lexical_build:
             if self._lexical.generation != self._generation:
                 generation, labels, texts = self.store.texts()
-                self._lexical = LexicalIndex.build(labels, texts, generation)
+                self._lexical = LexicalIndex.build(labels, texts, generation, self.analyzer)
 
     def _rebuild_in_background(self) -> None:
         with self._background:

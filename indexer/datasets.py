@@ -15,8 +15,12 @@ import secrets
 import shutil
 import time
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
+from indexer.analyzer import DEFAULT as DEFAULT_ANALYSIS
+from indexer.analyzer import Analysis, Analyzer
 from indexer.chunker import Chunker
 from indexer.collection import STORE_FILE, Collection
 from indexer.documents import CollectionInfo, DocumentInput, Hit, IngestResult, Query
@@ -78,6 +82,7 @@ class Datasets:
         display_name: str = "",
         chunk_tokens: int = 0,
         chunk_overlap: int = -1,
+        lexical: Analysis = DEFAULT_ANALYSIS,
     ) -> CollectionInfo:
         """Not idempotent: a second create of the same id raises AlreadyExists."""
         embedder = self._ready()
@@ -98,7 +103,7 @@ class Datasets:
             "tenant": tenant, "id": collection_id, "display_name": display_name or collection_id,
             "embedding_model": self.embedding_model, "dimensions": embedder.dimensions,
             "chunk_tokens": chunker.size, "chunk_overlap": chunker.overlap,
-            "create_time": time.time(), "generation": 0,
+            "create_time": time.time(), "generation": 0, "lexical": asdict(lexical),
         }  # fmt: skip
         await asyncio.to_thread(self._make, directory, info)
         return await self.get(tenant, collection_id)
@@ -213,8 +218,9 @@ class Datasets:
             embedder.tokenizer, embedder.max_tokens, info["chunk_tokens"], info["chunk_overlap"]
         )
         collection = Collection(
-            directory, store, embedder, chunker, self.settings.index, self.settings.search
-        )
+            directory, store, embedder, chunker, self.settings.index, self.settings.search,
+            Analyzer(_analysis(info)),
+        )  # fmt: skip
         collection.load()
         return collection
 
@@ -293,8 +299,14 @@ def _info(store: Store) -> CollectionInfo:
     return CollectionInfo(
         info["tenant"], info["id"], info["display_name"], info["embedding_model"],
         info["dimensions"], info["chunk_tokens"], info["chunk_overlap"], info["create_time"],
-        documents, chunks,
+        documents, chunks, _analysis(info),
     )  # fmt: skip
+
+
+def _analysis(info: dict[str, Any]) -> Analysis:
+    """A collection's analysis; one made before analyzers gets the default
+    (its saved BM25 index, built without one, is rebuilt on first use)."""
+    return Analysis(**info.get("lexical", {}))
 
 
 async def ingest_document(

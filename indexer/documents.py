@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from indexer.analyzer import DEFAULT as DEFAULT_ANALYSIS
+from indexer.analyzer import Analysis
 from indexer.filters import Condition
 from indexer.store import StoredChunk
 
@@ -78,3 +80,4 @@ class CollectionInfo:
     create_time: float
     documents: int = 0
     chunks: int = 0
+    lexical: Analysis = DEFAULT_ANALYSIS

@@ -90,6 +90,7 @@ class DatasetService(dataset_pb2_grpc.DatasetServicer):
                 spec.display_name,
                 spec.chunk_tokens,
                 spec.chunk_overlap or -1,
+                wire.analysis_from_pb(spec.lexical),
             )
         except (DatasetError, RouterError) as exc:
             await abort(context, exc)

@@ -12,6 +12,7 @@ from google.protobuf import json_format, struct_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from gateway.pb import dataset_pb2 as pb
+from indexer.analyzer import Analysis
 from indexer.documents import CollectionInfo, Hit, Mode, Query
 from indexer.errors import InvalidInput
 from indexer.filters import Condition, Eq, In, Range
@@ -46,6 +47,19 @@ def collection_to_pb(info: CollectionInfo) -> pb.Collection:
         document_count=info.documents,
         chunk_count=info.chunks,
         create_time=created,
+        lexical=pb.LexicalAnalysis(
+            language=info.lexical.language, k1=info.lexical.k1, b=info.lexical.b
+        ),
+    )
+
+
+def analysis_from_pb(spec: pb.LexicalAnalysis) -> Analysis:
+    """The analysis a create asks for; what it leaves out takes the default."""
+    default = Analysis()
+    return Analysis(
+        spec.language or default.language,
+        spec.k1 if spec.HasField("k1") else default.k1,
+        spec.b if spec.HasField("b") else default.b,
     )
 
 

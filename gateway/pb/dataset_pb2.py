@@ -29,7 +29,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from gateway.pb import router_pb2 as infergate_dot_v1_dot_router__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ainfergate/v1/dataset.proto\x12\x0cinfergate.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19infergate/v1/router.proto\"\xe8\x01\n\nCollection\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x17\n\x0f\x65mbedding_model\x18\x03 \x01(\t\x12\x12\n\ndimensions\x18\x04 \x01(\x05\x12\x14\n\x0c\x63hunk_tokens\x18\x05 \x01(\x05\x12\x15\n\rchunk_overlap\x18\x06 \x01(\x05\x12\x16\n\x0e\x64ocument_count\x18\x07 \x01(\x03\x12\x13\n\x0b\x63hunk_count\x18\x08 \x01(\x03\x12/\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"^\n\x17\x43reateCollectionRequest\x12\x15\n\rcollection_id\x18\x01 \x01(\t\x12,\n\ncollection\x18\x02 \x01(\x0b\x32\x18.infergate.v1.Collection\"$\n\x14GetCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"?\n\x16ListCollectionsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"a\n\x17ListCollectionsResponse\x12-\n\x0b\x63ollections\x18\x01 \x03(\x0b\x32\x18.infergate.v1.Collection\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\'\n\x17\x44\x65leteCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"_\n\x08\x44ocument\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12)\n\x08metadata\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0e\n\x06source\x18\x04 \x01(\t\"W\n\x16UpsertDocumentsRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12)\n\tdocuments\x18\x02 \x03(\x0b\x32\x16.infergate.v1.Document\"<\n\x17UpsertDocumentsResponse\x12\x11\n\tdocuments\x18\x01 \x01(\x05\x12\x0e\n\x06\x63hunks\x18\x02 \x01(\x05\"w\n\x10IngestFileHeader\x12\x13\n\x0b\x64ocument_id\x18\x01 \x01(\t\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\x12\x11\n\tmime_type\x18\x03 \x01(\t\x12)\n\x08metadata\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\"q\n\x11IngestFileRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x30\n\x06header\x18\x02 \x01(\x0b\x32\x1e.infergate.v1.IngestFileHeaderH\x00\x12\x0e\n\x04\x64\x61ta\x18\x03 \x01(\x0cH\x00\x42\x06\n\x04part\"[\n\x12IngestFileResponse\x12\x13\n\x0b\x64ocument_id\x18\x01 \x01(\t\x12\x0e\n\x06\x63hunks\x18\x02 \x01(\x05\x12\r\n\x05pages\x18\x03 \x01(\x05\x12\x11\n\tunchanged\x18\x04 \x01(\x08\"B\n\x16\x44\x65leteDocumentsRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x14\n\x0c\x64ocument_ids\x18\x02 \x03(\t\"*\n\x17\x44\x65leteDocumentsResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x05\"5\n\x06\x46ilter\x12+\n\nconditions\x18\x01 \x03(\x0b\x32\x17.infergate.v1.Condition\"\x96\x01\n\tCondition\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12$\n\x02\x65q\x18\x02 \x01(\x0b\x32\x16.google.protobuf.ValueH\x00\x12(\n\x02in\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.ListValueH\x00\x12$\n\x05range\x18\x04 \x01(\x0b\x32\x13.infergate.v1.RangeH\x00\x42\x04\n\x02op\"k\n\x05Range\x12\x10\n\x03gte\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x0f\n\x02gt\x18\x02 \x01(\x01H\x01\x88\x01\x01\x12\x10\n\x03lte\x18\x03 \x01(\x01H\x02\x88\x01\x01\x12\x0f\n\x02lt\x18\x04 \x01(\x01H\x03\x88\x01\x01\x42\x06\n\x04_gteB\x05\n\x03_gtB\x06\n\x04_lteB\x05\n\x03_lt\"\xd3\x01\n\rSearchRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0e\n\x04text\x18\x02 \x01(\tH\x00\x12)\n\x06vector\x18\x03 \x01(\x0b\x32\x17.infergate.v1.EmbeddingH\x00\x12&\n\x04mode\x18\x04 \x01(\x0e\x32\x18.infergate.v1.SearchMode\x12\t\n\x01k\x18\x05 \x01(\x05\x12$\n\x06\x66ilter\x18\x06 \x01(\x0b\x32\x14.infergate.v1.Filter\x12\x11\n\tmin_score\x18\x07 \x01(\x02\x42\x07\n\x05query\"\xa2\x01\n\x05\x43hunk\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0b\x64ocument_id\x18\x02 \x01(\t\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\x0e\n\x06source\x18\x04 \x01(\t\x12\x10\n\x08position\x18\x05 \x01(\x05\x12\x0c\n\x04page\x18\x06 \x01(\x05\x12\x0f\n\x07heading\x18\x07 \x01(\t\x12)\n\x08metadata\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\"@\n\x0bScoredChunk\x12\"\n\x05\x63hunk\x18\x01 \x01(\x0b\x32\x13.infergate.v1.Chunk\x12\r\n\x05score\x18\x02 \x01(\x02\"<\n\x0eSearchResponse\x12*\n\x07results\x18\x01 \x03(\x0b\x32\x19.infergate.v1.ScoredChunk\"c\n\x11ListChunksRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x13\n\x0b\x64ocument_id\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"R\n\x12ListChunksResponse\x12#\n\x06\x63hunks\x18\x01 \x03(\x0b\x32\x13.infergate.v1.Chunk\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xa5\x01\n\x0c\x44ocumentInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x0e\n\x06\x63hunks\x18\x03 \x01(\x05\x12\r\n\x05pages\x18\x04 \x01(\x05\x12)\n\x08metadata\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12/\n\x0bupdate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"Q\n\x14ListDocumentsRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"_\n\x15ListDocumentsResponse\x12-\n\tdocuments\x18\x01 \x03(\x0b\x32\x1a.infergate.v1.DocumentInfo\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*q\n\nSearchMode\x12\x1b\n\x17SEARCH_MODE_UNSPECIFIED\x10\x00\x12\x15\n\x11SEARCH_MODE_DENSE\x10\x01\x12\x17\n\x13SEARCH_MODE_LEXICAL\x10\x02\x12\x16\n\x12SEARCH_MODE_HYBRID\x10\x03\x32\xa5\n\n\x07\x44\x61taset\x12x\n\x10\x43reateCollection\x12%.infergate.v1.CreateCollectionRequest\x1a\x18.infergate.v1.Collection\"#\x82\xd3\xe4\x93\x02\x1d\"\x0f/v1/collections:\ncollection\x12o\n\rGetCollection\x12\".infergate.v1.GetCollectionRequest\x1a\x18.infergate.v1.Collection\" \x82\xd3\xe4\x93\x02\x1a\x12\x18/v1/{name=collections/*}\x12w\n\x0fListCollections\x12$.infergate.v1.ListCollectionsRequest\x1a%.infergate.v1.ListCollectionsResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/collections\x12s\n\x10\x44\x65leteCollection\x12%.infergate.v1.DeleteCollectionRequest\x1a\x16.google.protobuf.Empty\" \x82\xd3\xe4\x93\x02\x1a*\x18/v1/{name=collections/*}\x12\x9a\x01\n\x0fUpsertDocuments\x12$.infergate.v1.UpsertDocumentsRequest\x1a%.infergate.v1.UpsertDocumentsResponse\":\x82\xd3\xe4\x93\x02\x34\"//v1/{collection=collections/*}/documents:upsert:\x01*\x12\x82\x01\n\nIngestFile\x12\x1f.infergate.v1.IngestFileRequest\x1a .infergate.v1.IngestFileResponse\"/\x82\xd3\xe4\x93\x02)\"$/v1/{collection=collections/*}/files:\x01*(\x01\x12\x9a\x01\n\x0f\x44\x65leteDocuments\x12$.infergate.v1.DeleteDocumentsRequest\x1a%.infergate.v1.DeleteDocumentsResponse\":\x82\xd3\xe4\x93\x02\x34\"//v1/{collection=collections/*}/documents:delete:\x01*\x12u\n\x06Search\x12\x1b.infergate.v1.SearchRequest\x1a\x1c.infergate.v1.SearchResponse\"0\x82\xd3\xe4\x93\x02*\"%/v1/{collection=collections/*}:search:\x01*\x12~\n\nListChunks\x12\x1f.infergate.v1.ListChunksRequest\x1a .infergate.v1.ListChunksResponse\"-\x82\xd3\xe4\x93\x02\'\x12%/v1/{collection=collections/*}/chunks\x12\x8a\x01\n\rListDocuments\x12\".infergate.v1.ListDocumentsRequest\x1a#.infergate.v1.ListDocumentsResponse\"0\x82\xd3\xe4\x93\x02*\x12(/v1/{collection=collections/*}/documentsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ainfergate/v1/dataset.proto\x12\x0cinfergate.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19infergate/v1/router.proto\"\x98\x02\n\nCollection\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x17\n\x0f\x65mbedding_model\x18\x03 \x01(\t\x12\x12\n\ndimensions\x18\x04 \x01(\x05\x12\x14\n\x0c\x63hunk_tokens\x18\x05 \x01(\x05\x12\x15\n\rchunk_overlap\x18\x06 \x01(\x05\x12\x16\n\x0e\x64ocument_count\x18\x07 \x01(\x03\x12\x13\n\x0b\x63hunk_count\x18\x08 \x01(\x03\x12/\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\x07lexical\x18\n \x01(\x0b\x32\x1d.infergate.v1.LexicalAnalysis\"Q\n\x0fLexicalAnalysis\x12\x10\n\x08language\x18\x01 \x01(\t\x12\x0f\n\x02k1\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\x0e\n\x01\x62\x18\x03 \x01(\x01H\x01\x88\x01\x01\x42\x05\n\x03_k1B\x04\n\x02_b\"^\n\x17\x43reateCollectionRequest\x12\x15\n\rcollection_id\x18\x01 \x01(\t\x12,\n\ncollection\x18\x02 \x01(\x0b\x32\x18.infergate.v1.Collection\"$\n\x14GetCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"?\n\x16ListCollectionsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"a\n\x17ListCollectionsResponse\x12-\n\x0b\x63ollections\x18\x01 \x03(\x0b\x32\x18.infergate.v1.Collection\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\'\n\x17\x44\x65leteCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"_\n\x08\x44ocument\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12)\n\x08metadata\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0e\n\x06source\x18\x04 \x01(\t\"W\n\x16UpsertDocumentsRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12)\n\tdocuments\x18\x02 \x03(\x0b\x32\x16.infergate.v1.Document\"<\n\x17UpsertDocumentsResponse\x12\x11\n\tdocuments\x18\x01 \x01(\x05\x12\x0e\n\x06\x63hunks\x18\x02 \x01(\x05\"w\n\x10IngestFileHeader\x12\x13\n\x0b\x64ocument_id\x18\x01 \x01(\t\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\x12\x11\n\tmime_type\x18\x03 \x01(\t\x12)\n\x08metadata\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\"q\n\x11IngestFileRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x30\n\x06header\x18\x02 \x01(\x0b\x32\x1e.infergate.v1.IngestFileHeaderH\x00\x12\x0e\n\x04\x64\x61ta\x18\x03 \x01(\x0cH\x00\x42\x06\n\x04part\"[\n\x12IngestFileResponse\x12\x13\n\x0b\x64ocument_id\x18\x01 \x01(\t\x12\x0e\n\x06\x63hunks\x18\x02 \x01(\x05\x12\r\n\x05pages\x18\x03 \x01(\x05\x12\x11\n\tunchanged\x18\x04 \x01(\x08\"B\n\x16\x44\x65leteDocumentsRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x14\n\x0c\x64ocument_ids\x18\x02 \x03(\t\"*\n\x17\x44\x65leteDocumentsResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x05\"5\n\x06\x46ilter\x12+\n\nconditions\x18\x01 \x03(\x0b\x32\x17.infergate.v1.Condition\"\x96\x01\n\tCondition\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12$\n\x02\x65q\x18\x02 \x01(\x0b\x32\x16.google.protobuf.ValueH\x00\x12(\n\x02in\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.ListValueH\x00\x12$\n\x05range\x18\x04 \x01(\x0b\x32\x13.infergate.v1.RangeH\x00\x42\x04\n\x02op\"k\n\x05Range\x12\x10\n\x03gte\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x0f\n\x02gt\x18\x02 \x01(\x01H\x01\x88\x01\x01\x12\x10\n\x03lte\x18\x03 \x01(\x01H\x02\x88\x01\x01\x12\x0f\n\x02lt\x18\x04 \x01(\x01H\x03\x88\x01\x01\x42\x06\n\x04_gteB\x05\n\x03_gtB\x06\n\x04_lteB\x05\n\x03_lt\"\xd3\x01\n\rSearchRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0e\n\x04text\x18\x02 \x01(\tH\x00\x12)\n\x06vector\x18\x03 \x01(\x0b\x32\x17.infergate.v1.EmbeddingH\x00\x12&\n\x04mode\x18\x04 \x01(\x0e\x32\x18.infergate.v1.SearchMode\x12\t\n\x01k\x18\x05 \x01(\x05\x12$\n\x06\x66ilter\x18\x06 \x01(\x0b\x32\x14.infergate.v1.Filter\x12\x11\n\tmin_score\x18\x07 \x01(\x02\x42\x07\n\x05query\"\xa2\x01\n\x05\x43hunk\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0b\x64ocument_id\x18\x02 \x01(\t\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\x0e\n\x06source\x18\x04 \x01(\t\x12\x10\n\x08position\x18\x05 \x01(\x05\x12\x0c\n\x04page\x18\x06 \x01(\x05\x12\x0f\n\x07heading\x18\x07 \x01(\t\x12)\n\x08metadata\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\"@\n\x0bScoredChunk\x12\"\n\x05\x63hunk\x18\x01 \x01(\x0b\x32\x13.infergate.v1.Chunk\x12\r\n\x05score\x18\x02 \x01(\x02\"<\n\x0eSearchResponse\x12*\n\x07results\x18\x01 \x03(\x0b\x32\x19.infergate.v1.ScoredChunk\"c\n\x11ListChunksRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x13\n\x0b\x64ocument_id\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"R\n\x12ListChunksResponse\x12#\n\x06\x63hunks\x18\x01 \x03(\x0b\x32\x13.infergate.v1.Chunk\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xa5\x01\n\x0c\x44ocumentInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x0e\n\x06\x63hunks\x18\x03 \x01(\x05\x12\r\n\x05pages\x18\x04 \x01(\x05\x12)\n\x08metadata\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12/\n\x0bupdate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"Q\n\x14ListDocumentsRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"_\n\x15ListDocumentsResponse\x12-\n\tdocuments\x18\x01 \x03(\x0b\x32\x1a.infergate.v1.DocumentInfo\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*q\n\nSearchMode\x12\x1b\n\x17SEARCH_MODE_UNSPECIFIED\x10\x00\x12\x15\n\x11SEARCH_MODE_DENSE\x10\x01\x12\x17\n\x13SEARCH_MODE_LEXICAL\x10\x02\x12\x16\n\x12SEARCH_MODE_HYBRID\x10\x03\x32\xa5\n\n\x07\x44\x61taset\x12x\n\x10\x43reateCollection\x12%.infergate.v1.CreateCollectionRequest\x1a\x18.infergate.v1.Collection\"#\x82\xd3\xe4\x93\x02\x1d\"\x0f/v1/collections:\ncollection\x12o\n\rGetCollection\x12\".infergate.v1.GetCollectionRequest\x1a\x18.infergate.v1.Collection\" \x82\xd3\xe4\x93\x02\x1a\x12\x18/v1/{name=collections/*}\x12w\n\x0fListCollections\x12$.infergate.v1.ListCollectionsRequest\x1a%.infergate.v1.ListCollectionsResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/collections\x12s\n\x10\x44\x65leteCollection\x12%.infergate.v1.DeleteCollectionRequest\x1a\x16.google.protobuf.Empty\" \x82\xd3\xe4\x93\x02\x1a*\x18/v1/{name=collections/*}\x12\x9a\x01\n\x0fUpsertDocuments\x12$.infergate.v1.UpsertDocumentsRequest\x1a%.infergate.v1.UpsertDocumentsResponse\":\x82\xd3\xe4\x93\x02\x34\"//v1/{collection=collections/*}/documents:upsert:\x01*\x12\x82\x01\n\nIngestFile\x12\x1f.infergate.v1.IngestFileRequest\x1a .infergate.v1.IngestFileResponse\"/\x82\xd3\xe4\x93\x02)\"$/v1/{collection=collections/*}/files:\x01*(\x01\x12\x9a\x01\n\x0f\x44\x65leteDocuments\x12$.infergate.v1.DeleteDocumentsRequest\x1a%.infergate.v1.DeleteDocumentsResponse\":\x82\xd3\xe4\x93\x02\x34\"//v1/{collection=collections/*}/documents:delete:\x01*\x12u\n\x06Search\x12\x1b.infergate.v1.SearchRequest\x1a\x1c.infergate.v1.SearchResponse\"0\x82\xd3\xe4\x93\x02*\"%/v1/{collection=collections/*}:search:\x01*\x12~\n\nListChunks\x12\x1f.infergate.v1.ListChunksRequest\x1a .infergate.v1.ListChunksResponse\"-\x82\xd3\xe4\x93\x02\'\x12%/v1/{collection=collections/*}/chunks\x12\x8a\x01\n\rListDocuments\x12\".infergate.v1.ListDocumentsRequest\x1a#.infergate.v1.ListDocumentsResponse\"0\x82\xd3\xe4\x93\x02*\x12(/v1/{collection=collections/*}/documentsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -56,60 +56,62 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DATASET'].methods_by_name['ListChunks']._serialized_options = b'\202\323\344\223\002\'\022%/v1/{collection=collections/*}/chunks'
   _globals['_DATASET'].methods_by_name['ListDocuments']._loaded_options = None
   _globals['_DATASET'].methods_by_name['ListDocuments']._serialized_options = b'\202\323\344\223\002*\022(/v1/{collection=collections/*}/documents'
-  _globals['_SEARCHMODE']._serialized_start=2813
-  _globals['_SEARCHMODE']._serialized_end=2926
+  _globals['_SEARCHMODE']._serialized_start=2944
+  _globals['_SEARCHMODE']._serialized_end=3057
   _globals['_COLLECTION']._serialized_start=194
-  _globals['_COLLECTION']._serialized_end=426
-  _globals['_CREATECOLLECTIONREQUEST']._serialized_start=428
-  _globals['_CREATECOLLECTIONREQUEST']._serialized_end=522
-  _globals['_GETCOLLECTIONREQUEST']._serialized_start=524
-  _globals['_GETCOLLECTIONREQUEST']._serialized_end=560
-  _globals['_LISTCOLLECTIONSREQUEST']._serialized_start=562
-  _globals['_LISTCOLLECTIONSREQUEST']._serialized_end=625
-  _globals['_LISTCOLLECTIONSRESPONSE']._serialized_start=627
-  _globals['_LISTCOLLECTIONSRESPONSE']._serialized_end=724
-  _globals['_DELETECOLLECTIONREQUEST']._serialized_start=726
-  _globals['_DELETECOLLECTIONREQUEST']._serialized_end=765
-  _globals['_DOCUMENT']._serialized_start=767
-  _globals['_DOCUMENT']._serialized_end=862
-  _globals['_UPSERTDOCUMENTSREQUEST']._serialized_start=864
-  _globals['_UPSERTDOCUMENTSREQUEST']._serialized_end=951
-  _globals['_UPSERTDOCUMENTSRESPONSE']._serialized_start=953
-  _globals['_UPSERTDOCUMENTSRESPONSE']._serialized_end=1013
-  _globals['_INGESTFILEHEADER']._serialized_start=1015
-  _globals['_INGESTFILEHEADER']._serialized_end=1134
-  _globals['_INGESTFILEREQUEST']._serialized_start=1136
-  _globals['_INGESTFILEREQUEST']._serialized_end=1249
-  _globals['_INGESTFILERESPONSE']._serialized_start=1251
-  _globals['_INGESTFILERESPONSE']._serialized_end=1342
-  _globals['_DELETEDOCUMENTSREQUEST']._serialized_start=1344
-  _globals['_DELETEDOCUMENTSREQUEST']._serialized_end=1410
-  _globals['_DELETEDOCUMENTSRESPONSE']._serialized_start=1412
-  _globals['_DELETEDOCUMENTSRESPONSE']._serialized_end=1454
-  _globals['_FILTER']._serialized_start=1456
-  _globals['_FILTER']._serialized_end=1509
-  _globals['_CONDITION']._serialized_start=1512
-  _globals['_CONDITION']._serialized_end=1662
-  _globals['_RANGE']._serialized_start=1664
-  _globals['_RANGE']._serialized_end=1771
-  _globals['_SEARCHREQUEST']._serialized_start=1774
-  _globals['_SEARCHREQUEST']._serialized_end=1985
-  _globals['_CHUNK']._serialized_start=1988
-  _globals['_CHUNK']._serialized_end=2150
-  _globals['_SCOREDCHUNK']._serialized_start=2152
-  _globals['_SCOREDCHUNK']._serialized_end=2216
-  _globals['_SEARCHRESPONSE']._serialized_start=2218
-  _globals['_SEARCHRESPONSE']._serialized_end=2278
-  _globals['_LISTCHUNKSREQUEST']._serialized_start=2280
-  _globals['_LISTCHUNKSREQUEST']._serialized_end=2379
-  _globals['_LISTCHUNKSRESPONSE']._serialized_start=2381
-  _globals['_LISTCHUNKSRESPONSE']._serialized_end=2463
-  _globals['_DOCUMENTINFO']._serialized_start=2466
-  _globals['_DOCUMENTINFO']._serialized_end=2631
-  _globals['_LISTDOCUMENTSREQUEST']._serialized_start=2633
-  _globals['_LISTDOCUMENTSREQUEST']._serialized_end=2714
-  _globals['_LISTDOCUMENTSRESPONSE']._serialized_start=2716
-  _globals['_LISTDOCUMENTSRESPONSE']._serialized_end=2811
-  _globals['_DATASET']._serialized_start=2929
-  _globals['_DATASET']._serialized_end=4246
+  _globals['_COLLECTION']._serialized_end=474
+  _globals['_LEXICALANALYSIS']._serialized_start=476
+  _globals['_LEXICALANALYSIS']._serialized_end=557
+  _globals['_CREATECOLLECTIONREQUEST']._serialized_start=559
+  _globals['_CREATECOLLECTIONREQUEST']._serialized_end=653
+  _globals['_GETCOLLECTIONREQUEST']._serialized_start=655
+  _globals['_GETCOLLECTIONREQUEST']._serialized_end=691
+  _globals['_LISTCOLLECTIONSREQUEST']._serialized_start=693
+  _globals['_LISTCOLLECTIONSREQUEST']._serialized_end=756
+  _globals['_LISTCOLLECTIONSRESPONSE']._serialized_start=758
+  _globals['_LISTCOLLECTIONSRESPONSE']._serialized_end=855
+  _globals['_DELETECOLLECTIONREQUEST']._serialized_start=857
+  _globals['_DELETECOLLECTIONREQUEST']._serialized_end=896
+  _globals['_DOCUMENT']._serialized_start=898
+  _globals['_DOCUMENT']._serialized_end=993
+  _globals['_UPSERTDOCUMENTSREQUEST']._serialized_start=995
+  _globals['_UPSERTDOCUMENTSREQUEST']._serialized_end=1082
+  _globals['_UPSERTDOCUMENTSRESPONSE']._serialized_start=1084
+  _globals['_UPSERTDOCUMENTSRESPONSE']._serialized_end=1144
+  _globals['_INGESTFILEHEADER']._serialized_start=1146
+  _globals['_INGESTFILEHEADER']._serialized_end=1265
+  _globals['_INGESTFILEREQUEST']._serialized_start=1267
+  _globals['_INGESTFILEREQUEST']._serialized_end=1380
+  _globals['_INGESTFILERESPONSE']._serialized_start=1382
+  _globals['_INGESTFILERESPONSE']._serialized_end=1473
+  _globals['_DELETEDOCUMENTSREQUEST']._serialized_start=1475
+  _globals['_DELETEDOCUMENTSREQUEST']._serialized_end=1541
+  _globals['_DELETEDOCUMENTSRESPONSE']._serialized_start=1543
+  _globals['_DELETEDOCUMENTSRESPONSE']._serialized_end=1585
+  _globals['_FILTER']._serialized_start=1587
+  _globals['_FILTER']._serialized_end=1640
+  _globals['_CONDITION']._serialized_start=1643
+  _globals['_CONDITION']._serialized_end=1793
+  _globals['_RANGE']._serialized_start=1795
+  _globals['_RANGE']._serialized_end=1902
+  _globals['_SEARCHREQUEST']._serialized_start=1905
+  _globals['_SEARCHREQUEST']._serialized_end=2116
+  _globals['_CHUNK']._serialized_start=2119
+  _globals['_CHUNK']._serialized_end=2281
+  _globals['_SCOREDCHUNK']._serialized_start=2283
+  _globals['_SCOREDCHUNK']._serialized_end=2347
+  _globals['_SEARCHRESPONSE']._serialized_start=2349
+  _globals['_SEARCHRESPONSE']._serialized_end=2409
+  _globals['_LISTCHUNKSREQUEST']._serialized_start=2411
+  _globals['_LISTCHUNKSREQUEST']._serialized_end=2510
+  _globals['_LISTCHUNKSRESPONSE']._serialized_start=2512
+  _globals['_LISTCHUNKSRESPONSE']._serialized_end=2594
+  _globals['_DOCUMENTINFO']._serialized_start=2597
+  _globals['_DOCUMENTINFO']._serialized_end=2762
+  _globals['_LISTDOCUMENTSREQUEST']._serialized_start=2764
+  _globals['_LISTDOCUMENTSREQUEST']._serialized_end=2845
+  _globals['_LISTDOCUMENTSRESPONSE']._serialized_start=2847
+  _globals['_LISTDOCUMENTSRESPONSE']._serialized_end=2942
+  _globals['_DATASET']._serialized_start=3060
+  _globals['_DATASET']._serialized_end=4377
 # @@protoc_insertion_point(module_scope)

@@ -26,7 +26,7 @@ SEARCH_MODE_LEXICAL: SearchMode
 SEARCH_MODE_HYBRID: SearchMode
 
 class Collection(_message.Message):
-    __slots__ = ("name", "display_name", "embedding_model", "dimensions", "chunk_tokens", "chunk_overlap", "document_count", "chunk_count", "create_time")
+    __slots__ = ("name", "display_name", "embedding_model", "dimensions", "chunk_tokens", "chunk_overlap", "document_count", "chunk_count", "create_time", "lexical")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
     EMBEDDING_MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -36,6 +36,7 @@ class Collection(_message.Message):
     DOCUMENT_COUNT_FIELD_NUMBER: _ClassVar[int]
     CHUNK_COUNT_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    LEXICAL_FIELD_NUMBER: _ClassVar[int]
     name: str
     display_name: str
     embedding_model: str
@@ -45,7 +46,18 @@ class Collection(_message.Message):
     document_count: int
     chunk_count: int
     create_time: _timestamp_pb2.Timestamp
-    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., embedding_model: _Optional[str] = ..., dimensions: _Optional[int] = ..., chunk_tokens: _Optional[int] = ..., chunk_overlap: _Optional[int] = ..., document_count: _Optional[int] = ..., chunk_count: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    lexical: LexicalAnalysis
+    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., embedding_model: _Optional[str] = ..., dimensions: _Optional[int] = ..., chunk_tokens: _Optional[int] = ..., chunk_overlap: _Optional[int] = ..., document_count: _Optional[int] = ..., chunk_count: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., lexical: _Optional[_Union[LexicalAnalysis, _Mapping]] = ...) -> None: ...
+
+class LexicalAnalysis(_message.Message):
+    __slots__ = ("language", "k1", "b")
+    LANGUAGE_FIELD_NUMBER: _ClassVar[int]
+    K1_FIELD_NUMBER: _ClassVar[int]
+    B_FIELD_NUMBER: _ClassVar[int]
+    language: str
+    k1: float
+    b: float
+    def __init__(self, language: _Optional[str] = ..., k1: _Optional[float] = ..., b: _Optional[float] = ...) -> None: ...
 
 class CreateCollectionRequest(_message.Message):
     __slots__ = ("collection_id", "collection")

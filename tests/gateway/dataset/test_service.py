@@ -295,3 +295,27 @@ async def test_a_dataset_ingest_task_through_the_tasks_service(
         assert dict(task.result) == {"documents": 1.0, "chunks": 1.0}
         found = await stub.Search(pb.SearchRequest(collection="collections/docs", text="pizza"))
         assert [r.chunk.document_id for r in found.results] == ["a"]
+
+
+async def test_a_collection_has_its_own_lexical_analysis(
+    stub: dataset_pb2_grpc.DatasetStub,
+) -> None:
+    made = await stub.CreateCollection(
+        pb.CreateCollectionRequest(
+            collection_id="fr",
+            collection=pb.Collection(lexical=pb.LexicalAnalysis(language="french", k1=1.2)),
+        )
+    )
+    assert (made.lexical.language, made.lexical.k1, made.lexical.b) == ("french", 1.2, 0.75)
+    plain = await stub.CreateCollection(pb.CreateCollectionRequest(collection_id="en"))
+    assert (plain.lexical.language, plain.lexical.k1, plain.lexical.b) == ("english", 1.5, 0.75)
+    for bad, field in (
+        (pb.LexicalAnalysis(language="klingon"), "language"),
+        (pb.LexicalAnalysis(b=2), "b"),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.CreateCollection(
+                pb.CreateCollectionRequest(collection_id="x", collection=pb.Collection(lexical=bad))
+            )
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert f"collection.lexical.{field}" in (refused.value.details() or "")
