@@ -3,6 +3,7 @@ set in bench/relevance (61 short documents, 36 queries with graded
 judgements: 2 = the answer, 1 = related), so that a change that hurts relevance shows.
 
     python -m bench.retrieval [--data-dir data] [--dense-weight 1] [--lexical-weight 1]
+                              [--fusion rrf|score]
 
 Dense search uses all-MiniLM-L6-v2 from `{data-dir}/models/all-MiniLM-L6-v2`
 (`infergate model fetch`); without it the run says so and falls back to the
@@ -52,7 +53,9 @@ def embedder_for(data_dir: Path) -> tuple[Embedder, str]:
 
 async def run(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     embedder, name = embedder_for(args.data_dir)
-    search = SearchParams(dense_weight=args.dense_weight, lexical_weight=args.lexical_weight)
+    search = SearchParams(
+        fusion=args.fusion, dense_weight=args.dense_weight, lexical_weight=args.lexical_weight
+    )
     docs, queries = load("docs.jsonl"), load("queries.jsonl")
     scores: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as root:
@@ -78,7 +81,7 @@ async def run(args: argparse.Namespace) -> dict[str, dict[str, float]]:
                 "top1": sum(t for _, t in per_query) / len(per_query),
             }
         await datasets.aclose()
-    print(f"embedder: {name}; {len(docs)} documents, {len(queries)} queries")
+    print(f"embedder: {name}; {len(docs)} documents, {len(queries)} queries; fusion {args.fusion}")
     print("| mode | nDCG@10 | answer ranked first |\n|---|---:|---:|")
     for mode, values in scores.items():
         print(f"| {mode} | {values['ndcg@10']:.3f} | {values['top1']:.0%} |")
@@ -90,6 +93,7 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=Path("data"))
     parser.add_argument("--dense-weight", type=float, default=1.0)
     parser.add_argument("--lexical-weight", type=float, default=1.0)
+    parser.add_argument("--fusion", choices=["rrf", "score"], default="rrf")
     asyncio.run(run(parser.parse_args()))
 
 

@@ -58,6 +58,21 @@ def rrf(rankings: Sequence[tuple[Hits, float]], rrf_k: int) -> Hits:
     return sorted(fused.items(), key=lambda item: (-item[1], item[0]))
 
 
+def score_fusion(rankings: Sequence[tuple[Hits, float]]) -> Hits:
+    """Weighted sum of each ranking's scores, min-max normalised to [0, 1] over
+    its own candidates (a label missing from a ranking adds 0), best first."""
+    fused: dict[int, float] = {}
+    for hits, weight in rankings:
+        if not hits:
+            continue
+        scores = [score for _, score in hits]
+        low, span = min(scores), max(scores) - min(scores)
+        for label, score in hits:
+            normal = (score - low) / span if span > 0 else 1.0
+            fused[label] = fused.get(label, 0.0) + weight * normal
+    return sorted(fused.items(), key=lambda item: (-item[1], item[0]))
+
+
 class Collection:
     def __init__(
         self,
@@ -308,8 +323,10 @@ class Collection:
             return dense
         if mode is Mode.LEXICAL:
             return words
-        fused = rrf([(dense, params.dense_weight), (words, params.lexical_weight)], params.rrf_k)
-        return fused[: query.k]
+        rankings = [(dense, params.dense_weight), (words, params.lexical_weight)]
+        if params.fusion == "score":
+            return score_fusion(rankings)[: query.k]
+        return rrf(rankings, params.rrf_k)[: query.k]
 
     def _fresh_lexical(self, wait: bool = True) -> LexicalIndex:
         """The BM25 index of the current generation, rebuilt from a snapshot of

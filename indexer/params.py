@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -31,8 +33,11 @@ class ChunkParams(_Frozen):
 
 
 class SearchParams(_Frozen):
-    """Hybrid search: reciprocal rank fusion of the dense and lexical rankings."""
+    """Hybrid search: the dense and lexical rankings fused, by reciprocal rank
+    (`rrf`, the default) or by their scores, each min-max normalised over its
+    candidates and weighted (`score`)."""
 
+    fusion: Literal["rrf", "score"] = "rrf"
     rrf_k: int = Field(default=60, ge=1)
     dense_weight: float = Field(default=1.0, ge=0)
     lexical_weight: float = Field(default=1.0, ge=0)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from indexer.collection import rrf
+from indexer.collection import rrf, score_fusion
 from indexer.errors import InvalidInput
 from indexer.filters import Eq, In, MetadataIndex, Range
 from indexer.lexical import LexicalIndex
@@ -135,6 +135,16 @@ def test_bm25_ranks_by_terms_filters_and_persists(tmp_path: Path) -> None:
     assert LexicalIndex.load(tmp_path / "nothing") is None
     # bm25s's tqdm wrappers start no monitor thread that would outlive the build.
     assert "tqdm_monitor" not in {thread.name for thread in threading.enumerate()}
+
+
+def test_score_fusion_normalises_each_ranking_then_weights() -> None:
+    dense = [(1, 0.9), (2, 0.8), (3, 0.5)]  # cosine: 1 -> 1.0, 2 -> 0.75, 3 -> 0.0
+    lexical = [(3, 12.0), (4, 9.0), (2, 3.0)]  # BM25: 3 -> 1.0, 4 -> 0.667, 2 -> 0.0
+    fused = dict(score_fusion([(dense, 1.0), (lexical, 1.0)]))
+    assert fused == pytest.approx({1: 1.0, 2: 0.75, 3: 1.0, 4: 2 / 3})
+    ranked = score_fusion([(dense, 1.0), (lexical, 0.5)])
+    assert [label for label, _ in ranked] == [1, 2, 3, 4]  # ties broken by label
+    assert score_fusion([([(7, 0.3)], 1.0), ([], 1.0)]) == [(7, 1.0)]  # one candidate: 1.0
 
 
 def test_reciprocal_rank_fusion_weights() -> None:
