@@ -155,7 +155,7 @@ class AnthropicProvider:
             raise _http.translate(exc, _ERRORS, VENDOR, started=False) from exc
         started = False
         stop_reason: str | None = None
-        input_tokens = output_tokens = 0
+        input_tokens = output_tokens = cached_tokens = 0
         blocks: dict[int, list[str]] = {}  # tool_use index -> [id, name, partial json]
         ended = False
         try:
@@ -176,12 +176,14 @@ class AnthropicProvider:
                         blocks[event.index] = [block.id, block.name, ""]
                 elif event.type == "message_start":
                     input_tokens = _input_tokens(event.message.usage)
+                    cached_tokens = event.message.usage.cache_read_input_tokens or 0
                     output_tokens = event.message.usage.output_tokens
                 elif event.type == "message_delta":
                     stop_reason = event.delta.stop_reason or stop_reason
                     output_tokens = event.usage.output_tokens
                     if event.usage.input_tokens is not None:
                         input_tokens = _input_tokens(event.usage)
+                        cached_tokens = event.usage.cache_read_input_tokens or 0
                 elif event.type == "message_stop":
                     ended = True
                 if deadline is not None and time.monotonic() > deadline:
@@ -200,7 +202,7 @@ class AnthropicProvider:
         yield Chunk(
             tool_calls=calls,
             finish_reason=_finish(stop_reason, body),
-            usage=Usage(input_tokens, output_tokens),
+            usage=Usage(input_tokens, output_tokens, cached_tokens),
         )
 
     def upstream_body(self, request: Request) -> bytes:
@@ -260,7 +262,7 @@ def _input_tokens(usage: Any) -> int:
 
 
 def _usage(usage: Any) -> Usage:
-    return Usage(_input_tokens(usage), usage.output_tokens)
+    return Usage(_input_tokens(usage), usage.output_tokens, usage.cache_read_input_tokens or 0)
 
 
 def _messages(messages: Sequence[Message]) -> list[dict[str, Any]]:

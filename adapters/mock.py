@@ -13,8 +13,9 @@ Settings: latency_ms (before the first token), tokens_per_second (0: as fast as
 possible), tokens (answer length; `max_tokens` cuts it with finish reason
 "length"), error_rate (0..1, drawn from a seeded generator so runs repeat),
 error_kind (an ErrorKind value), retry_after_s (sent with those errors),
-fail_after_tokens (the stream breaks after N tokens), dimensions (embedding
-size), seed. Options override the model name.
+fail_after_tokens (the stream breaks after N tokens), cached_input_tokens (of
+the input, reported as read from a prompt cache), dimensions (embedding size),
+seed. Options override the model name.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class MockSettings(BaseModel):
     error_kind: ErrorKind = ErrorKind.UPSTREAM_5XX
     retry_after_s: float = Field(default=0.0, ge=0, description="sent with injected errors")
     fail_after_tokens: int = Field(default=-1, ge=-1, description="-1: never")
+    cached_input_tokens: int = Field(default=0, ge=0, description="reported as prompt-cache reads")
     dimensions: int = Field(default=8, ge=1, le=65536)
     seed: int = 0
 
@@ -109,7 +111,11 @@ class MockProvider:
             await _sleep((len(words) - 1) / settings.tokens_per_second, deadline)
         if 0 <= settings.fail_after_tokens < len(words):
             raise self._cut(settings.fail_after_tokens)
-        return Response(" ".join(words), finish, Usage(_count_words(request), len(words)))
+        return Response(" ".join(words), finish, self._usage(request, len(words)))
+
+    def _usage(self, request: Request, output_tokens: int) -> Usage:
+        words = _count_words(request)
+        return Usage(words, output_tokens, min(words, self.settings.cached_input_tokens))
 
     def _check_open(self) -> None:
         if self.closed:
@@ -144,8 +150,7 @@ class MockProvider:
                 if i and interval:
                     await _sleep(interval, deadline)
                 yield Chunk(delta=word if i == 0 else " " + word)
-            usage = Usage(_count_words(request), len(words))
-            yield Chunk(finish_reason=finish, usage=usage)
+            yield Chunk(finish_reason=finish, usage=self._usage(request, len(words)))
         except (asyncio.CancelledError, GeneratorExit):
             self.cancelled_streams += 1
             raise

@@ -312,7 +312,9 @@ def _tool_call(call: dict[str, Any]) -> ToolCall:
 
 
 def _usage_dict(usage: dict[str, Any]) -> Usage:
-    return Usage(usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0)
+    details = usage.get("prompt_tokens_details") or {}
+    cached = details.get("cached_tokens") or 0 if isinstance(details, dict) else 0
+    return Usage(usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0, cached)
 
 
 def _index(item: Any) -> int:

@@ -2,6 +2,13 @@
 recording vs the same gateway with all three off, in one run.
 
     python -m bench.apps [--seconds 5] [--rounds 3] [--record]
+    python -m bench.apps --spend [--calls 20000] [--record]
+
+`--spend` measures, in process, what pricing and spend budgets add to one
+metered call (µs per call): the interceptor's spend steps alone, with prices
+and budgets off, with prices only, and with a key and a tenant budget on the
+memory and on the Redis ledger (127.0.0.1:6379), one after another and 32 at
+a time, in the same run.
 
 Reuses bench/overhead.py's harness: each server in its own process pinned to
 the last core, this load generator on the others, rounds alternating between
@@ -30,7 +37,7 @@ import uvloop
 import yaml
 from sqlalchemy import func, select
 
-from bench import load
+from bench import load, spend_bench
 from bench.overhead import OUT, ROOT, SCENARIOS, Server, _medians
 from gateway.apps.model import Tenant
 from gateway.apps.store import Store
@@ -116,7 +123,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="per timed scenario")
     parser.add_argument("--rounds", type=int, default=3, help="alternating; medians reported")
     parser.add_argument("--record", action="store_true", help="append to bench/RESULTS.md")
+    parser.add_argument("--spend", action="store_true", help="pricing and budgets, in process")
+    parser.add_argument("--calls", type=int, default=20_000, help="--spend: calls per case")
     args = parser.parse_args()
+    if args.spend:
+        spend_bench.main(args)
+        return
     cores = sorted(os.sched_getaffinity(0))
     server_core, client_cores = cores[-1], set(cores[:-1]) or {cores[0]}
     os.sched_setaffinity(0, client_cores)

@@ -42,6 +42,19 @@ RELOADS = Counter("infergate_config_reloads", "Config reloads, by result", ["res
 TOKENS_STREAMED = Counter(
     "infergate_tokens_streamed", "Output tokens streamed to clients, by model alias", ["model"]
 )
+COST = Counter(
+    "infergate_cost_usd",
+    "What model calls cost at their deployments' prices, by tenant, model alias and deployment",
+    ["tenant", "model", "deployment"],
+)
+BUDGET_REFUSALS = Counter(
+    "infergate_budget_refusals", "Calls refused by a spent budget, by its scope", ["scope"]
+)
+BUDGET_ALERTS = Counter(
+    "infergate_budget_alerts",
+    "Budgets whose spend crossed their alert share (once per period), by scope",
+    ["scope"],
+)
 GC_PAUSE = Histogram(
     "infergate_gc_pause_seconds",
     "Cyclic garbage collections (the event loop stopped meanwhile), by generation",

@@ -21,8 +21,8 @@ from pydantic import (
     model_validator,
 )
 
-STRATEGIES = ("weighted_round_robin", "lowest_latency", "least_in_flight")
-Strategy = Literal["weighted_round_robin", "lowest_latency", "least_in_flight"]
+STRATEGIES = ("weighted_round_robin", "lowest_latency", "least_in_flight", "lowest_cost")
+Strategy = Literal["weighted_round_robin", "lowest_latency", "least_in_flight", "lowest_cost"]
 
 
 class ConfigError(ValueError):
@@ -40,6 +40,24 @@ class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+class PriceConfig(Frozen):
+    """What a deployment charges (router/pricing.py): USD per million tokens, and per call."""
+
+    input: float = Field(default=0, ge=0, allow_inf_nan=False, description="USD / 1M input tokens")
+    cached_input: float | None = Field(
+        default=None, ge=0, allow_inf_nan=False,
+        description="USD / 1M input tokens read from the upstream's prompt cache; default: input",
+    )  # fmt: skip
+    output: float = Field(
+        default=0, ge=0, allow_inf_nan=False, description="USD / 1M output tokens"
+    )
+    request: float = Field(default=0, ge=0, allow_inf_nan=False, description="USD per call")
+    embedding: float | None = Field(
+        default=None, ge=0, allow_inf_nan=False,
+        description="USD / 1M embedded tokens; default: input",
+    )  # fmt: skip
+
+
 class DeploymentConfig(Frozen):
     name: str = Field(min_length=1)
     provider: str = Field(min_length=1)
@@ -50,6 +68,9 @@ class DeploymentConfig(Frozen):
         default=None,
         min_length=1,
         description="served only when this environment variable is set (e.g. its API key)",
+    )
+    price: PriceConfig | None = Field(
+        default=None, description="default: the config's `prices`, then the shipped table, else 0"
     )
 
 
@@ -80,7 +101,11 @@ class RetryConfig(Frozen):
 
 class RuleAction(Frozen):
     strategy: Literal[
-        "weighted_round_robin", "lowest_latency", "least_in_flight", "specific_provider"
+        "weighted_round_robin",
+        "lowest_latency",
+        "least_in_flight",
+        "lowest_cost",
+        "specific_provider",
     ]
     provider: str = Field(default="", description="the deployment, for specific_provider")
 
@@ -107,6 +132,10 @@ class ModelConfig(Frozen):
     fallbacks: tuple[str, ...] = ()
     retry: RetryConfig | None = Field(default=None, description="default: the top-level retry")
     breaker: BreakerConfig | None = Field(default=None, description="default: top-level breaker")
+    max_cost_usd: float | None = Field(
+        default=None, gt=0, allow_inf_nan=False,
+        description="skip deployments whose estimated cost per call is above this",
+    )  # fmt: skip
 
     @model_validator(mode="before")
     @classmethod
@@ -197,6 +226,10 @@ class RouterConfig(Frozen):
     breaker: BreakerConfig = BreakerConfig()
     cache: CacheConfig = CacheConfig()
     filter: FilterConfig | None = Field(default=None, description="over every model's output")
+    prices: dict[str, PriceConfig] = Field(
+        default_factory=dict,
+        description="by upstream model (exact, or a prefix before a `-`): over the shipped table",
+    )
 
     @model_validator(mode="before")
     @classmethod

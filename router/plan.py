@@ -8,12 +8,14 @@ stream all use these types, so this module imports none of them.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from router import strategy as strategies
 from router.config import DeploymentConfig, ModelConfig, RetryConfig, RoutingConfig
 from router.errors import InvalidRequest
+from router.pricing import NANOS_PER_USD, Price, estimate_tokens, usd
 from router.provider import Provider
 from router.state import DeploymentState
 from router.types import Request
@@ -42,8 +44,10 @@ class Model:
         deployments: list[Deployment],
         routing: RoutingConfig,
         rng: random.Random,
+        prices: Sequence[Price] = (),
     ) -> None:
         self.alias = alias
+        self.prices = list(prices) or [Price()] * len(deployments)
         self.config = config
         self.deployments = deployments
         self._by_name = {d.name: i for i, d in enumerate(deployments)}
@@ -90,9 +94,35 @@ class Model:
             kept = set(usable)
             skipped = [(self.deployments[i], states[i].skip_reason()) for i in members
                        if i not in kept]  # fmt: skip
+        costs: list[int] = []
+        ceiling = self.ceiling(request)
+        if ceiling is not None or (name == "lowest_cost" and pinned is None):
+            costs = self.estimates(request)
+        if ceiling is not None:
+            over = [i for i in usable if costs[i] > ceiling]
+            skipped += [(self.deployments[i], _over(costs[i], ceiling)) for i in over]
+            usable = [i for i in usable if costs[i] <= ceiling]
         if pinned is None and usable:
-            usable = self._strategies[name].order(usable, self._states, stream, advance)
+            strategy = self._strategies[name]
+            if isinstance(strategy, strategies.LowestCost):
+                usable = strategy.order_by_cost(usable, states, costs, advance)
+            else:
+                usable = strategy.order(usable, states, stream, advance)
         return name, [self.deployments[i] for i in usable], skipped
+
+    def ceiling(self, request: Request) -> int | None:
+        """Nano-dollars a call may cost at most: the lower of the request's and the alias's."""
+        limits = [c for c in (request.max_cost_usd, self.config.max_cost_usd) if c is not None]
+        return round(min(limits) * NANOS_PER_USD) if limits else None
+
+    def estimates(self, request: Request) -> list[int]:
+        """Each deployment's estimated cost of the call, in nano-dollars."""
+        input_tokens, output_tokens = estimate_tokens(request)
+        return [p.cost(input_tokens, output_tokens) for p in self.prices]
+
+
+def _over(cost: int, ceiling: int) -> str:
+    return f"estimated cost ${usd(cost):.6f} is above the ceiling ${usd(ceiling):.6f}"
 
 
 @dataclass(frozen=True, slots=True)

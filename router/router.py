@@ -20,6 +20,7 @@ from router.config import ConfigError, DeploymentConfig, RouterConfig
 from router.errors import InvalidRequest, ModelNotFound, ProviderError
 from router.filter import SensitiveWords
 from router.plan import Candidate, Decision, Deployment, Model, Plan
+from router.pricing import PriceBook
 from router.provider import Provider
 from router.state import DeploymentState
 from router.stream import RoutedStream, answer
@@ -28,6 +29,7 @@ from router.validate import validate
 from router.walk import WalkContext, first_success, log_debug, log_plan
 from router.watchdog import Watchdogs
 
+_OVER = "estimated cost $"  # router/plan.py's reason for a deployment above the ceiling
 ProviderFactory = Callable[[DeploymentConfig], Provider]
 Clock = Callable[[], float]
 
@@ -87,6 +89,7 @@ class Router:
         kept: set[int] = set()
         carried: list[tuple[DeploymentState, str]] = []  # applied only once all is built
         built: list[Provider] = []
+        self.prices = PriceBook(config)
         self.models: dict[str, Model] = {}
         try:
             for alias, model_config in config.models.items():
@@ -104,8 +107,9 @@ class Router:
                     provider = _build(factory, dc, f"models.{alias}.deployments.{i}")
                     built.append(provider)
                     deployments.append(Deployment(dc, provider, state))
+                prices = [self.prices.price(alias, d.name) for d in deployments]
                 self.models[alias] = Model(
-                    alias, model_config, deployments, config.routing, self.rng
+                    alias, model_config, deployments, config.routing, self.rng, prices
                 )
         except ConfigError as exc:
             raise ConfigError(str(exc), built) from exc
@@ -145,6 +149,11 @@ class Router:
                 _, more, more_skipped = self.models[alias].plan(request, stream, False, rules=False)
                 candidates += more
                 skipped += more_skipped
+        if not candidates and skipped and all(why.startswith(_OVER) for _, why in skipped):
+            raise InvalidRequest(
+                "max_cost_usd", f"every deployment of {model.alias!r} is estimated above the "
+                f"cost ceiling: {'; '.join(f'{d.name}: {why}' for d, why in skipped)}",
+            )  # fmt: skip
         return Plan(model.alias, name, candidates, skipped, self.config.retry_for(model.alias))
 
     def route(self, request: Request) -> Decision:

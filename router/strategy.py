@@ -24,6 +24,15 @@ class Strategy(Protocol):
         ...
 
 
+class CostAware(Protocol):
+    """A strategy that orders by each deployment's estimated cost of the call."""
+
+    def order_by_cost(
+        self, usable: Sequence[int], states: Sequence[DeploymentState], costs: Sequence[int],
+        advance: bool,
+    ) -> list[int]: ...  # fmt: skip
+
+
 class WeightedRoundRobin:
     """Smooth WRR among the usable deployments; the rest follow by weight."""
 
@@ -81,6 +90,36 @@ class LeastInFlight:
         return [usable[p] for p in positions]
 
 
+class LowestCost:
+    """Cheapest first by the call's estimated cost (router/pricing.py); equal
+    costs go to the one with fewer calls in flight, then rotate. Without
+    costs (`order`) every deployment costs the same."""
+
+    name = "lowest_cost"
+
+    def __init__(self) -> None:
+        self._turn = 0
+
+    def order(
+        self, usable: Sequence[int], states: Sequence[DeploymentState], stream: bool, advance: bool
+    ) -> list[int]:
+        return self.order_by_cost(usable, states, [0] * (max(usable, default=0) + 1), advance)
+
+    def order_by_cost(
+        self, usable: Sequence[int], states: Sequence[DeploymentState], costs: Sequence[int],
+        advance: bool,
+    ) -> list[int]:  # fmt: skip
+        n, turn = len(usable), self._turn
+        if advance:
+            self._turn += 1
+
+        def key(p: int) -> tuple[int, int, int]:
+            i = usable[p]
+            return costs[i], states[i].in_flight, (p - turn) % n
+
+        return [usable[p] for p in sorted(range(n), key=key)]
+
+
 def build(name: str, weights: Sequence[int], exploration: float, rng: random.Random) -> Strategy:
     if name == "weighted_round_robin":
         return WeightedRoundRobin(weights)
@@ -88,4 +127,6 @@ def build(name: str, weights: Sequence[int], exploration: float, rng: random.Ran
         return LowestLatency(exploration, rng)
     if name == "least_in_flight":
         return LeastInFlight()
+    if name == "lowest_cost":
+        return LowestCost()
     raise ValueError(f"unknown strategy {name!r}")

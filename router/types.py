@@ -73,12 +73,14 @@ class Request:
     metadata: Mapping[str, str] = field(default_factory=dict)
     cache: bool = False
     request_id: str = ""  # for logs (ROUTING_DEBUG) only
+    max_cost_usd: float | None = None  # skip deployments estimated dearer than this
 
 
 @dataclass(frozen=True, slots=True)
 class Usage:
     input_tokens: int = 0
     output_tokens: int = 0
+    cached_input_tokens: int = 0  # of input_tokens: read from the upstream's prompt cache
 
     @property
     def total_tokens(self) -> int:

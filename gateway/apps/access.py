@@ -3,13 +3,18 @@ did it use. Every RPC but health and reflection goes through it, over gRPC and
 (through the same interceptor list) over REST.
 
 Order per call: resolve the bearer key (cached briefly) -> check the RPC's role
--> bind the principal for the handler -> take the request and token budgets ->
-run the handler -> settle the token reservation with the real usage -> queue a
-usage record. Refusals: no or unknown key UNAUTHENTICATED, low role
-PERMISSION_DENIED, spent budget RESOURCE_EXHAUSTED with a `retry-after`
-trailer. A refusal never echoes the key, and a refused call takes no budget
-and leaves no usage record. The interceptor adds no deadline of its own; a
-cancelled call is recorded with status CANCELLED and its tokens settled.
+-> bind the principal for the handler -> reserve the call's estimated cost on
+its key's, tenant's and app's spend budgets -> take the request and token
+budgets -> run the handler -> price the call from its real usage (stamped on
+the reply's usage as `cost_usd` and sent as `x-infergate-cost` trailing
+metadata) -> settle the token and spend reservations -> queue a usage record.
+Refusals: no or unknown key UNAUTHENTICATED, low role PERMISSION_DENIED, spent
+rate limit or spend budget RESOURCE_EXHAUSTED with a `retry-after` trailer. A
+refusal never echoes the key, and a refused call takes no budget and leaves no
+usage record. The interceptor adds no deadline of its own; a cancelled call is
+recorded with status CANCELLED and its tokens and cost settled. A stream cut
+before its usage arrived is charged for what it delivered: one token per text
+chunk, and its input as estimated.
 
 The wrapped handler is built once per method and resolves the caller from each
 call's own metadata, so interceptors outside this one (metrics) may cache it.
@@ -30,19 +35,23 @@ from typing import Any
 
 import grpc
 
-from gateway import identity
+from gateway import identity, metrics
 from gateway.apps import calls, keys, metering, roles
 from gateway.apps.limits import Budget, Limiter
 from gateway.apps.model import Credential, UsageRecord
+from gateway.apps.spend import BudgetSpent, Hold, Spend
 from gateway.apps.store.keys import CredentialLookup
 from gateway.apps.usage import UsageRecorder
 from gateway.errors import GatewayError, PermissionDenied, QuotaExceeded, Unauthenticated
 from gateway.identity import ANONYMOUS, Principal
 from gateway.status import abort
+from router.pricing import NANOS_PER_USD, PriceBook
 
 log = logging.getLogger("infergate")
 
 Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]]
+COST_HEADER = "x-infergate-cost"
+_EMBED = "/infergate.v1.Router/Embed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,12 +143,24 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         limiter: Limiter | None,
         recorder: UsageRecorder | None,
         output_estimate: int = 256,
+        prices: Callable[[], PriceBook] | None = None,
+        spend: Spend | None = None,
     ) -> None:
         self._authenticator = authenticator
         self.limiter = limiter
         self.recorder = recorder
         self.output_estimate = output_estimate
+        self.prices = prices  # the live router's: None prices every call at zero
+        self.spend = spend
         self._handlers: dict[str, grpc.RpcMethodHandler] = {}
+        self._cost_counters: dict[tuple[str, str, str], Any] = {}
+
+    def count_cost(self, tenant: str, model: str, deployment: str, nanos: int) -> None:
+        labels = (tenant, model, deployment)
+        counter = self._cost_counters.get(labels)
+        if counter is None:
+            counter = self._cost_counters[labels] = metrics.COST.labels(*labels)
+        counter.inc(nanos / NANOS_PER_USD)
 
     async def intercept_service(
         self, continuation: Continuation, details: grpc.HandlerCallDetails
@@ -179,9 +200,10 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
 
 class _Meter:
-    """One metered call: its reservation, and what it used."""
+    """One metered call: its reservations, and what it used and cost."""
 
-    __slots__ = ("call", "grant", "method", "reserved", "started")
+    __slots__ = ("call", "cost", "grant", "hold", "input_estimate", "method", "reserved",
+                 "started")  # fmt: skip
 
     def __init__(self, grant: Grant, method: str, request: Any) -> None:
         self.grant = grant
@@ -189,27 +211,61 @@ class _Meter:
         self.call = calls.Call()
         metering.observe_request(self.call, request)
         self.reserved = 0
+        self.input_estimate = 0
+        self.hold: Hold | None = None
+        self.cost = -1  # nano-dollars, once priced
         self.started = time.perf_counter()
+
+    def price(self, access: AccessInterceptor) -> int:
+        """The call's cost from its usage; computed once, when it ends."""
+        if self.cost < 0:
+            call = self.call
+            if not call.usage_seen and call.chunks:  # a stream cut before its usage
+                call.input_tokens, call.output_tokens = self.input_estimate, call.chunks
+            cost = 0
+            if access.prices is not None and call.deployment and not call.cached:
+                price = access.prices().price(call.model, call.deployment)
+                cost = price.cost(
+                    call.input_tokens, call.output_tokens, call.cached_input_tokens,
+                    self.method == _EMBED,
+                )  # fmt: skip
+            self.cost = cost
+        return self.cost
+
+    def stamp(self, access: AccessInterceptor, message: Any) -> None:
+        """Put the cost on the message that carries the usage."""
+        usage = metering.usage_of(message)
+        if usage is not None:
+            usage.cost_usd = self.price(access) / NANOS_PER_USD
+
+    def header(self, access: AccessInterceptor, context: grpc.aio.ServicerContext) -> None:
+        text = f"{self.price(access) / NANOS_PER_USD:.9f}".rstrip("0").rstrip(".")
+        context.set_trailing_metadata(((COST_HEADER, text),))
 
     def settle(
         self, access: AccessInterceptor, context: grpc.aio.ServicerContext,
         error: BaseException | None,
     ) -> None:  # fmt: skip
         call = self.call
+        cost = self.price(access)
         limiter = access.limiter
         if self.reserved and limiter is not None:
             used = call.input_tokens + call.output_tokens
             for bucket, per_minute in self.grant.tokens:
                 limiter.adjust(bucket, per_minute, min(self.reserved, per_minute) - used)
+        principal = self.grant.principal
+        if self.hold is not None and access.spend is not None:
+            access.spend.settle(self.hold, cost)
+        if cost:
+            access.count_cost(principal.tenant, call.model, call.deployment, cost)
         recorder = access.recorder
         if recorder is not None:
-            principal = self.grant.principal
             recorder.record(
                 UsageRecord(
                     int(time.time() * 1000), principal.tenant, principal.key_id or "", call.app,
                     call.model, call.deployment, self.method, call.input_tokens,
                     call.output_tokens, int((time.perf_counter() - self.started) * 1000),
-                    _status(context, error),
+                    _status(context, error), "", cost,
                 )
             )  # fmt: skip
 
@@ -218,19 +274,39 @@ async def _admit(
     access: AccessInterceptor, grant: Grant, method: str, request: Any,
     context: grpc.aio.ServicerContext,
 ) -> _Meter | None:  # fmt: skip
-    """Take the call's budgets (or abort RESOURCE_EXHAUSTED); a meter for a
-    model-consuming call."""
-    meter = _Meter(grant, method, request) if method in metering.TOKEN_METHODS else None
+    """Take the call's spend, request and token budgets (or abort
+    RESOURCE_EXHAUSTED); a meter for a model-consuming call."""
+    if method not in metering.TOKEN_METHODS:
+        meter = None
+    else:
+        meter = _Meter(grant, method, request)
+        input_tokens, output_tokens = metering.estimate_split(request, access.output_estimate)
+        meter.input_estimate = input_tokens
+        spend = access.spend
+        if spend is not None and spend.active:
+            amount = 0
+            if access.prices is not None:
+                amount = access.prices().estimate(meter.call.model, input_tokens, output_tokens)
+            principal = grant.principal
+            try:
+                meter.hold = await spend.reserve(
+                    principal.tenant, principal.key_id or "", meter.call.app, amount
+                )
+            except BudgetSpent as exc:
+                metrics.BUDGET_REFUSALS.labels(exc.rule.scope).inc()
+                await abort(context, exc)
+        meter.reserved = input_tokens + output_tokens if grant.tokens else 0
     limiter = access.limiter
     if limiter is None or not (grant.requests or grant.tokens):
         return meter
     budgets: tuple[Budget, ...] | list[Budget] = grant.requests
     if meter is not None and grant.tokens:
-        meter.reserved = metering.estimate(request, access.output_estimate)
         budgets = [*grant.requests, *(Budget(b, pm, meter.reserved) for b, pm in grant.tokens)]
     if budgets:
         wait = await limiter.acquire(budgets)
         if wait > 0:
+            if meter is not None and meter.hold is not None and access.spend is not None:
+                access.spend.settle(meter.hold, 0)  # refused: give the spend back
             await abort(context, QuotaExceeded("rate limit of this key or tenant", wait))
     return meter
 
@@ -272,6 +348,8 @@ def _guarded_unary(behaviour: Any, access: AccessInterceptor, method: str) -> An
             try:
                 response = await behaviour(request, context)
                 metering.observe_response(meter.call, response)
+                meter.stamp(access, response)
+                meter.header(access, context)
                 return response
             except BaseException as exc:
                 error = exc
@@ -305,7 +383,10 @@ def _guarded_stream(behaviour: Any, access: AccessInterceptor, method: str) -> A
                 async with contextlib.aclosing(behaviour(request, context)) as messages:
                     async for message in messages:
                         observe(call, message)
+                        if call.usage_seen and meter.cost < 0:
+                            meter.stamp(access, message)
                         yield message
+                meter.header(access, context)
             except BaseException as exc:
                 error = exc
                 raise

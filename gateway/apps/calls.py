@@ -16,6 +16,10 @@ class Call:
     deployment: str = ""
     input_tokens: int = 0
     output_tokens: int = 0
+    cached_input_tokens: int = 0
+    usage_seen: bool = False  # the upstream's counts arrived (a cut stream has none)
+    chunks: int = 0  # text chunks streamed: a cut stream's output, one token each
+    cached: bool = False  # answered from the gateway's request cache: no upstream cost
 
 
 _current: ContextVar[Call | None] = ContextVar("infergate_call", default=None)

@@ -1,4 +1,4 @@
-"""The `apps` section of the config file: auth, store, limits, usage and workflows."""
+"""The `apps` section of the config file: auth, store, limits, budgets, usage and workflows."""
 
 from __future__ import annotations
 
@@ -43,6 +43,19 @@ class LimitsConfig(Frozen):
     )
 
 
+class BudgetsConfig(Frozen):
+    """Spend budgets per key, tenant and app (set through the API; gateway/apps/spend.py)."""
+
+    backend: Literal["memory", "redis"] = Field(
+        default="memory", description="redis: replicas share one spend; memory: this process"
+    )
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    key_prefix: str = "infergate:spend:"
+    refresh_s: float = Field(
+        default=5, gt=0, le=3600, description="budgets changed on another replica apply this late"
+    )
+
+
 class UsageConfig(Frozen):
     enabled: bool = True
     batch_size: int = Field(default=500, ge=1)
@@ -75,5 +88,6 @@ class AppsConfig(Frozen):
     auth: AuthConfig = AuthConfig()
     store: StoreConfig = StoreConfig()
     limits: LimitsConfig = LimitsConfig()
+    budgets: BudgetsConfig = BudgetsConfig()
     usage: UsageConfig = UsageConfig()
     workflows: WorkflowsConfig = WorkflowsConfig()

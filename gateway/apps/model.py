@@ -85,6 +85,7 @@ class UsageRecord(NamedTuple):  # a tuple: one is made per call on the hot path
     latency_ms: int
     status: str
     run_id: str = ""  # the workflow run a model call was made for
+    cost_nanos: int = 0  # USD 1e-9: what the call cost at its deployment's price
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +97,7 @@ class UsageQuery:
     tenant: str | None = None  # None: every tenant (admins only)
 
 
-USAGE_GROUPS = ("tenant", "app", "model", "deployment")
+USAGE_GROUPS = ("tenant", "app", "key", "model", "deployment")
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +108,30 @@ class UsageRow:
     input_tokens: int
     output_tokens: int
     errors: int
+    cost_nanos: int = 0
+
+
+BUDGET_SCOPES = ("tenant", "key", "app")
+BUDGET_PERIODS = ("daily", "weekly", "monthly", "none")
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetRule:
+    """A cap on what a tenant, one of its keys or one of its apps may spend per period."""
+
+    scope: str  # of BUDGET_SCOPES
+    tenant: str
+    subject: str  # the tenant's, key's or app's id
+    limit_nanos: int  # USD 1e-9
+    period: str = "monthly"  # of BUDGET_PERIODS
+    alert_share: float = 0.0  # 0: no alert
+    updated_ms: int = 0
+
+    @property
+    def name(self) -> str:
+        if self.scope == "tenant":
+            return f"tenants/{self.tenant}"
+        return f"tenants/{self.tenant}/{self.scope}s/{self.subject}"
 
 
 @dataclass(frozen=True, slots=True)

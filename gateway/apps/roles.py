@@ -23,6 +23,8 @@ _BY_SERVICE: dict[str, dict[str, Role]] = {
         "CreateApp": _D, "UpdateApp": _D, "DeleteApp": _D, "QueryUsage": _D,
         "CreateTenant": _A, "ListTenants": _A, "CreateApiKey": _A, "ListApiKeys": _A,
         "RevokeApiKey": _A, "ListAuditEvents": _A,
+        # Spend: admins set budgets; developers read their tenant's, and the prices.
+        "SetBudget": _A, "DeleteBudget": _A, "ListBudgets": _D, "ListPrices": _D,
         # Users run workflows; developers write them, read their runs and keep secrets.
         "GetWorkflow": _U, "ListWorkflows": _U, "ListNodeTypes": _U, "RunWorkflow": _U,
         "RunWorkflowUnary": _U, "SubmitWorkflowRun": _U,

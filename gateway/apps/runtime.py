@@ -1,4 +1,5 @@
-"""The App layer as the gateway runs it: store, servicer, access interceptor."""
+"""The App layer as the gateway runs it: store, servicer, access interceptor,
+and the spend budgets behind it."""
 
 from __future__ import annotations
 
@@ -7,21 +8,27 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
 
+from gateway import metrics
 from gateway.apps import wire
 from gateway.apps.access import AccessInterceptor, Authenticator
 from gateway.apps.catalog import AppCatalog
 from gateway.apps.chat import ChatEngine
-from gateway.apps.config import AppsConfig
+from gateway.apps.config import AppsConfig, BudgetsConfig
+from gateway.apps.ledger import Ledger, MemoryLedger, RedisLedger
 from gateway.apps.limits import Limiter, MemoryLimiter, RedisLimiter
+from gateway.apps.model import BudgetRule
 from gateway.apps.retrieval import NoRetrieval, Retriever
 from gateway.apps.service import AppService
+from gateway.apps.spend import Spend
 from gateway.apps.store import Store, open_store
 from gateway.apps.usage import UsageRecorder
 from gateway.apps.workflow_runner import WorkflowRunner, open_runner
 from gateway.apps.workflows.nodes.base import TaskRunner
+from router.pricing import PriceBook, usd
 from router.router import Router
 
 
@@ -38,7 +45,10 @@ class AppLayer:
     # for the embedding process, e.g. a test, never logged).
     admin_secret: str | None = None
     tasks: TaskRunner | None = None  # workflows' task nodes: set once the task queue is up
+    spend: Spend | None = None
     _purge: asyncio.Task[None] | None = None
+    _refresh: asyncio.Task[None] | None = None
+    _background: set[asyncio.Task[None]] = field(default_factory=set)
 
     @classmethod
     async def open(
@@ -69,6 +79,16 @@ class AppLayer:
         layer = cls(store, service, chat, runner, recorder=recorder)
         retention_s = flows.run_retention_days * 86400
         layer._purge = asyncio.create_task(runner.purge_forever(retention_s))
+        layer.spend = Spend(_ledger(config.budgets), on_alert=layer._alert)
+        await layer.spend.refresh(store.budgets)  # before serving: budgets hold from the start
+        layer._refresh = asyncio.create_task(
+            layer.spend.refresh_forever(store.budgets, config.budgets.refresh_s)
+        )
+
+        def prices() -> PriceBook:
+            return router().prices
+
+        service.use_spend(layer.spend, prices)
         authenticator = None
         if config.auth.enabled:
             authenticator = Authenticator(store.keys, config.auth.cache_ttl_s)
@@ -88,22 +108,48 @@ class AppLayer:
                     limiter=layer.limiter,
                     recorder=layer.recorder,
                     output_estimate=config.limits.output_estimate_tokens,
+                    prices=prices,
+                    spend=layer.spend,
                 )
             )
         return layer
 
     async def aclose(self) -> None:
         """Write the queued usage, then close the limiter and the store."""
-        if self._purge is not None:
-            self._purge.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._purge
+        for task in (self._purge, self._refresh):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.workflows.aclose()  # the run records still queued
+        await asyncio.gather(*self._background, return_exceptions=True)  # alerts' audit events
+        if self.spend is not None:
+            await self.spend.ledger.aclose()
         if self.recorder is not None:
             await self.recorder.aclose()
         if self.limiter is not None:
             await self.limiter.aclose()
         await self.store.aclose()
+
+    def _keep(self, work: Any) -> None:
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _alert(self, rule: BudgetRule, threshold: int) -> None:
+        """A budget crossed its alert share: a metric, and an audit event."""
+        metrics.BUDGET_ALERTS.labels(rule.scope).inc()
+        after = {
+            "limit_usd": usd(rule.limit_nanos), "alert_share": rule.alert_share,
+            "threshold_usd": usd(threshold), "period": rule.period,
+        }  # fmt: skip
+        self._keep(self.store.audit.append("infergate", "BudgetAlert", rule.name, None, after))
+
+
+def _ledger(config: BudgetsConfig) -> Ledger:
+    if config.backend == "redis":
+        return RedisLedger(config.redis_url, config.key_prefix)
+    return MemoryLedger()
 
 
 def _banner(tenant: str, secret: str) -> str:

@@ -2,7 +2,8 @@
 
 Apps, conversations and usage are the caller's tenant's (`identity.current()`);
 tenants, keys and the audit log are the gateway's (role admin). Workflows
-and secrets: gateway/apps/workflow_service.py.
+and secrets: gateway/apps/workflow_service.py; budgets and prices:
+gateway/apps/spend_service.py.
 
 Idempotency: a repeated Create* answers ALREADY_EXISTS (nothing changes),
 RevokeApiKey on a revoked key succeeds without a new audit event, Delete of a
@@ -25,6 +26,7 @@ from gateway.apps.catalog import AppCatalog, actor, check_id
 from gateway.apps.chat import ChatEngine, Cited, Delta, Done
 from gateway.apps.model import Tenant, UsageQuery
 from gateway.apps.roles import parse_role
+from gateway.apps.spend_service import SpendMethods
 from gateway.apps.store import Administration, now_ms
 from gateway.apps.store.secrets import Secrets
 from gateway.apps.workflow_runner import WorkflowRunner
@@ -46,7 +48,7 @@ def _limit(value: int, field: str) -> int:
     return value
 
 
-class AppService(WorkflowMethods, app_pb2_grpc.AppServicer):
+class AppService(WorkflowMethods, SpendMethods, app_pb2_grpc.AppServicer):
     def __init__(
         self, store: Administration, catalog: AppCatalog, chat: ChatEngine,
         runner: WorkflowRunner, secrets: Secrets,
@@ -261,5 +263,8 @@ def _copy_field(src: pb.AppSpec, dst: pb.AppSpec, path: str) -> None:
 
 def _usage(u: Any) -> rpb.Usage:
     return rpb.Usage(
-        input_tokens=u.input_tokens, output_tokens=u.output_tokens, total_tokens=u.total_tokens
+        input_tokens=u.input_tokens,
+        output_tokens=u.output_tokens,
+        total_tokens=u.total_tokens,
+        cached_input_tokens=u.cached_input_tokens,
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 from sqlalchemy import (
     BigInteger,
     Column,
+    Float,
     Index,
     Integer,
     MetaData,
@@ -103,6 +104,7 @@ usage = Table(
     Column("latency_ms", Integer, nullable=False),
     Column("status", String(32), nullable=False),
     Column("run_id", String(64), nullable=False, server_default=""),  # a workflow run's calls
+    Column("cost_nanos", BigInteger, nullable=False, server_default="0"),  # USD 1e-9
     Index("ix_usage_ts", "ts_ms"),
     Index("ix_usage_tenant_ts", "tenant", "ts_ms"),
 )
@@ -186,4 +188,18 @@ secrets = Table(
     Column("created_ms", BigInteger, nullable=False),
     Column("updated_ms", BigInteger, nullable=False),
     PrimaryKeyConstraint("tenant", "name"),
+)
+
+budgets = Table(
+    "budgets",
+    metadata,
+    Column("tenant", String(64), nullable=False),
+    Column("scope", String(16), nullable=False),  # tenant, key, app
+    Column("subject", String(64), nullable=False),  # the tenant's, key's or app's id
+    Column("limit_nanos", BigInteger, nullable=False),  # USD 1e-9
+    Column("period", String(16), nullable=False),  # daily, weekly, monthly, none
+    Column("alert_share", Float, nullable=False),  # 0: no alert
+    Column("created_ms", BigInteger, nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint("tenant", "scope", "subject"),
 )

@@ -7,7 +7,16 @@ from typing import Any
 
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
-from gateway.apps.model import ApiKey, App, AuditEvent, Retrieval, Tenant, UsageRow
+from gateway.apps.model import (
+    BUDGET_PERIODS,
+    ApiKey,
+    App,
+    AuditEvent,
+    BudgetRule,
+    Retrieval,
+    Tenant,
+    UsageRow,
+)
 from gateway.apps.retrieval import Passage
 from gateway.apps.workflows.events import NodeFinished, RunFinished
 from gateway.apps.workflows.model import RunRecord, SecretInfo, Version, Workflow
@@ -17,6 +26,7 @@ from gateway.pb import app_pb2 as pb
 from gateway.pb import router_pb2
 from gateway.router import wire as router_wire
 from router.errors import InvalidRequest
+from router.pricing import NANOS_PER_USD, PriceEntry, usd
 from router.types import Message, Params, Request
 from router.validate import validate
 
@@ -130,6 +140,60 @@ def usage_row_to_pb(r: UsageRow) -> pb.UsageRow:
     return pb.UsageRow(
         bucket_start=_ts(r.bucket_start_ms), group=dict(r.group), requests=r.requests,
         input_tokens=r.input_tokens, output_tokens=r.output_tokens, errors=r.errors,
+        cost_usd=usd(r.cost_nanos),
+    )  # fmt: skip
+
+
+def budget_subject(name: str, field: str = "name") -> tuple[str, str, str]:
+    """(scope, tenant, subject) of a budget's name: "tenants/{t}",
+    "tenants/{t}/keys/{k}" or "tenants/{t}/apps/{a}"."""
+    parts = name.split("/")
+    if len(parts) == 2 and parts[0] == "tenants" and parts[1]:
+        return "tenant", parts[1], parts[1]
+    if (
+        len(parts) == 4 and parts[0] == "tenants" and parts[2] in ("keys", "apps")
+        and parts[1] and parts[3]
+    ):  # fmt: skip
+        return parts[2][:-1], parts[1], parts[3]
+    raise InvalidArgument(
+        field, f"must be tenants/{{t}}, tenants/{{t}}/keys/{{key}} or tenants/{{t}}/apps/{{app}}, "
+        f"got {name!r}",
+    )  # fmt: skip
+
+
+def budget_from_pb(msg: pb.Budget) -> BudgetRule:
+    scope, tenant, subject = budget_subject(msg.name, "budget.name")
+    if not 0 <= msg.limit_usd < 1e9:  # NaN fails too
+        raise InvalidArgument("budget.limit_usd", f"must be 0 to 1e9 USD, got {msg.limit_usd}")
+    period = msg.period or "monthly"
+    if period not in BUDGET_PERIODS:
+        raise InvalidArgument(
+            "budget.period", f"must be one of {list(BUDGET_PERIODS)}, got {period!r}"
+        )
+    if not 0 <= msg.alert_share < 1:
+        raise InvalidArgument(
+            "budget.alert_share", f"must be from 0 (no alert) to below 1, got {msg.alert_share}"
+        )
+    limit = round(msg.limit_usd * NANOS_PER_USD)
+    return BudgetRule(scope, tenant, subject, limit, period, msg.alert_share)
+
+
+def budget_to_pb(rule: BudgetRule, spent: int, end: int | None) -> pb.Budget:
+    msg = pb.Budget(
+        name=rule.name, limit_usd=usd(rule.limit_nanos), period=rule.period,
+        alert_share=rule.alert_share, spent_usd=usd(spent), update_time=_ts(rule.updated_ms),
+    )  # fmt: skip
+    if end is not None:
+        msg.reset_time.CopyFrom(_ts(end * 1000))
+    return msg
+
+
+def price_to_pb(e: PriceEntry) -> pb.Price:
+    p = e.price
+    return pb.Price(
+        model=e.alias, deployment=e.deployment, provider=e.provider, upstream_model=e.model,
+        input=p.input, cached_input=p.cached_input, output=p.output, request=p.request,
+        embedding=p.embedding, source=p.source,
     )  # fmt: skip
 
 

@@ -105,6 +105,26 @@ class AppStub:
                 request_serializer=infergate_dot_v1_dot_app__pb2.ListAuditEventsRequest.SerializeToString,
                 response_deserializer=infergate_dot_v1_dot_app__pb2.ListAuditEventsResponse.FromString,
                 _registered_method=True)
+        self.SetBudget = channel.unary_unary(
+                '/infergate.v1.App/SetBudget',
+                request_serializer=infergate_dot_v1_dot_app__pb2.SetBudgetRequest.SerializeToString,
+                response_deserializer=infergate_dot_v1_dot_app__pb2.Budget.FromString,
+                _registered_method=True)
+        self.ListBudgets = channel.unary_unary(
+                '/infergate.v1.App/ListBudgets',
+                request_serializer=infergate_dot_v1_dot_app__pb2.ListBudgetsRequest.SerializeToString,
+                response_deserializer=infergate_dot_v1_dot_app__pb2.ListBudgetsResponse.FromString,
+                _registered_method=True)
+        self.DeleteBudget = channel.unary_unary(
+                '/infergate.v1.App/DeleteBudget',
+                request_serializer=infergate_dot_v1_dot_app__pb2.DeleteBudgetRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.ListPrices = channel.unary_unary(
+                '/infergate.v1.App/ListPrices',
+                request_serializer=infergate_dot_v1_dot_app__pb2.ListPricesRequest.SerializeToString,
+                response_deserializer=infergate_dot_v1_dot_app__pb2.ListPricesResponse.FromString,
+                _registered_method=True)
         self.CreateWorkflow = channel.unary_unary(
                 '/infergate.v1.App/CreateWorkflow',
                 request_serializer=infergate_dot_v1_dot_app__pb2.CreateWorkflowRequest.SerializeToString,
@@ -283,6 +303,33 @@ class AppServicer:
 
     def ListAuditEvents(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetBudget(self, request, context):
+        """Spend. Budgets cap what a key, a tenant or an app may spend per period
+        (role admin sets them; developers read their own tenant's).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListBudgets(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteBudget(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPrices(self, request, context):
+        """Every deployment's price as the gateway applies it (the config file sets them).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -479,6 +526,26 @@ def add_AppServicer_to_server(servicer, server):
                     servicer.ListAuditEvents,
                     request_deserializer=infergate_dot_v1_dot_app__pb2.ListAuditEventsRequest.FromString,
                     response_serializer=infergate_dot_v1_dot_app__pb2.ListAuditEventsResponse.SerializeToString,
+            ),
+            'SetBudget': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetBudget,
+                    request_deserializer=infergate_dot_v1_dot_app__pb2.SetBudgetRequest.FromString,
+                    response_serializer=infergate_dot_v1_dot_app__pb2.Budget.SerializeToString,
+            ),
+            'ListBudgets': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListBudgets,
+                    request_deserializer=infergate_dot_v1_dot_app__pb2.ListBudgetsRequest.FromString,
+                    response_serializer=infergate_dot_v1_dot_app__pb2.ListBudgetsResponse.SerializeToString,
+            ),
+            'DeleteBudget': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteBudget,
+                    request_deserializer=infergate_dot_v1_dot_app__pb2.DeleteBudgetRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'ListPrices': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPrices,
+                    request_deserializer=infergate_dot_v1_dot_app__pb2.ListPricesRequest.FromString,
+                    response_serializer=infergate_dot_v1_dot_app__pb2.ListPricesResponse.SerializeToString,
             ),
             'CreateWorkflow': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateWorkflow,
@@ -949,6 +1016,114 @@ class App:
             '/infergate.v1.App/ListAuditEvents',
             infergate_dot_v1_dot_app__pb2.ListAuditEventsRequest.SerializeToString,
             infergate_dot_v1_dot_app__pb2.ListAuditEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetBudget(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/infergate.v1.App/SetBudget',
+            infergate_dot_v1_dot_app__pb2.SetBudgetRequest.SerializeToString,
+            infergate_dot_v1_dot_app__pb2.Budget.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListBudgets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/infergate.v1.App/ListBudgets',
+            infergate_dot_v1_dot_app__pb2.ListBudgetsRequest.SerializeToString,
+            infergate_dot_v1_dot_app__pb2.ListBudgetsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteBudget(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/infergate.v1.App/DeleteBudget',
+            infergate_dot_v1_dot_app__pb2.DeleteBudgetRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPrices(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/infergate.v1.App/ListPrices',
+            infergate_dot_v1_dot_app__pb2.ListPricesRequest.SerializeToString,
+            infergate_dot_v1_dot_app__pb2.ListPricesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -27,7 +27,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19infergate/v1/router.proto\x12\x0cinfergate.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9d\x02\n\x0fGenerateRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\'\n\x08messages\x18\x02 \x03(\x0b\x32\x15.infergate.v1.Message\x12.\n\x06params\x18\x03 \x01(\x0b\x32\x1e.infergate.v1.GenerationParams\x12\x12\n\ndeployment\x18\x04 \x01(\t\x12=\n\x08metadata\x18\x05 \x03(\x0b\x32+.infergate.v1.GenerateRequest.MetadataEntry\x12\r\n\x05\x63\x61\x63he\x18\x06 \x01(\x08\x12\x0f\n\x07\x64ry_run\x18\x07 \x01(\x08\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xa2\x01\n\x07Message\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12(\n\x05parts\x18\x03 \x03(\x0b\x32\x19.infergate.v1.ContentPart\x12\x0c\n\x04name\x18\x04 \x01(\t\x12*\n\ntool_calls\x18\x05 \x03(\x0b\x32\x16.infergate.v1.ToolCall\x12\x14\n\x0ctool_call_id\x18\x06 \x01(\t\":\n\x0b\x43ontentPart\x12\x0e\n\x04text\x18\x01 \x01(\tH\x00\x12\x13\n\timage_url\x18\x02 \x01(\tH\x00\x42\x06\n\x04kind\"7\n\x08ToolCall\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\targuments\x18\x03 \x01(\t\"V\n\x04Tool\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12+\n\nparameters\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"a\n\x0eResponseFormat\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x13\n\x0bschema_name\x18\x02 \x01(\t\x12,\n\x0bjson_schema\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"\x9b\x02\n\x10GenerationParams\x12\x18\n\x0btemperature\x18\x01 \x01(\x02H\x00\x88\x01\x01\x12\x12\n\x05top_p\x18\x02 \x01(\x02H\x01\x88\x01\x01\x12\x17\n\nmax_tokens\x18\x03 \x01(\x05H\x02\x88\x01\x01\x12\x0c\n\x04stop\x18\x04 \x03(\t\x12\x35\n\x0fresponse_format\x18\x05 \x01(\x0b\x32\x1c.infergate.v1.ResponseFormat\x12!\n\x05tools\x18\x06 \x03(\x0b\x32\x12.infergate.v1.Tool\x12\x13\n\x0btool_choice\x18\x07 \x01(\t\x12\x11\n\x04seed\x18\x08 \x01(\x03H\x03\x88\x01\x01\x42\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\r\n\x0b_max_tokensB\x07\n\x05_seed\"J\n\x05Usage\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x05\x12\x15\n\routput_tokens\x18\x02 \x01(\x05\x12\x14\n\x0ctotal_tokens\x18\x03 \x01(\x05\"\xf2\x01\n\x10GenerateResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x12\n\ndeployment\x18\x03 \x01(\t\x12\x0c\n\x04text\x18\x04 \x01(\t\x12*\n\ntool_calls\x18\x05 \x03(\x0b\x32\x16.infergate.v1.ToolCall\x12\x15\n\rfinish_reason\x18\x06 \x01(\t\x12\"\n\x05usage\x18\x07 \x01(\x0b\x32\x13.infergate.v1.Usage\x12\x0e\n\x06\x63\x61\x63hed\x18\x08 \x01(\x08\x12*\n\x05route\x18\t \x01(\x0b\x32\x1b.infergate.v1.RouteDecision\"\xb5\x01\n\rGenerateChunk\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\ndeployment\x18\x02 \x01(\t\x12\r\n\x05\x64\x65lta\x18\x03 \x01(\t\x12*\n\ntool_calls\x18\x04 \x03(\x0b\x32\x16.infergate.v1.ToolCall\x12\x15\n\rfinish_reason\x18\x05 \x01(\t\x12\"\n\x05usage\x18\x06 \x01(\x0b\x32\x13.infergate.v1.Usage\x12\x0e\n\x06\x63\x61\x63hed\x18\x07 \x01(\x08\"-\n\x0c\x45mbedRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06inputs\x18\x02 \x03(\t\"\x1f\n\tEmbedding\x12\x12\n\x06values\x18\x01 \x03(\x02\x42\x02\x10\x01\"\x83\x01\n\rEmbedResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x12\n\ndeployment\x18\x02 \x01(\t\x12+\n\nembeddings\x18\x03 \x03(\x0b\x32\x17.infergate.v1.Embedding\x12\"\n\x05usage\x18\x04 \x01(\x0b\x32\x13.infergate.v1.Usage\"\x13\n\x11ListModelsRequest\"T\n\nDeployment\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\x16\n\x0eupstream_model\x18\x03 \x01(\t\x12\x0e\n\x06weight\x18\x04 \x01(\x05\"j\n\x05Model\x12\r\n\x05\x61lias\x18\x01 \x01(\t\x12\x10\n\x08strategy\x18\x02 \x01(\t\x12-\n\x0b\x64\x65ployments\x18\x03 \x03(\x0b\x32\x18.infergate.v1.Deployment\x12\x11\n\tfallbacks\x18\x04 \x03(\t\"9\n\x12ListModelsResponse\x12#\n\x06models\x18\x01 \x03(\x0b\x32\x13.infergate.v1.Model\"&\n\x15GetModelHealthRequest\x12\r\n\x05model\x18\x01 \x01(\t\"\xc4\x02\n\x10\x44\x65ploymentHealth\x12\r\n\x05model\x18\x01 \x01(\t\x12\x12\n\ndeployment\x18\x02 \x01(\t\x12\x10\n\x08provider\x18\x03 \x01(\t\x12\x0f\n\x07healthy\x18\x04 \x01(\x08\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x15\n\rbreaker_state\x18\x06 \x01(\t\x12\x14\n\x0c\x65wma_ttft_ms\x18\x07 \x01(\x01\x12\x12\n\nerror_rate\x18\x08 \x01(\x01\x12\x11\n\tin_flight\x18\t \x01(\x05\x12\x33\n\x0flast_probe_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11\x65wma_ms_per_token\x18\x0b \x01(\x01\x12\x12\n\nlast_error\x18\x0c \x01(\t\x12\x10\n\x08requests\x18\r \x01(\x03\x12\x10\n\x08\x66\x61ilures\x18\x0e \x01(\x03\"B\n\x0bModelHealth\x12\x33\n\x0b\x64\x65ployments\x18\x01 \x03(\x0b\x32\x1e.infergate.v1.DeploymentHealth\"K\n\x0eRouteCandidate\x12\x12\n\ndeployment\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\x13\n\x0bskip_reason\x18\x03 \x01(\t\"\xd2\x01\n\rRouteDecision\x12\r\n\x05model\x18\x01 \x01(\t\x12\x10\n\x08strategy\x18\x02 \x01(\t\x12\x12\n\ndeployment\x18\x03 \x01(\t\x12\x30\n\ncandidates\x18\x04 \x03(\x0b\x32\x1c.infergate.v1.RouteCandidate\x12\x10\n\x08provider\x18\x05 \x01(\t\x12\x31\n\x10upstream_request\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x15\n\rupstream_body\x18\x07 \x01(\t2\xe8\x04\n\x06Router\x12\x62\n\x08Generate\x12\x1d.infergate.v1.GenerateRequest\x1a\x1e.infergate.v1.GenerateResponse\"\x17\x82\xd3\xe4\x93\x02\x11\"\x0c/v1/generate:\x01*\x12n\n\x0eGenerateStream\x12\x1d.infergate.v1.GenerateRequest\x1a\x1b.infergate.v1.GenerateChunk\"\x1e\x82\xd3\xe4\x93\x02\x18\"\x13/v1/generate:stream:\x01*0\x01\x12V\n\x05\x45mbed\x12\x1a.infergate.v1.EmbedRequest\x1a\x1b.infergate.v1.EmbedResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\"\t/v1/embed:\x01*\x12j\n\nListModels\x12\x1f.infergate.v1.ListModelsRequest\x1a .infergate.v1.ListModelsResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/router/models\x12k\n\x0eGetModelHealth\x12#.infergate.v1.GetModelHealthRequest\x1a\x19.infergate.v1.ModelHealth\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/models/health\x12Y\n\x05Route\x12\x1d.infergate.v1.GenerateRequest\x1a\x1b.infergate.v1.RouteDecision\"\x14\x82\xd3\xe4\x93\x02\x0e\"\t/v1/route:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19infergate/v1/router.proto\x12\x0cinfergate.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc9\x02\n\x0fGenerateRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\'\n\x08messages\x18\x02 \x03(\x0b\x32\x15.infergate.v1.Message\x12.\n\x06params\x18\x03 \x01(\x0b\x32\x1e.infergate.v1.GenerationParams\x12\x12\n\ndeployment\x18\x04 \x01(\t\x12=\n\x08metadata\x18\x05 \x03(\x0b\x32+.infergate.v1.GenerateRequest.MetadataEntry\x12\r\n\x05\x63\x61\x63he\x18\x06 \x01(\x08\x12\x0f\n\x07\x64ry_run\x18\x07 \x01(\x08\x12\x19\n\x0cmax_cost_usd\x18\x08 \x01(\x01H\x00\x88\x01\x01\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0f\n\r_max_cost_usd\"\xa2\x01\n\x07Message\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12(\n\x05parts\x18\x03 \x03(\x0b\x32\x19.infergate.v1.ContentPart\x12\x0c\n\x04name\x18\x04 \x01(\t\x12*\n\ntool_calls\x18\x05 \x03(\x0b\x32\x16.infergate.v1.ToolCall\x12\x14\n\x0ctool_call_id\x18\x06 \x01(\t\":\n\x0b\x43ontentPart\x12\x0e\n\x04text\x18\x01 \x01(\tH\x00\x12\x13\n\timage_url\x18\x02 \x01(\tH\x00\x42\x06\n\x04kind\"7\n\x08ToolCall\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\targuments\x18\x03 \x01(\t\"V\n\x04Tool\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12+\n\nparameters\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"a\n\x0eResponseFormat\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x13\n\x0bschema_name\x18\x02 \x01(\t\x12,\n\x0bjson_schema\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"\x9b\x02\n\x10GenerationParams\x12\x18\n\x0btemperature\x18\x01 \x01(\x02H\x00\x88\x01\x01\x12\x12\n\x05top_p\x18\x02 \x01(\x02H\x01\x88\x01\x01\x12\x17\n\nmax_tokens\x18\x03 \x01(\x05H\x02\x88\x01\x01\x12\x0c\n\x04stop\x18\x04 \x03(\t\x12\x35\n\x0fresponse_format\x18\x05 \x01(\x0b\x32\x1c.infergate.v1.ResponseFormat\x12!\n\x05tools\x18\x06 \x03(\x0b\x32\x12.infergate.v1.Tool\x12\x13\n\x0btool_choice\x18\x07 \x01(\t\x12\x11\n\x04seed\x18\x08 \x01(\x03H\x03\x88\x01\x01\x42\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\r\n\x0b_max_tokensB\x07\n\x05_seed\"y\n\x05Usage\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x05\x12\x15\n\routput_tokens\x18\x02 \x01(\x05\x12\x14\n\x0ctotal_tokens\x18\x03 \x01(\x05\x12\x1b\n\x13\x63\x61\x63hed_input_tokens\x18\x04 \x01(\x05\x12\x10\n\x08\x63ost_usd\x18\x05 \x01(\x01\"\xf2\x01\n\x10GenerateResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x12\n\ndeployment\x18\x03 \x01(\t\x12\x0c\n\x04text\x18\x04 \x01(\t\x12*\n\ntool_calls\x18\x05 \x03(\x0b\x32\x16.infergate.v1.ToolCall\x12\x15\n\rfinish_reason\x18\x06 \x01(\t\x12\"\n\x05usage\x18\x07 \x01(\x0b\x32\x13.infergate.v1.Usage\x12\x0e\n\x06\x63\x61\x63hed\x18\x08 \x01(\x08\x12*\n\x05route\x18\t \x01(\x0b\x32\x1b.infergate.v1.RouteDecision\"\xb5\x01\n\rGenerateChunk\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\ndeployment\x18\x02 \x01(\t\x12\r\n\x05\x64\x65lta\x18\x03 \x01(\t\x12*\n\ntool_calls\x18\x04 \x03(\x0b\x32\x16.infergate.v1.ToolCall\x12\x15\n\rfinish_reason\x18\x05 \x01(\t\x12\"\n\x05usage\x18\x06 \x01(\x0b\x32\x13.infergate.v1.Usage\x12\x0e\n\x06\x63\x61\x63hed\x18\x07 \x01(\x08\"-\n\x0c\x45mbedRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06inputs\x18\x02 \x03(\t\"\x1f\n\tEmbedding\x12\x12\n\x06values\x18\x01 \x03(\x02\x42\x02\x10\x01\"\x83\x01\n\rEmbedResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x12\n\ndeployment\x18\x02 \x01(\t\x12+\n\nembeddings\x18\x03 \x03(\x0b\x32\x17.infergate.v1.Embedding\x12\"\n\x05usage\x18\x04 \x01(\x0b\x32\x13.infergate.v1.Usage\"\x13\n\x11ListModelsRequest\"T\n\nDeployment\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\x16\n\x0eupstream_model\x18\x03 \x01(\t\x12\x0e\n\x06weight\x18\x04 \x01(\x05\"j\n\x05Model\x12\r\n\x05\x61lias\x18\x01 \x01(\t\x12\x10\n\x08strategy\x18\x02 \x01(\t\x12-\n\x0b\x64\x65ployments\x18\x03 \x03(\x0b\x32\x18.infergate.v1.Deployment\x12\x11\n\tfallbacks\x18\x04 \x03(\t\"9\n\x12ListModelsResponse\x12#\n\x06models\x18\x01 \x03(\x0b\x32\x13.infergate.v1.Model\"&\n\x15GetModelHealthRequest\x12\r\n\x05model\x18\x01 \x01(\t\"\xc4\x02\n\x10\x44\x65ploymentHealth\x12\r\n\x05model\x18\x01 \x01(\t\x12\x12\n\ndeployment\x18\x02 \x01(\t\x12\x10\n\x08provider\x18\x03 \x01(\t\x12\x0f\n\x07healthy\x18\x04 \x01(\x08\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x15\n\rbreaker_state\x18\x06 \x01(\t\x12\x14\n\x0c\x65wma_ttft_ms\x18\x07 \x01(\x01\x12\x12\n\nerror_rate\x18\x08 \x01(\x01\x12\x11\n\tin_flight\x18\t \x01(\x05\x12\x33\n\x0flast_probe_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11\x65wma_ms_per_token\x18\x0b \x01(\x01\x12\x12\n\nlast_error\x18\x0c \x01(\t\x12\x10\n\x08requests\x18\r \x01(\x03\x12\x10\n\x08\x66\x61ilures\x18\x0e \x01(\x03\"B\n\x0bModelHealth\x12\x33\n\x0b\x64\x65ployments\x18\x01 \x03(\x0b\x32\x1e.infergate.v1.DeploymentHealth\"K\n\x0eRouteCandidate\x12\x12\n\ndeployment\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\x13\n\x0bskip_reason\x18\x03 \x01(\t\"\xd2\x01\n\rRouteDecision\x12\r\n\x05model\x18\x01 \x01(\t\x12\x10\n\x08strategy\x18\x02 \x01(\t\x12\x12\n\ndeployment\x18\x03 \x01(\t\x12\x30\n\ncandidates\x18\x04 \x03(\x0b\x32\x1c.infergate.v1.RouteCandidate\x12\x10\n\x08provider\x18\x05 \x01(\t\x12\x31\n\x10upstream_request\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x15\n\rupstream_body\x18\x07 \x01(\t2\xe8\x04\n\x06Router\x12\x62\n\x08Generate\x12\x1d.infergate.v1.GenerateRequest\x1a\x1e.infergate.v1.GenerateResponse\"\x17\x82\xd3\xe4\x93\x02\x11\"\x0c/v1/generate:\x01*\x12n\n\x0eGenerateStream\x12\x1d.infergate.v1.GenerateRequest\x1a\x1b.infergate.v1.GenerateChunk\"\x1e\x82\xd3\xe4\x93\x02\x18\"\x13/v1/generate:stream:\x01*0\x01\x12V\n\x05\x45mbed\x12\x1a.infergate.v1.EmbedRequest\x1a\x1b.infergate.v1.EmbedResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\"\t/v1/embed:\x01*\x12j\n\nListModels\x12\x1f.infergate.v1.ListModelsRequest\x1a .infergate.v1.ListModelsResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/router/models\x12k\n\x0eGetModelHealth\x12#.infergate.v1.GetModelHealthRequest\x1a\x19.infergate.v1.ModelHealth\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/models/health\x12Y\n\x05Route\x12\x1d.infergate.v1.GenerateRequest\x1a\x1b.infergate.v1.RouteDecision\"\x14\x82\xd3\xe4\x93\x02\x0e\"\t/v1/route:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -51,51 +51,51 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ROUTER'].methods_by_name['Route']._loaded_options = None
   _globals['_ROUTER'].methods_by_name['Route']._serialized_options = b'\202\323\344\223\002\016\"\t/v1/route:\001*'
   _globals['_GENERATEREQUEST']._serialized_start=137
-  _globals['_GENERATEREQUEST']._serialized_end=422
-  _globals['_GENERATEREQUEST_METADATAENTRY']._serialized_start=375
-  _globals['_GENERATEREQUEST_METADATAENTRY']._serialized_end=422
-  _globals['_MESSAGE']._serialized_start=425
-  _globals['_MESSAGE']._serialized_end=587
-  _globals['_CONTENTPART']._serialized_start=589
-  _globals['_CONTENTPART']._serialized_end=647
-  _globals['_TOOLCALL']._serialized_start=649
-  _globals['_TOOLCALL']._serialized_end=704
-  _globals['_TOOL']._serialized_start=706
-  _globals['_TOOL']._serialized_end=792
-  _globals['_RESPONSEFORMAT']._serialized_start=794
-  _globals['_RESPONSEFORMAT']._serialized_end=891
-  _globals['_GENERATIONPARAMS']._serialized_start=894
-  _globals['_GENERATIONPARAMS']._serialized_end=1177
-  _globals['_USAGE']._serialized_start=1179
-  _globals['_USAGE']._serialized_end=1253
-  _globals['_GENERATERESPONSE']._serialized_start=1256
-  _globals['_GENERATERESPONSE']._serialized_end=1498
-  _globals['_GENERATECHUNK']._serialized_start=1501
-  _globals['_GENERATECHUNK']._serialized_end=1682
-  _globals['_EMBEDREQUEST']._serialized_start=1684
-  _globals['_EMBEDREQUEST']._serialized_end=1729
-  _globals['_EMBEDDING']._serialized_start=1731
-  _globals['_EMBEDDING']._serialized_end=1762
-  _globals['_EMBEDRESPONSE']._serialized_start=1765
-  _globals['_EMBEDRESPONSE']._serialized_end=1896
-  _globals['_LISTMODELSREQUEST']._serialized_start=1898
-  _globals['_LISTMODELSREQUEST']._serialized_end=1917
-  _globals['_DEPLOYMENT']._serialized_start=1919
-  _globals['_DEPLOYMENT']._serialized_end=2003
-  _globals['_MODEL']._serialized_start=2005
-  _globals['_MODEL']._serialized_end=2111
-  _globals['_LISTMODELSRESPONSE']._serialized_start=2113
-  _globals['_LISTMODELSRESPONSE']._serialized_end=2170
-  _globals['_GETMODELHEALTHREQUEST']._serialized_start=2172
-  _globals['_GETMODELHEALTHREQUEST']._serialized_end=2210
-  _globals['_DEPLOYMENTHEALTH']._serialized_start=2213
-  _globals['_DEPLOYMENTHEALTH']._serialized_end=2537
-  _globals['_MODELHEALTH']._serialized_start=2539
-  _globals['_MODELHEALTH']._serialized_end=2605
-  _globals['_ROUTECANDIDATE']._serialized_start=2607
-  _globals['_ROUTECANDIDATE']._serialized_end=2682
-  _globals['_ROUTEDECISION']._serialized_start=2685
-  _globals['_ROUTEDECISION']._serialized_end=2895
-  _globals['_ROUTER']._serialized_start=2898
-  _globals['_ROUTER']._serialized_end=3514
+  _globals['_GENERATEREQUEST']._serialized_end=466
+  _globals['_GENERATEREQUEST_METADATAENTRY']._serialized_start=402
+  _globals['_GENERATEREQUEST_METADATAENTRY']._serialized_end=449
+  _globals['_MESSAGE']._serialized_start=469
+  _globals['_MESSAGE']._serialized_end=631
+  _globals['_CONTENTPART']._serialized_start=633
+  _globals['_CONTENTPART']._serialized_end=691
+  _globals['_TOOLCALL']._serialized_start=693
+  _globals['_TOOLCALL']._serialized_end=748
+  _globals['_TOOL']._serialized_start=750
+  _globals['_TOOL']._serialized_end=836
+  _globals['_RESPONSEFORMAT']._serialized_start=838
+  _globals['_RESPONSEFORMAT']._serialized_end=935
+  _globals['_GENERATIONPARAMS']._serialized_start=938
+  _globals['_GENERATIONPARAMS']._serialized_end=1221
+  _globals['_USAGE']._serialized_start=1223
+  _globals['_USAGE']._serialized_end=1344
+  _globals['_GENERATERESPONSE']._serialized_start=1347
+  _globals['_GENERATERESPONSE']._serialized_end=1589
+  _globals['_GENERATECHUNK']._serialized_start=1592
+  _globals['_GENERATECHUNK']._serialized_end=1773
+  _globals['_EMBEDREQUEST']._serialized_start=1775
+  _globals['_EMBEDREQUEST']._serialized_end=1820
+  _globals['_EMBEDDING']._serialized_start=1822
+  _globals['_EMBEDDING']._serialized_end=1853
+  _globals['_EMBEDRESPONSE']._serialized_start=1856
+  _globals['_EMBEDRESPONSE']._serialized_end=1987
+  _globals['_LISTMODELSREQUEST']._serialized_start=1989
+  _globals['_LISTMODELSREQUEST']._serialized_end=2008
+  _globals['_DEPLOYMENT']._serialized_start=2010
+  _globals['_DEPLOYMENT']._serialized_end=2094
+  _globals['_MODEL']._serialized_start=2096
+  _globals['_MODEL']._serialized_end=2202
+  _globals['_LISTMODELSRESPONSE']._serialized_start=2204
+  _globals['_LISTMODELSRESPONSE']._serialized_end=2261
+  _globals['_GETMODELHEALTHREQUEST']._serialized_start=2263
+  _globals['_GETMODELHEALTHREQUEST']._serialized_end=2301
+  _globals['_DEPLOYMENTHEALTH']._serialized_start=2304
+  _globals['_DEPLOYMENTHEALTH']._serialized_end=2628
+  _globals['_MODELHEALTH']._serialized_start=2630
+  _globals['_MODELHEALTH']._serialized_end=2696
+  _globals['_ROUTECANDIDATE']._serialized_start=2698
+  _globals['_ROUTECANDIDATE']._serialized_end=2773
+  _globals['_ROUTEDECISION']._serialized_start=2776
+  _globals['_ROUTEDECISION']._serialized_end=2986
+  _globals['_ROUTER']._serialized_start=2989
+  _globals['_ROUTER']._serialized_end=3605
 # @@protoc_insertion_point(module_scope)

@@ -85,7 +85,8 @@ def response_headers(
     initial: Iterable[tuple[str, str | bytes]], trailing: Iterable[tuple[str, str | bytes]]
 ) -> tuple[int | None, dict[str, str]]:
     """The HTTP status a servicer asked for (`x-http-code`) and the headers for
-    its metadata: Grpc-Metadata-*/Grpc-Trailer-*, plus Location and Retry-After."""
+    its metadata: Grpc-Metadata-*/Grpc-Trailer-*, plus Location, Retry-After and
+    X-Infergate-Cost."""
     status: int | None = None
     headers: dict[str, str] = {}
     for prefix, metadata in (("grpc-metadata-", initial), ("grpc-trailer-", trailing)):
@@ -99,6 +100,8 @@ def response_headers(
                 headers["location"] = text
             elif key == "retry-after":
                 headers["retry-after"] = _whole_seconds(text)
+            elif key == "x-infergate-cost":  # the call's cost in USD, under its own name
+                headers[key] = text
             else:
                 headers[prefix + key] = text
     return status, headers

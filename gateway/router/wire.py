@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from types import MappingProxyType
 
@@ -36,7 +37,16 @@ def request_from_pb(msg: pb.GenerateRequest, request_id: str = "", deployment: s
         metadata=dict(msg.metadata) if msg.metadata else _NO_METADATA,
         cache=msg.cache,
         request_id=request_id,
+        max_cost_usd=_ceiling(msg) if msg.HasField("max_cost_usd") else None,
     )
+
+
+def _ceiling(msg: pb.GenerateRequest) -> float:
+    if not 0 < msg.max_cost_usd < math.inf:
+        raise InvalidRequest(
+            "max_cost_usd", f"must be a positive USD amount, got {msg.max_cost_usd}"
+        )
+    return msg.max_cost_usd
 
 
 def _message(m: pb.Message) -> Message:
@@ -98,7 +108,10 @@ def _dict(s: struct_pb2.Struct, field: str) -> dict[str, object]:
 
 def _usage(u: Usage) -> pb.Usage:
     return pb.Usage(
-        input_tokens=u.input_tokens, output_tokens=u.output_tokens, total_tokens=u.total_tokens
+        input_tokens=u.input_tokens,
+        output_tokens=u.output_tokens,
+        total_tokens=u.total_tokens,
+        cached_input_tokens=u.cached_input_tokens,
     )
 
 

@@ -4,7 +4,7 @@ PostgreSQL via asyncpg, for scale-out).
 
 `Store` opens the database once (connect and migrate, `db.Database`) and holds
 the aggregates: `tenants`, `keys`, `apps`, `turns` (conversations), `usage`,
-`audit`, `workflows` (and their versions), `runs` and `secrets`. Every write
+`audit`, `workflows` (and their versions), `runs`, `secrets` and `budgets`. Every write
 that changes configuration appends its audit event in the same transaction,
 so a change and its record commit or fail together; a collision with another
 writer on the audit chain retries the whole transaction (`db.py`). Conversation
@@ -31,6 +31,7 @@ from gateway.apps.audit import Anchor
 from gateway.apps.config import AppsConfig
 from gateway.apps.store.apps import Apps
 from gateway.apps.store.audit import Audit, AuditReader
+from gateway.apps.store.budgets import BudgetAdmin, Budgets
 from gateway.apps.store.db import Database, now_ms
 from gateway.apps.store.keys import KeyAdmin, Keys
 from gateway.apps.store.secrets import Secrets, load_key
@@ -58,10 +59,13 @@ class Administration(Protocol):
     @property
     def audit(self) -> AuditReader: ...
 
+    @property
+    def budgets(self) -> BudgetAdmin: ...
+
 
 class Store:
     """Tenants, keys, apps, conversations, usage, the audit log, workflows
-    (versions and runs) and the tenants' secrets."""
+    (versions and runs), the tenants' secrets and budgets."""
 
     def __init__(self, db: Database, secrets_key: Callable[[], bytes] | None = None) -> None:
         self.db = db
@@ -74,6 +78,7 @@ class Store:
         self.workflows = Workflows(db)
         self.runs = Runs(db)
         self.secrets = Secrets(db, secrets_key or Fernet.generate_key)
+        self.budgets = Budgets(db)
 
     @classmethod
     async def open(

@@ -9,10 +9,12 @@ from typing import Protocol
 
 from sqlalchemy import BigInteger, case, func, literal, select
 
-from gateway.apps.model import UsageQuery, UsageRecord, UsageRow
+from gateway.apps.model import USAGE_GROUPS, UsageQuery, UsageRecord, UsageRow
 from gateway.apps.store.db import Database
 from gateway.apps.tables import usage
 from gateway.errors import InvalidArgument
+
+_COLUMN = {"key": "key_id"}  # a grouping's column, where the names differ
 
 
 class UsageWriter(Protocol):
@@ -46,7 +48,7 @@ class Usage:
             await conn.exec_driver_sql(_usage_insert(conn.dialect.paramstyle), list(records))
 
     async def query(self, q: UsageQuery) -> list[UsageRow]:
-        bad = [g for g in q.group_by if g not in ("tenant", "app", "model", "deployment")]
+        bad = [g for g in q.group_by if g not in USAGE_GROUPS]
         if bad:
             raise InvalidArgument("group_by", f"unknown grouping {bad[0]!r}")
         if q.bucket_s < 0:
@@ -54,14 +56,15 @@ class Usage:
         width = q.bucket_s * 1000
         start = literal(q.start_ms, BigInteger)
         bucket = ((usage.c.ts_ms // width) * width if width else start).label("bucket")
-        groups = [usage.c[g] for g in q.group_by]
+        groups = [usage.c[_COLUMN.get(g, g)] for g in q.group_by]
         errors = func.sum(case((usage.c.status != "OK", 1), else_=0))
         query = (
             select(
-                bucket, *groups, func.count().label("requests"),
+                bucket, *(c.label(g) for c, g in zip(groups, q.group_by, strict=True)),
+                func.count().label("requests"),
                 func.sum(usage.c.input_tokens).label("input_tokens"),
                 func.sum(usage.c.output_tokens).label("output_tokens"),
-                errors.label("errors"),
+                errors.label("errors"), func.sum(usage.c.cost_nanos).label("cost_nanos"),
             )
             .where(usage.c.ts_ms >= q.start_ms, usage.c.ts_ms < q.end_ms)
             .group_by(bucket, *groups)
@@ -79,6 +82,7 @@ class Usage:
                     int(r.input_tokens or 0),
                     int(r.output_tokens or 0),
                     int(r.errors or 0),
+                    int(r.cost_nanos or 0),
                 )
                 for r in rows
             ]

@@ -228,7 +228,7 @@ async def test_usage_totals_by_group_and_bucket(store: Store) -> None:
         ({"app": "", "model": "chat"}, 1), ({"app": "helpdesk", "model": "chat"}, 1),
     ]  # fmt: skip
     with pytest.raises(InvalidArgument, match="group_by"):
-        await store.usage.query(UsageQuery(0, 1, ("key",), 0))
+        await store.usage.query(UsageQuery(0, 1, ("region",), 0))
 
 
 async def test_a_flush_waits_for_the_batch_underway_and_a_cancelled_one_is_kept() -> None:
