@@ -16,6 +16,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import console
+from gateway.graphql.app import routes as graphql_routes
 from gateway.rest import anthropic, openai
 from gateway.rest.call import CallError
 from gateway.rest.methods import HEALTH_CHECK
@@ -95,6 +96,7 @@ def build_app(shim: Shim) -> ASGIApp:
             *anthropic.routes(),
             WebSocketRoute("/v1/ws/generate", generate_socket),
             *(console.routes() if shim.config.console else []),
+            *graphql_routes(shim, shim.config.graphql),
             Route("/{path:path}", transcode, methods=_ALL_METHODS),
         ],
         exception_handlers={

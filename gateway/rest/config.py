@@ -6,12 +6,15 @@ from typing import Literal
 
 from pydantic import Field
 
+from gateway.graphql.config import GraphqlConfig
 from router.config import Frozen
 
 
 class RestConfig(Frozen):
     enabled: bool = True
     console: bool = Field(default=True, description="the web console at /console")
+    # /graphql on this port (gateway/graphql, docs/graphql.md); `graphql: false` turns it off.
+    graphql: GraphqlConfig = GraphqlConfig()
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535, description="0: an ephemeral port")
     max_body_bytes: int = Field(
