@@ -5,7 +5,7 @@ BIN     = $(VENV)/bin
 EXTRAS ?= cpu
 ARGS   ?=
 
-.PHONY: install dev protos run test lint bench bench-locust clean clients console console-vendor console-screenshots mutation
+.PHONY: install dev protos run test lint bench bench-locust clean clients console console-vendor console-screenshots mutation postman
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ $(VENV)/.dev-$(EXTRAS): pyproject.toml | $(BIN)/python
 
 protos: dev
 	$(BIN)/python -m gateway.protogen
+
+# The Postman collection and environment under deploy/postman/, from the REST shim's
+# OpenAPI document plus its OpenAI and Anthropic routes (tests/deploy checks they are fresh).
+postman: dev
+	$(BIN)/python -m deploy.postman.generate
 
 run: install
 	$(BIN)/infergate model fetch $(filter --config=%,$(ARGS))

@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 from adapters import build_provider
 from adapters.redis_cache import build_cache
+from gateway import deployment_metrics, gpu
 from gateway.apps.model import UsageRecord
 from gateway.apps.store import Store, open_store
 from gateway.apps.usage import UsageRecorder
@@ -62,6 +63,7 @@ async def open_router(
     live = LiveRouter(router, cache)
     stack.push_async_callback(_close_cache, live)
     stack.push_async_callback(lambda: live.router.aclose())
+    await stack.enter_async_context(deployment_metrics.published(live))
     return live
 
 
@@ -81,6 +83,7 @@ async def open_datasets(
     stack.enter_context(await asyncio.to_thread(claim, config.dataset.snapshots, root))
     datasets = build_datasets(config.dataset, config.data_dir, live)
     stack.push_async_callback(datasets.aclose)  # snapshots the indexes it changed
+    stack.enter_context(gpu.exported(datasets.embedder))  # with a CUDA device only
     return datasets
 
 

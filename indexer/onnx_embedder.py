@@ -107,6 +107,11 @@ class OnnxEmbedder:
         return self._dimensions
 
     @property
+    def max_batch_size(self) -> int:
+        """Windows one model call may take: batch occupancy's denominator."""
+        return self._batcher.max_batch_size
+
+    @property
     def max_tokens(self) -> int:
         return self._max_tokens
 
