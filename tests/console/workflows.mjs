@@ -111,8 +111,6 @@ async function main(page) {
   await page.fill("[data-input=question]", "one two three four five six seven eight");
   await page.selectOption("#wf-run-version", "published");
   await page.click("#wf-run-start");
-  await page.click("#wf-tab-edit"); // another tab meanwhile does not stop the run
-  await page.click("#wf-tab-run");
   const lengths = [];
   let sawRunning = false;
   for (let i = 0; i < 60; i++) {
@@ -208,6 +206,8 @@ async function main(page) {
   await page.click("#wf-tab-run");
   await page.fill("[data-input=question]", "from a user");
   await page.click("#wf-run-start");
+  await page.click("#wf-tab-edit"); // another tab meanwhile does not stop the run
+  await page.click("#wf-tab-run");
   await page.waitForSelector("#wf-run-status >> text=succeeded");
   await page.click(`${node("answer")} .wf-node-title`);
   await page.waitForSelector("#wf-run-node[data-node=answer] >> text=Echo: ");

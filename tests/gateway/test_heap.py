@@ -64,7 +64,7 @@ async def test_settle_without_freezing(restored: None) -> None:
 
 def test_the_defaults_and_their_checks() -> None:
     server = make_config().server
-    assert (server.gc_freeze, server.gc_thresholds) == (True, (10_000, 20, 10))
+    assert (server.gc_freeze, server.gc_thresholds) == (True, (700, 10, 10))
     for bad in ([0, 10, 10], [700, 10]):
         with pytest.raises(ConfigError, match="gc_thresholds"):
             make_config(gc_thresholds=bad)
