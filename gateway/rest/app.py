@@ -96,7 +96,7 @@ def build_app(shim: Shim) -> ASGIApp:
             *anthropic.routes(),
             WebSocketRoute("/v1/ws/generate", generate_socket),
             *(console.routes() if shim.config.console else []),
-            *graphql_routes(shim, shim.config.graphql),
+            *graphql_routes(shim, shim.config.graphql, shim.config.max_body_bytes),
             Route("/{path:path}", transcode, methods=_ALL_METHODS),
         ],
         exception_handlers={

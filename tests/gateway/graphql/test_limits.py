@@ -4,6 +4,7 @@ errors never carry a trace; `rest.graphql: false` removes the endpoint."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx2 as httpx
@@ -98,3 +99,27 @@ async def test_a_broken_resolver_is_internal_without_its_text(
         "message": "internal error", "locations": [{"line": 1, "column": 3}], "path": ["caller"],
         "extensions": {"code": "INTERNAL"},
     }  # fmt: skip
+
+
+async def test_a_body_over_the_rest_limit_is_refused(start_gateway: StartGateway) -> None:
+    gateway = await start_gateway(top={"rest": {"port": 0, "max_body_bytes": 2048}})
+    url = f"http://127.0.0.1:{gateway.http_port}/graphql"
+    padding = " " * 4096
+    async with httpx.AsyncClient() as http:
+        declared = await http.post(url, json={"query": "{ caller { tenant } }" + padding})
+
+        async def chunks() -> AsyncIterator[bytes]:  # no content-length: counted as it comes
+            yield b'{"query": "{ caller { tenant } }'
+            yield padding.encode()
+            yield b'"}'
+
+        streamed = await http.post(
+            url, content=chunks(), headers={"content-type": "application/json"}
+        )
+        small = await http.post(url, json={"query": "{ caller { tenant } }"})
+    for reply in (declared, streamed):
+        assert reply.status_code == 413
+        [error] = reply.json()["errors"]
+        assert error["extensions"]["code"] == "INVALID_ARGUMENT"
+        assert "larger than 2048 bytes" in error["message"]
+    assert small.status_code == 200 and small.json()["data"]["caller"]["tenant"]
