@@ -41,6 +41,7 @@ from adapters._options import parse_options
 from router.config import Frozen
 from router.errors import ErrorKind, ProviderError
 from router.types import (
+    STARTED,
     Chunk,
     ContentPart,
     Embeddings,
@@ -175,6 +176,7 @@ class AnthropicProvider:
                     if block.type == "tool_use":
                         blocks[event.index] = [block.id, block.name, ""]
                 elif event.type == "message_start":
+                    yield STARTED  # the stream is good: the edge may answer now
                     input_tokens = _input_tokens(event.message.usage)
                     cached_tokens = event.message.usage.cache_read_input_tokens or 0
                     output_tokens = event.message.usage.output_tokens

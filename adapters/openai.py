@@ -41,6 +41,7 @@ from adapters._options import parse_options
 from router.config import Frozen
 from router.errors import ErrorKind, ProviderError
 from router.types import (
+    STARTED,
     Chunk,
     Embeddings,
     Message,
@@ -162,6 +163,7 @@ class OpenAIProvider:
                     if not line.startswith(b"data:") or line.endswith(b"[DONE]"):
                         continue
                     event = json.loads(line[5:])
+                    announce = not started  # the first event: say the stream is good
                     started = True
                     if event.get("error"):
                         raise ProviderError(ErrorKind.INTERRUPTED, f"openai: {event['error']}")
@@ -174,7 +176,10 @@ class OpenAIProvider:
                         if choice.get("finish_reason"):
                             finish = _finish(choice["finish_reason"])
                         if delta.get("content"):
+                            announce = False
                             yield Chunk(delta=delta["content"])
+                    if announce:
+                        yield STARTED
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise _failed(exc, started=started) from exc
         except ValueError as exc:  # not JSON: the upstream is not speaking the protocol

@@ -14,7 +14,7 @@ from router.cache import CachedAnswer, ResponseCache
 from router.errors import ProviderError
 from router.filter import SensitiveWords, StreamFilter
 from router.plan import Plan
-from router.types import Chunk, Request, Response, ToolCall, Usage
+from router.types import STARTED, Chunk, Request, Response, ToolCall, Usage
 from router.walk import Walk, WalkContext, log_plan
 
 
@@ -51,6 +51,7 @@ class RoutedStream:
     ) -> None:
         self.deployment = ""
         self.cache = "" if key is None else "miss"
+        self._announce = False
         self._router = router
         self._request = request
         self._deadline = deadline
@@ -59,9 +60,13 @@ class RoutedStream:
     def __aiter__(self) -> AsyncIterator[Chunk]:
         return self.chunks()
 
-    def chunks(self) -> AsyncGenerator[Chunk, None]:
+    def chunks(self, announce: bool = False) -> AsyncGenerator[Chunk, None]:
         """The chunks; close the generator (contextlib.aclosing) to stop early,
-        which stops the upstream."""
+        which stops the upstream. With `announce`, `router.types.STARTED` comes
+        first, once, as soon as an upstream's stream is known to be good (when
+        its provider says so), so the edge can send its headers before the
+        first token."""
+        self._announce = announce
         if self._key is None and self._router.words is None:
             return self._upstream()
         return self._post_processed()
@@ -116,6 +121,7 @@ class RoutedStream:
         log_plan(context, self._request, plan)
         retry = plan.retry
         walk = Walk(context, plan, self._deadline, self._request.request_id)
+        announce = self._announce
         router.enter()
         try:
             while (deployment := await walk.next()) is not None:
@@ -133,7 +139,10 @@ class RoutedStream:
                             limit = (
                                 retry.attempt_timeout_s if waiting else retry.inter_token_timeout_s
                             )
-                            watchdog.arm(walk.budget(limit))
+                            # The first chunk's limit runs from the attempt's start,
+                            # across a STARTED from the provider.
+                            left = max(0.0, started + limit - context.clock()) if waiting else limit
+                            watchdog.arm(walk.budget(left))
                             try:
                                 chunk = await anext(upstream)
                             except StopAsyncIteration:
@@ -146,6 +155,11 @@ class RoutedStream:
                                 raise walk.stalled(limit) from None
                             finally:
                                 watchdog.disarm()
+                            if chunk is STARTED:  # not an answer's chunk: no first_at
+                                if announce:
+                                    announce = False  # once, whichever attempt
+                                    yield chunk
+                                continue
                             if waiting:
                                 first_at = context.clock()
                                 self.deployment = deployment.name
@@ -184,6 +198,9 @@ async def _filtered(
     the start of a term is held back until the next chunk tells."""
     async with contextlib.aclosing(source):
         async for chunk in source:
+            if chunk is STARTED:
+                yield chunk
+                continue
             text = words.feed(chunk.delta) if chunk.delta else ""
             if words.blocked:
                 await source.aclose()  # stop the upstream now, not after the client's write

@@ -98,6 +98,15 @@ class Chunk:
     usage: Usage | None = None
 
 
+# What a provider's stream may yield once, before its first chunk, when the
+# upstream has answered and its stream is known to be good but no token has
+# come yet: the edge can send its response headers meanwhile. Only a stream
+# asked to announce it passes it on (RoutedStream.chunks(announce=True)); it is
+# never a chunk of the answer, and an attempt that fails after it is retried
+# like one that failed before it.
+STARTED = Chunk()
+
+
 @dataclass(frozen=True, slots=True)
 class Response:
     text: str

@@ -19,7 +19,7 @@ from starlette.routing import Route
 
 from gateway.pb import router_pb2 as pb
 from gateway.rest import compat
-from gateway.rest.call import CallError
+from gateway.rest.call import STARTED, CallError
 from gateway.rest.compat import STOP_REASONS, CompatError, bad, number, text_of
 from gateway.rest.methods import GENERATE
 from gateway.rest.responses import JSONResponse
@@ -154,6 +154,10 @@ async def _stream(shim: Shim, message: pb.GenerateRequest, ctx: Any) -> Response
         out += _event("content_block_start", {"index": 0, "content_block": block})
         out += _event("ping", {})
         try:
+            if batch is STARTED:  # the upstream answered, no token yet: headers now
+                yield out
+                out = b""
+                batch = await anext(batches, [])
             while batch:  # one write per batch of chunks that were ready together
                 texts = (json.dumps(c.delta).encode() for c in batch if c.delta)
                 out += b"".join(head + text + tail for text in texts)

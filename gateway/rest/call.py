@@ -42,6 +42,10 @@ class CallError(Exception):
 
 
 _END = object()
+_HEADERS = object()
+# What `Calls.batches` yields when a server-streaming handler sent its initial
+# metadata before any message: the response can start (its headers) now.
+STARTED: list[Any] = []
 SHUTTING_DOWN = "the server is shutting down"
 
 
@@ -155,15 +159,17 @@ class Calls:
         batches = self.batches(method, request, context)
         async with contextlib.aclosing(batches):
             async for batch in batches:
-                for message in batch:
+                for message in batch:  # STARTED has none
                     yield message
 
     async def batches(
         self, method: MethodDescriptor, request: Any, context: RestContext
     ) -> AsyncGenerator[list[Any], None]:
         """The response messages, in lists of those ready at once (never waiting
-        for more), so a fast producer costs one HTTP write per list; CallError
-        when the call ends non-OK (before or after the first message). The
+        for more), so a fast producer costs one HTTP write per list; first
+        `STARTED` (an empty list) when the handler sends its initial metadata
+        before its first message; CallError when the call ends non-OK (before
+        or after the first message). The
         handler runs in one task of its own, as grpc.aio runs it, so context
         variables it binds hold for the whole call; closing the iterator (the
         client went away) cancels it; past the deadline it ends DEADLINE_EXCEEDED."""
@@ -175,6 +181,13 @@ class Calls:
             )
         queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=32)  # backpressure beyond this
         outcome: list[BaseException] = []
+
+        def headers() -> None:
+            context.on_initial_metadata = None  # once
+            with contextlib.suppress(asyncio.QueueFull):  # full: messages flow already
+                queue.put_nowait(_HEADERS)
+
+        context.on_initial_metadata = headers
         pump = asyncio.create_task(self._pump(handler, request, context, queue, outcome))
         self._running.add(pump)
         pump.add_done_callback(self._running.discard)
@@ -184,6 +197,11 @@ class Calls:
                 batch = [await queue.get()]
                 while not queue.empty():
                     batch.append(queue.get_nowait())
+                if batch[0] is _HEADERS:
+                    batch.pop(0)
+                    if not batch:
+                        yield STARTED
+                        continue
                 ended = batch[-1] is _END
                 if ended:
                     batch.pop()

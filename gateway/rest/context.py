@@ -38,6 +38,9 @@ class RestContext:
         # and for client-streaming calls whose handler uses read().
         self.writes: asyncio.Queue[Any] | None = None
         self.requests: AsyncIterator[Any] | None = None
+        # Set by the shim for server-streaming calls: told when the handler sends
+        # its initial metadata (its headers, before any message).
+        self.on_initial_metadata: Callable[[], None] | None = None
 
     # -- what the servicer calls -------------------------------------------------
     async def abort(
@@ -69,6 +72,8 @@ class RestContext:
 
     async def send_initial_metadata(self, metadata: Sequence[tuple[str, str | bytes]]) -> None:
         self.initial_metadata.extend(metadata)
+        if self.on_initial_metadata is not None:
+            self.on_initial_metadata()
 
     def set_trailing_metadata(self, metadata: Sequence[tuple[str, str | bytes]]) -> None:
         self.trailing.extend(metadata)

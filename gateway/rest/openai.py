@@ -23,7 +23,7 @@ from starlette.routing import Route
 
 from gateway.pb import router_pb2 as pb
 from gateway.rest import compat
-from gateway.rest.call import CallError
+from gateway.rest.call import STARTED, CallError
 from gateway.rest.compat import CompatError, bad, number, text_of
 from gateway.rest.methods import EMBED, GENERATE, LIST_MODELS
 from gateway.rest.responses import JSONResponse
@@ -260,6 +260,10 @@ async def _stream(shim: Shim, message: pb.GenerateRequest, ctx: Any, usage: bool
         last, batch = pb.GenerateChunk(), first
         out = frames.event({"role": "assistant", "content": ""})
         try:
+            if batch is STARTED:  # the upstream answered, no token yet: headers now
+                yield out
+                out = b""
+                batch = await anext(batches, [])
             while batch:
                 out += b"".join(frames.chunk(chunk) for chunk in batch)
                 last = batch[-1]

@@ -16,7 +16,7 @@ from typing import Any
 
 from starlette.responses import Response, StreamingResponse
 
-from gateway.rest.call import CallError
+from gateway.rest.call import STARTED, CallError
 from gateway.rest.context import RestContext
 from gateway.rest.responses import error_response
 from gateway.rest.status import response_headers, status_json
@@ -50,6 +50,8 @@ async def stream_response(
     async def body() -> AsyncIterator[bytes]:
         batch = first
         try:
+            if batch is STARTED:  # headers before the first message: it comes next
+                batch = await anext(batches, [])
             while batch:
                 yield b"".join(frame("result", encode(message)) for message in batch)
                 batch = await anext(batches, [])

@@ -22,7 +22,7 @@ from gateway.router import wire
 from gateway.rpc import deadline
 from gateway.status import abort
 from router.errors import InvalidRequest, RouterError
-from router.types import Request
+from router.types import STARTED, Request
 
 _CACHE_HIT = (("x-infergate-cache", "hit"),)
 
@@ -82,8 +82,11 @@ class RouterService(router_pb2_grpc.RouterServicer):
             stream = self._live.router.stream(req, deadline(context))
             alias = req.model
             first = True
-            async with contextlib.aclosing(stream.chunks()) as chunks:
+            async with contextlib.aclosing(stream.chunks(announce=True)) as chunks:
                 async for chunk in chunks:
+                    if chunk is STARTED:  # the upstream answered: our headers can go now
+                        await context.send_initial_metadata(())
+                        continue
                     msg = wire.chunk_to_pb(req.request_id, chunk)
                     if first:
                         first = False

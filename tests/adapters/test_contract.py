@@ -30,7 +30,7 @@ from adapters.triton import TritonProvider
 from indexer.testmodel import build_tiny_model
 from router.errors import ErrorKind, ProviderError
 from router.provider import Provider
-from router.types import Chunk, Message, Params, Request, Tool, Usage
+from router.types import STARTED, Chunk, Message, Params, Request, Tool, Usage
 from tests.fakes.anthropic_server import AnthropicFake
 from tests.fakes.openai_server import OpenAIFake
 from tests.fakes.script import Observed, Script
@@ -194,7 +194,8 @@ def ask(text: str = "hello there", **params: Any) -> Request:
 
 
 async def collect(stream: Any) -> list[Chunk]:
-    return [chunk async for chunk in stream]
+    """The answer's chunks: a provider's STARTED (router.types) is not one."""
+    return [chunk async for chunk in stream if chunk is not STARTED]
 
 
 def soon(seconds: float) -> float:
@@ -222,6 +223,17 @@ async def test_length_finish_reason(backend: Backend) -> None:
         h.script.finish = "length"
         response = await h.provider.generate(ask(max_tokens=4), soon(10))
         assert response.finish_reason == "length"
+
+
+@pytest.mark.parametrize("backend", backends("stream"))
+async def test_started_comes_at_most_once_and_before_the_answer(backend: Backend) -> None:
+    async with backend.start("chat") as h:
+        h.script.tokens = [" a", " b"]
+        everything = [chunk async for chunk in h.provider.stream(ask(), soon(10))]
+        marks = [i for i, chunk in enumerate(everything) if chunk is STARTED]
+        assert marks in ([], [0])
+        if backend.name in ("openai", "anthropic"):  # their streams say so on the first event
+            assert marks == [0]
 
 
 @pytest.mark.parametrize("backend", backends("stream"))
@@ -305,7 +317,8 @@ async def test_a_stream_that_goes_quiet_past_the_deadline_times_out(backend: Bac
         seen: list[str] = []
         with pytest.raises(ProviderError) as caught:
             async for chunk in h.provider.stream(ask(), soon(0.5)):
-                seen.append(chunk.delta)
+                if chunk is not STARTED:
+                    seen.append(chunk.delta)
         assert caught.value.kind is ErrorKind.TIMEOUT
         assert seen == ["Hello"]
 
@@ -344,6 +357,8 @@ async def test_closing_a_stream_closes_the_upstream_stream(backend: Backend) -> 
         h.script.token_delay_s = 0.05
         stream = h.provider.stream(ask(), soon(60))
         first = await anext(stream)
+        if first is STARTED:
+            first = await anext(stream)
         assert first.delta == " t0"
         await stream.aclose()
         async with asyncio.timeout(5):

@@ -118,6 +118,8 @@ async def stream(body: dict[str, Any], script: Script, reply: Reply) -> None:
             await asyncio.sleep(script.token_delay_s)
         elif not i and script.first_token_delay_s:
             await asyncio.sleep(script.first_token_delay_s)
+        if i == 0 and script.hold_before_first is not None:
+            await script.hold_before_first.wait()
         if i == 1 and script.hold_after_first is not None:
             await script.hold_after_first.wait()
         reply.send(_chunk(model, {"content": token}, None, usage))

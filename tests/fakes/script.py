@@ -23,6 +23,9 @@ class Script:
     # Streams: after the first token, wait for this before sending the rest (a
     # test sets it once the first token has reached its client).
     hold_after_first: asyncio.Event | None = None
+    # Streams: after the role chunk, wait for this before the first token (a test
+    # sets it once the gateway's response headers have reached its client).
+    hold_before_first: asyncio.Event | None = None
     cut_after: int | None = None  # streams: drop the connection after this many tokens
     error_after: tuple[int, str] | None = None  # streams: an in-band error event (tokens, type)
     finish: str = "stop"  # unified: stop, length, tool_calls
