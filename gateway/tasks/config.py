@@ -9,6 +9,13 @@ from pydantic import Field, field_validator, model_validator
 from gateway.tasks.states import RetryPolicy
 from router.config import Frozen
 
+# How much longer than its attempt a worker may hold a task's message, at most:
+# the wait in the worker's inbox (a poll, under a second; up to the --grace,
+# 30 s by default, for one that arrived as the worker was told to stop), then
+# writing the usage records, the result and the archive copy (the clients'
+# timeouts: Redis 5 s a try, S3 60 s). The broker must not take it back sooner.
+BROKER_MARGIN_S = 120.0
+
 
 class ArchiveConfig(Frozen):
     """Where finished tasks and their results go to outlive the hot store.
@@ -47,13 +54,14 @@ class RabbitMQConfig(Frozen):
         default=0,
         ge=0,
         le=65535,
-        description="unacknowledged tasks per worker process; 0: as many as it runs at once",
+        description="unacknowledged tasks per worker process (at most its concurrency); "
+        "0: as many as it runs at once",
     )
     consumer_timeout_s: float = Field(
         default=1800,
         gt=0,
         description="the broker's consumer_timeout (rabbitmq.conf, 30 min by default): "
-        "it closes the channel of a delivery held longer, so task_timeout_s must stay below",
+        "it closes the channel of a delivery held longer: task_timeout_s + 120 s must stay below",
     )
 
     @field_validator("queue")
@@ -105,12 +113,18 @@ class TasksConfig(Frozen):
     @model_validator(mode="after")
     def _attempts_fit_the_broker(self) -> TasksConfig:
         limit = self.rabbitmq.consumer_timeout_s
-        if self.backend == "rabbitmq" and self.task_timeout_s >= limit:
+        if self.backend == "rabbitmq" and self.task_timeout_s + BROKER_MARGIN_S > limit:
             raise ValueError(
-                f"task_timeout_s ({self.task_timeout_s:g}) must be below "
-                f"rabbitmq.consumer_timeout_s ({limit:g}): the broker would take a longer "
-                "task back from its worker (raise consumer_timeout in rabbitmq.conf, then here)"
+                f"task_timeout_s ({self.task_timeout_s:g}) + {BROKER_MARGIN_S:g} s must not "
+                f"exceed rabbitmq.consumer_timeout_s ({limit:g}): the broker would take a task "
+                "back from its worker while it runs or records its outcome (raise "
+                "consumer_timeout in rabbitmq.conf, then here)"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _prefetch_fits_the_workers(self) -> TasksConfig:
+        check_prefetch(self, self.concurrency)
         return self
 
     @property
@@ -122,3 +136,15 @@ class TasksConfig(Frozen):
     @property
     def retry(self) -> RetryPolicy:
         return RetryPolicy(self.max_attempts, self.backoff_base_s, self.backoff_max_s, self.jitter)
+
+
+def check_prefetch(config: TasksConfig, concurrency: int) -> None:
+    """A fixed prefetch above what a process runs at once would leave tasks
+    waiting in its inbox, held from the other workers, their time counting
+    towards the broker's consumer_timeout."""
+    prefetch = config.rabbitmq.prefetch
+    if config.backend == "rabbitmq" and concurrency and prefetch > concurrency:
+        raise ValueError(
+            f"rabbitmq.prefetch ({prefetch}) must not exceed the tasks a worker runs at once "
+            f"({concurrency}); 0 follows it"
+        )

@@ -82,24 +82,56 @@ class RabbitMQTaskQueue:
         self, tenant: str, type: str, payload: Mapping[str, Any], idempotency_key: str = ""
     ) -> Task:
         """Accepted once both hold it: the record in Redis, the message
-        confirmed by the broker. An unconfirmed one is withdrawn, and raises."""
+        confirmed by the broker. An unconfirmed one is withdrawn, and raises;
+        so does a repeat (the same idempotency key) of a submit still
+        unconfirmed, if it cannot get the message confirmed itself."""
         task = states.new_task(tenant, type, payload, idempotency_key, self._clock())
         stored = await self._records.create(task, self._unsent, stream=False)
         if stored != task.id:
-            return await self.get(tenant, stored)
+            return await self._repeated(tenant, stored)
         try:
             await self.broker.publish(task.id)
         except QueueUnavailable as exc:
-            try:
-                await self._records.withdraw(task, self._unsent)
-            except QueueUnavailable:
-                log.warning("task %s: not withdrawn, it may still run", task.id)
-            raise QueueUnavailable(f"task {task.id} not accepted: {exc}") from exc
+            await self._withdraw(task, exc)
+            return await self.get(tenant, task.id)  # a repeat had it confirmed: accepted
         try:
             await self._sent(task.id)
         except QueueUnavailable as exc:  # accepted all the same: at worst sent twice
             log.warning("task %s: still noted as unsent: %s", task.id, exc)
         return task
+
+    async def _repeated(self, tenant: str, task_id: str) -> Task:
+        """The task an earlier submit stored under the same key. If its
+        message is not confirmed yet, that submit may still fail and withdraw
+        it: publish it here, and answer once confirmed and out of `unsent`
+        (from then on it is never withdrawn)."""
+        with store_errors():
+            unsent = await self._records.redis.zscore(self._unsent, task_id) is not None
+        if unsent:
+            try:
+                await self.broker.publish(task_id)
+            except QueueUnavailable as exc:
+                raise QueueUnavailable(f"task {task_id} not accepted: {exc}") from exc
+            await self._sent(task_id)
+        try:
+            return await self.get(tenant, task_id)
+        except TaskNotFound as exc:  # the first submit withdrew it just before
+            raise QueueUnavailable(f"task {task_id} not accepted: withdrawn") from exc
+
+    async def _withdraw(self, task: Task, exc: QueueUnavailable) -> None:
+        """Raises unless a repeat of the submit got the message confirmed (or
+        the task was started or cancelled) meanwhile: then it stays."""
+        try:
+            withdrawn = await self._records.withdraw(task, self._unsent)
+        except QueueUnavailable:
+            # Still in `unsent`: housekeeping sends it, so "not accepted" would be untrue.
+            raise QueueUnavailable(
+                f"task {task.id} not confirmed and not withdrawn, it may still run "
+                f"(a repeat with the same idempotency key tells): {exc}"
+            ) from exc
+        if withdrawn:
+            raise QueueUnavailable(f"task {task.id} not accepted: {exc}") from exc
+        log.info("task %s: not confirmed, but a repeat of its submit sent it", task.id)
 
     async def get(self, tenant: str | None, task_id: str) -> Task:
         return await self._records.get(tenant, task_id)
@@ -117,6 +149,10 @@ class RabbitMQTaskQueue:
             task_id, lambda t: states.requeue(own(t, tenant), self._clock()), self._outbox
         )
         await self._send(task.id)
+        try:  # its earlier death stays in the history of its record
+            await self.broker.drop_dead_letters(task.id)
+        except QueueUnavailable as exc:
+            log.warning("task %s: its old dead letter stays: %s", task.id, exc)
         return task
 
     def watch(self, tenant: str | None, task_id: str) -> AsyncGenerator[Task, None]:
@@ -135,12 +171,30 @@ class RabbitMQTaskQueue:
             if not deliveries:
                 break
             # Concurrently: each is its own transaction on its own record.
-            taken = await asyncio.gather(*(self._take(d) for d in deliveries))
-            leases += [lease for lease in taken if lease is not None]
+            starts = (self._take(d) for d in deliveries)
+            taken = await asyncio.gather(*starts, return_exceptions=True)
+            leases += [t for t in taken if isinstance(t, Lease)]
+            failed = [t for t in taken if isinstance(t, BaseException)]
+            if failed and not leases:
+                raise failed[0]
+            if failed:  # the ones that started are running: hand them out
+                log.warning("claim: %d messages given back: %s", len(failed), failed[0])
+                break
         return leases
 
     async def _take(self, delivery: Delivery) -> Lease | None:
-        """Start the task a message names, or drop a message with nothing to run."""
+        """Start the task a message names, or drop a message with nothing to
+        run. On any error (the store unreachable, a cancel) the message goes
+        back to the broker: it never stays with this process unsettled."""
+        try:
+            return await self._start(delivery)
+        except BaseException:
+            await self.broker.give_back(delivery)
+            raise
+
+    async def _start(self, delivery: Delivery) -> Lease | None:
+        if self._adopted(delivery):
+            return None
         task_id, now = delivery.task_id, self._clock()
         started_from = ""
         if delivery.redelivered:
@@ -175,6 +229,16 @@ class RabbitMQTaskQueue:
         token = f"{delivery.channel}:{delivery.tag}"
         self._held[token] = _Held(delivery, time.monotonic())
         return Lease(task, token)
+
+    def _adopted(self, delivery: Delivery) -> bool:
+        """The message of an attempt running here, back from the broker (its
+        channel closed, or the connection: a broker restart): the attempt
+        goes on, settled through the message as delivered now."""
+        for held in self._held.values():
+            if held.delivery.message_id == delivery.message_id and delivery != held.delivery:
+                held.delivery = delivery
+                return True
+        return False
 
     async def _give_back_silent(self) -> None:
         """Leases not renewed within the visibility timeout go back to the

@@ -62,7 +62,11 @@ return ARGV[1]
 """
 
 # KEYS: record, idempotency key, work sorted set, indexes...   ARGV: id.
+# Only while nobody else took the task on: still PENDING, still in `work`.
 _WITHDRAW = """
+local raw = redis.call('GET', KEYS[1])
+if not raw or not redis.call('ZSCORE', KEYS[3], ARGV[1]) then return 0 end
+if cjson.decode(raw)['state'] ~= 'PENDING' then return 0 end
 if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
 redis.call('DEL', KEYS[1])
 for i = 3, #KEYS do redis.call('ZREM', KEYS[i], ARGV[1]) end
@@ -142,11 +146,13 @@ class RedisRecords:
             stored: bytes = await self._create(keys=keys, args=args)
         return stored.decode()
 
-    async def withdraw(self, task: Task, work: str) -> None:
-        """Undo `create` (its work sorted set) for a task that was not accepted."""
+    async def withdraw(self, task: Task, work: str) -> bool:
+        """Undo `create` (its work sorted set) for a task that was not
+        accepted, unless it is no longer PENDING or no longer in `work` (then
+        someone else sent or started it): returns whether it was undone."""
         keys = [self.task_key(task.id), self._idem_key(task), work, *self._all_indexes(task)]
         with store_errors():
-            await self._withdraw(keys=keys, args=[task.id])
+            return bool(await self._withdraw(keys=keys, args=[task.id]))
 
     async def get(self, tenant: str | None, task_id: str) -> Task:
         with store_errors():

@@ -10,13 +10,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gateway.tasks.archive import build_archive
-from gateway.tasks.config import TasksConfig
+from gateway.tasks.config import TasksConfig, check_prefetch
 from gateway.tasks.handlers import TaskTypes, UsageSink, load
 from gateway.tasks.memory import MemoryTaskQueue
 from gateway.tasks.queue import TaskQueue
 from gateway.tasks.rabbitmq_queue import RabbitMQTaskQueue
 from gateway.tasks.redis_queue import RedisTaskQueue
 from gateway.tasks.worker import Worker
+from router.config import ConfigError
 from router.router import Router
 
 Clock = Callable[[], float]
@@ -65,6 +66,11 @@ def build_worker(
     concurrency: int,
     usage: UsageSink | None = None,
 ) -> Worker:
+    """Raises ConfigError if the config's fixed prefetch exceeds `concurrency`."""
+    try:
+        check_prefetch(config, concurrency)
+    except ValueError as exc:
+        raise ConfigError(f"tasks.{exc}") from exc
     return Worker(
         queue,
         types,

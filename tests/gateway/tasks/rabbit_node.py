@@ -71,6 +71,16 @@ class PrivateNode:
                 raise RuntimeError(f"the private RabbitMQ node did not start:\n{tail}")
             time.sleep(0.2)
 
+    def ctl(self, *args: str) -> str:
+        """rabbitmqctl against this node (its output)."""
+        ctl = str(Path(self.script).with_name("rabbitmqctl"))
+        done = subprocess.run(
+            [ctl, "-n", self.name, *args], env=self.env, capture_output=True, text=True, timeout=30
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"rabbitmqctl {' '.join(args)}: {done.stderr[-1000:]}")
+        return done.stdout
+
     def stop(self) -> None:
         """A graceful stop (SIGTERM)."""
         self._end(signal.SIGTERM)
