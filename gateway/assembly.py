@@ -17,8 +17,11 @@ from collections.abc import Callable
 
 from adapters import build_provider
 from adapters.redis_cache import build_cache
-from gateway import deployment_metrics, gpu
+from gateway import deployment_metrics, gpu, metrics
 from gateway.apps.model import UsageRecord
+from gateway.apps.prices import SetPrices
+from gateway.apps.runtime import open_ledger
+from gateway.apps.spend import Spend
 from gateway.apps.store import Store, open_store
 from gateway.apps.usage import UsageRecorder
 from gateway.apps.workflow_runner import WorkflowRunner, open_runner
@@ -37,6 +40,7 @@ from gateway.tasks.model import Task
 from gateway.tasks.runtime import build_queue, build_worker
 from gateway.tasks.worker import Worker
 from indexer.datasets import Datasets
+from router.pricing import PriceBook
 from router.router import ProviderFactory, Router
 
 
@@ -121,43 +125,101 @@ def open_usage(
     return recorder
 
 
+async def open_spend(
+    config: GatewayConfig, store: Store, live: LiveRouter, stack: contextlib.AsyncExitStack
+) -> Spend:
+    """A worker's budgets and the prices set through the API (the gateway's are
+    the App layer's): loaded now and every `apps.budgets.refresh_s`, drawing on
+    the configured ledger. With the memory ledger a separate worker's spend
+    reaches the gateway's budgets only through the usage records (after a
+    restart): share Redis instead."""
+    budgets = config.apps.budgets
+    spend = Spend(open_ledger(budgets), on_refusal=metrics.count_budget_refusal)
+    stack.push_async_callback(spend.ledger.aclose)
+    set_prices = SetPrices(store.prices, live)
+    await spend.refresh(store.budgets)
+    await set_prices.refresh()
+    refreshes = [
+        asyncio.create_task(spend.refresh_forever(store.budgets, budgets.refresh_s)),
+        asyncio.create_task(set_prices.refresh_forever(budgets.refresh_s)),
+    ]
+
+    async def stop() -> None:
+        for task in refreshes:
+            task.cancel()
+        await asyncio.gather(*refreshes, return_exceptions=True)
+
+    stack.push_async_callback(stop)
+    return spend
+
+
 def open_workflows(
     config: GatewayConfig, store: Store, live: LiveRouter, datasets: Datasets | None,
     tasks: QueueTasks, recorder: UsageRecorder | None, stack: contextlib.AsyncExitStack,
+    spend: Spend | None = None,
 ) -> WorkflowRunner:  # fmt: skip
     """A worker's workflow runner (the gateway's is the App layer's)."""
     retriever = DatasetRetriever(datasets) if datasets is not None else DisabledRetrieval()
     runner = open_runner(
-        config.apps.workflows, store, live, lambda: retriever, lambda: tasks, recorder
-    )
+        config.apps.workflows, store, live, lambda: retriever, lambda: tasks, recorder, spend,
+        metrics.count_cost,
+    )  # fmt: skip
     stack.push_async_callback(runner.aclose)
     return runner
+
+
+_EMBEDDING_TASKS = frozenset({"embed.batch"})  # priced per embedding token
 
 
 class RecordedUsage:
     """Task handlers' model calls as usage records: one per call, with the
     task's tenant, no app and no key, and `task:<type>` as the method, so that
-    QueryUsage totals include batch work."""
+    QueryUsage totals include batch work. Each call is priced from the live
+    router snapshot's PriceBook, as the access interceptor prices RPCs: the
+    cost goes on the record, into `infergate_cost_usd` and into the tenant's
+    budget when `spend` is set."""
 
-    def __init__(self, recorder: UsageRecorder) -> None:
+    def __init__(
+        self, recorder: UsageRecorder | None, prices: Callable[[], PriceBook] | None = None,
+        spend: Spend | None = None,
+    ) -> None:  # fmt: skip
         self._recorder = recorder
+        self._prices = prices
+        self._spend = spend
 
     def record(self, task: Task, call: ModelCall) -> None:
-        self._recorder.record(
-            UsageRecord(
-                int(time.time() * 1000), task.tenant, "", "", call.model, call.deployment,
-                f"task:{task.type}", call.input_tokens, call.output_tokens, call.latency_ms,
-                status_name(call.error),
-            )
-        )  # fmt: skip
+        cost = 0
+        if self._prices is not None and call.deployment:
+            price = self._prices().price(call.model, call.deployment)
+            embedding = task.type in _EMBEDDING_TASKS
+            cost = price.cost(call.input_tokens, call.output_tokens, embedding=embedding)
+        if cost:
+            metrics.count_cost(task.tenant, call.model, call.deployment, cost)
+            if self._spend is not None:
+                self._spend.add(task.tenant, "", "", cost)
+        if self._recorder is not None:
+            self._recorder.record(
+                UsageRecord(
+                    int(time.time() * 1000), task.tenant, "", "", call.model, call.deployment,
+                    f"task:{task.type}", call.input_tokens, call.output_tokens, call.latency_ms,
+                    status_name(call.error), "", cost,
+                )
+            )  # fmt: skip
 
     async def flush(self) -> None:
-        await self._recorder.flush()
+        if self._recorder is not None:
+            await self._recorder.flush()
 
 
-def usage_sink(recorder: UsageRecorder | None) -> UsageSink | None:
-    """Where task workers record usage (None: nothing records)."""
-    return RecordedUsage(recorder) if recorder is not None else None
+def usage_sink(
+    recorder: UsageRecorder | None,
+    prices: Callable[[], PriceBook] | None = None,
+    spend: Spend | None = None,
+) -> UsageSink | None:
+    """Where task workers record usage and cost (None: nothing records)."""
+    if recorder is None and prices is None:
+        return None
+    return RecordedUsage(recorder, prices, spend)
 
 
 async def open_worker(
@@ -177,6 +239,8 @@ async def open_worker(
     queue = build_queue(config.tasks, config.data_dir)
     stack.push_async_callback(queue.aclose)
     tasks = QueueTasks(queue, max_payload_bytes=config.tasks.max_payload_bytes)
-    runner = open_workflows(config, store, live, datasets, tasks, recorder, stack)
+    spend = await open_spend(config, store, live, stack)
+    runner = open_workflows(config, store, live, datasets, tasks, recorder, stack, spend)
     types = tasks.types = task_types(datasets, runner)  # what task nodes may submit
-    return build_worker(config.tasks, queue, types, live, concurrency, usage_sink(recorder))
+    usage = usage_sink(recorder, lambda: live().prices, spend)
+    return build_worker(config.tasks, queue, types, live, concurrency, usage)

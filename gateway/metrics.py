@@ -50,6 +50,19 @@ COST = Counter(
 BUDGET_REFUSALS = Counter(
     "infergate_budget_refusals", "Calls refused by a spent budget, by its scope", ["scope"]
 )
+
+
+def count_cost(tenant: str, model: str, deployment: str, nanos: int) -> None:
+    """COST for a model call made outside the access interceptor (workflow
+    runs, task workers), which keeps its own label cache on the hot path."""
+    COST.labels(tenant, model, deployment).inc(nanos / 1_000_000_000)
+
+
+def count_budget_refusal(rule: Any) -> None:
+    """BUDGET_REFUSALS for a spent budget (a gateway.apps.model.BudgetRule)."""
+    BUDGET_REFUSALS.labels(rule.scope).inc()
+
+
 BUDGET_ALERTS = Counter(
     "infergate_budget_alerts",
     "Budgets whose spend crossed their alert share (once per period), by scope",

@@ -275,7 +275,7 @@ class Gateway:
         task_runtime = TaskRuntime(
             config.tasks, config.data_dir, live,
             types=assembly.task_types(datasets, apps.workflows),
-            usage=assembly.usage_sink(apps.recorder),
+            usage=assembly.usage_sink(apps.recorder, lambda: live().prices, apps.spend),
         )  # fmt: skip
         apps.tasks = QueueTasks(
             task_runtime.queue, task_runtime.types, config.tasks.max_payload_bytes

@@ -1,6 +1,7 @@
 """What a call costs: a price per deployment, and the cost of a usage.
 
-A deployment's price comes from, first to last: its own `price:` in the
+A deployment's price comes from, first to last: a price set through the API
+for its name (stored by the App layer, source "api"); its own `price:` in the
 config; the config's `prices:` entry for its upstream model; the shipped
 table (router/price_table.py) when its provider is OpenAI or Anthropic; else
 zero (the mock and local models cost what the config says). Costs are whole
@@ -43,7 +44,7 @@ class Price:
     output: float = 0.0
     request: float = 0.0
     embedding: float = 0.0
-    source: str = "none"  # "deployment", "config", "table" or "none"
+    source: str = "none"  # "api", "deployment", "config", "table" or "none"
 
     def cost(
         self, input_tokens: int, output_tokens: int, cached_input_tokens: int = 0,
@@ -63,6 +64,7 @@ class Price:
 
 
 ZERO = Price()
+API = "api"  # the source of a price set through the API (the App layer stores them)
 
 
 def _from_config(p: PriceConfig, source: str) -> Price:
@@ -108,11 +110,15 @@ class PriceEntry:
 
 
 class PriceBook:
-    """Every deployment's price in one config snapshot."""
+    """Every deployment's price in one config snapshot; `overrides` (deployment
+    name -> price, set through the API) take precedence over the config."""
 
-    def __init__(self, config: RouterConfig) -> None:
+    def __init__(self, config: RouterConfig, overrides: Mapping[str, Price] | None = None) -> None:
+        set_ = overrides or {}
         self.entries = [
-            PriceEntry(alias, d.name, d.provider, d.model, price_of(d, config.prices))
+            PriceEntry(
+                alias, d.name, d.provider, d.model, set_.get(d.name) or price_of(d, config.prices)
+            )
             for alias, model in config.models.items()
             for d in model.deployments
         ]

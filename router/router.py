@@ -12,7 +12,7 @@ import asyncio
 import os
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from router.cache import CachedAnswer, ResponseCache, cache_key
@@ -20,7 +20,7 @@ from router.config import ConfigError, DeploymentConfig, RouterConfig
 from router.errors import InvalidRequest, ModelNotFound, ProviderError
 from router.filter import SensitiveWords
 from router.plan import Candidate, Decision, Deployment, Model, Plan
-from router.pricing import PriceBook
+from router.pricing import Price, PriceBook
 from router.provider import Provider
 from router.state import DeploymentState
 from router.stream import RoutedStream, answer
@@ -89,7 +89,9 @@ class Router:
         kept: set[int] = set()
         carried: list[tuple[DeploymentState, str]] = []  # applied only once all is built
         built: list[Provider] = []
-        self.prices = PriceBook(config)
+        # Prices set through the API outlive a reload: each snapshot takes its predecessor's.
+        self.price_overrides: dict[str, Price] = dict(previous.price_overrides) if previous else {}
+        self.prices = PriceBook(config, self.price_overrides)
         self.models: dict[str, Model] = {}
         try:
             for alias, model_config in config.models.items():
@@ -118,6 +120,17 @@ class Router:
                 state.breaker.configure(config.breaker_for(alias))
             state.alpha = config.routing.ewma_alpha
         self.retired = [d.provider for d in old.values() if id(d.provider) not in kept]
+
+    def use_prices(self, overrides: Mapping[str, Price]) -> None:
+        """Apply the prices set through the API (deployment name -> price) over
+        the config's, for pricing and cost-aware routing alike; later
+        snapshots keep them. Synchronous: no call sees half of a change."""
+        if overrides == self.price_overrides:
+            return
+        self.price_overrides = dict(overrides)
+        self.prices = PriceBook(self.config, self.price_overrides)
+        for alias, model in self.models.items():
+            model.prices = [self.prices.price(alias, d.name) for d in model.deployments]
 
     def enter(self) -> None:
         self.active += 1

@@ -292,8 +292,7 @@ async def _admit(
                 meter.hold = await spend.reserve(
                     principal.tenant, principal.key_id or "", meter.call.app, amount
                 )
-            except BudgetSpent as exc:
-                metrics.BUDGET_REFUSALS.labels(exc.rule.scope).inc()
+            except BudgetSpent as exc:  # counted in infergate_budget_refusals_total
                 await abort(context, exc)
         meter.reserved = input_tokens + output_tokens if grant.tokens else 0
     limiter = access.limiter

@@ -145,7 +145,8 @@ class RedisLimiter:
         self._acquire = self._client.register_script(_ACQUIRE)
         self._adjust = self._client.register_script(_ADJUST)
         self._failing = False
-        self._adjusting: set[asyncio.Task[None]] = set()
+        self._pending: list[tuple[str, int, int]] = []
+        self._sending: asyncio.Task[None] | None = None
 
     async def acquire(self, budgets: Sequence[Budget]) -> float:
         if not budgets:
@@ -161,18 +162,32 @@ class RedisLimiter:
         return wait
 
     def adjust(self, key: str, per_minute: int, refund: int) -> None:
-        task = asyncio.create_task(self._send_adjust(key, per_minute, refund))
-        self._adjusting.add(task)
-        task.add_done_callback(self._adjusting.discard)
+        # Queued, and sent in batches by one task (as the spend ledger settles):
+        # a burst of calls ending together costs one pipelined round trip on
+        # one connection, not a task and a pooled connection each.
+        self._pending.append((key, per_minute, refund))
+        if self._sending is None or self._sending.done():
+            self._sending = asyncio.create_task(self._send_pending())
 
-    async def _send_adjust(self, key: str, per_minute: int, refund: int) -> None:
-        try:
-            await self._adjust(keys=[self._prefix + key], args=[per_minute, refund, _IDLE_TTL_MS])
-        except (RedisError, OSError) as exc:
-            self._failed(exc)
+    async def _send_pending(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                async with self._client.pipeline(transaction=False) as pipe:
+                    for key, per_minute, refund in batch:
+                        args = [per_minute, refund, _IDLE_TTL_MS]
+                        await self._adjust(keys=[self._prefix + key], args=args, client=pipe)
+                    await pipe.execute()
+            except (RedisError, OSError) as exc:  # lost: the estimates stay taken
+                self._failed(exc)
+
+    async def flush(self) -> None:
+        """Wait for the adjustments queued or in flight."""
+        while self._sending is not None and not self._sending.done():
+            await asyncio.gather(self._sending, return_exceptions=True)
 
     async def aclose(self) -> None:
-        await asyncio.gather(*self._adjusting, return_exceptions=True)
+        await self.flush()
         await self._client.aclose()
 
     def _failed(self, exc: Exception) -> None:

@@ -25,6 +25,7 @@ _BY_SERVICE: dict[str, dict[str, Role]] = {
         "RevokeApiKey": _A, "ListAuditEvents": _A,
         # Spend: admins set budgets; developers read their tenant's, and the prices.
         "SetBudget": _A, "DeleteBudget": _A, "ListBudgets": _D, "ListPrices": _D,
+        "SetPrice": _A, "DeletePrice": _A,
         # Users run workflows; developers write them, read their runs and keep secrets.
         "GetWorkflow": _U, "ListWorkflows": _U, "ListNodeTypes": _U, "RunWorkflow": _U,
         "RunWorkflowUnary": _U, "SubmitWorkflowRun": _U,

@@ -21,6 +21,7 @@ from gateway.apps.config import AppsConfig, BudgetsConfig
 from gateway.apps.ledger import Ledger, MemoryLedger, RedisLedger
 from gateway.apps.limits import Limiter, MemoryLimiter, RedisLimiter
 from gateway.apps.model import BudgetRule
+from gateway.apps.prices import SetPrices
 from gateway.apps.retrieval import NoRetrieval, Retriever
 from gateway.apps.service import AppService
 from gateway.apps.spend import Spend
@@ -48,6 +49,7 @@ class AppLayer:
     spend: Spend | None = None
     _purge: asyncio.Task[None] | None = None
     _refresh: asyncio.Task[None] | None = None
+    _refresh_prices: asyncio.Task[None] | None = None
     _background: set[asyncio.Task[None]] = field(default_factory=set)
 
     @classmethod
@@ -72,23 +74,33 @@ class AppLayer:
             )
             recorder.start()
         flows = config.workflows
+        spend = Spend(
+            open_ledger(config.budgets), on_alert=lambda r, t: layer._alert(r, t),
+            on_refusal=metrics.count_budget_refusal,
+        )  # fmt: skip
         runner = open_runner(
-            flows, store, router, lambda: chat.retriever, lambda: layer.tasks, recorder
-        )
+            flows, store, router, lambda: chat.retriever, lambda: layer.tasks, recorder, spend,
+            metrics.count_cost,
+        )  # fmt: skip
         service = AppService(store, catalog, chat, runner, store.secrets)
-        layer = cls(store, service, chat, runner, recorder=recorder)
+        layer = cls(store, service, chat, runner, recorder=recorder, spend=spend)
         retention_s = flows.run_retention_days * 86400
         layer._purge = asyncio.create_task(runner.purge_forever(retention_s))
-        layer.spend = Spend(_ledger(config.budgets), on_alert=layer._alert)
-        await layer.spend.refresh(store.budgets)  # before serving: budgets hold from the start
+        await spend.refresh(store.budgets)  # before serving: budgets hold from the start
         layer._refresh = asyncio.create_task(
-            layer.spend.refresh_forever(store.budgets, config.budgets.refresh_s)
+            spend.refresh_forever(store.budgets, config.budgets.refresh_s)
+        )
+
+        set_prices = SetPrices(store.prices, router)
+        await set_prices.refresh()  # before serving, as the budgets
+        layer._refresh_prices = asyncio.create_task(
+            set_prices.refresh_forever(config.budgets.refresh_s)
         )
 
         def prices() -> PriceBook:
             return router().prices
 
-        service.use_spend(layer.spend, prices)
+        service.use_spend(spend, prices, set_prices)
         authenticator = None
         if config.auth.enabled:
             authenticator = Authenticator(store.keys, config.auth.cache_ttl_s)
@@ -116,7 +128,7 @@ class AppLayer:
 
     async def aclose(self) -> None:
         """Write the queued usage, then close the limiter and the store."""
-        for task in (self._purge, self._refresh):
+        for task in (self._purge, self._refresh, self._refresh_prices):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -146,7 +158,8 @@ class AppLayer:
         self._keep(self.store.audit.append("infergate", "BudgetAlert", rule.name, None, after))
 
 
-def _ledger(config: BudgetsConfig) -> Ledger:
+def open_ledger(config: BudgetsConfig) -> Ledger:
+    """The configured spend ledger (closed by its owner with `aclose`)."""
     if config.backend == "redis":
         return RedisLedger(config.redis_url, config.key_prefix)
     return MemoryLedger()

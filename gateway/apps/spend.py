@@ -29,6 +29,8 @@ from router.pricing import usd
 log = logging.getLogger("infergate.spend")
 _DAY_MS = 86_400_000
 Alert = Callable[[BudgetRule, int], None]  # the rule, and the alert threshold crossed
+Refusal = Callable[[BudgetRule], None]  # the spent rule that refused a call
+CostCounter = Callable[[str, str, str, int], None]  # tenant, model, deployment, nano-dollars
 
 
 class BudgetSpent(QuotaExceeded):
@@ -64,11 +66,12 @@ class Hold:
 class Spend:
     def __init__(
         self, ledger: Ledger, *, clock: Callable[[], float] = time.time,
-        on_alert: Alert | None = None,
+        on_alert: Alert | None = None, on_refusal: Refusal | None = None,
     ) -> None:  # fmt: skip
         self.ledger = ledger
         self.clock = clock  # wall time: periods are calendar windows
         self._on_alert = on_alert
+        self._on_refusal = on_refusal
         self._rules: dict[tuple[str, str, str], BudgetRule] = {}
         self._windows: dict[str, tuple[int, int | None]] = {}  # period -> its current window
         self._charges: dict[tuple[str, str, str], Charge] = {}  # per window
@@ -121,8 +124,25 @@ class Spend:
             ends.append(end)
         refused = await self.ledger.reserve(charges, amount)
         if refused >= 0:
+            if self._on_refusal is not None:
+                self._on_refusal(rules[refused])
             raise BudgetSpent(rules[refused], ends[refused], now)
         return Hold(charges, rules, amount)
+
+    async def admit(self, tenant: str, key_id: str, app: str) -> None:
+        """BudgetSpent when a budget of the caller is spent; takes nothing. For
+        work whose cost is known only call by call as it runs (a workflow
+        run): each call's cost is then `add`ed."""
+        await self.reserve(tenant, key_id, app, 0)
+
+    def add(self, tenant: str, key_id: str, app: str, cost: int) -> None:
+        """Charge `cost` nano-dollars that no reservation preceded to every
+        budget of the caller (a workflow's or a task's model call). Fire and
+        forget, as `settle`; alerts fire from here."""
+        rules = self.rules_of(tenant, key_id, app)
+        if rules and cost:
+            now = self.clock()
+            self.settle(Hold([self.charge(r, now)[0] for r in rules], rules, 0), cost)
 
     def settle(self, hold: Hold, cost: int) -> None:
         """Replace the reservation with the real cost; alerts fire from here."""

@@ -2,9 +2,9 @@
 (gateway/apps/service.py).
 
 Admins set and delete any tenant's budgets (audited); everyone else reads only
-their own tenant's. A change applies on this replica at once and on the others
-within `apps.budgets.refresh_s`. Prices are read-only here: the config file
-sets them (a reload is audited).
+their own tenant's. Admins also set and delete a deployment's price (audited),
+over the config file's and the shipped table's. A change applies on this
+replica at once and on the others within `apps.budgets.refresh_s`.
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ from gateway import identity
 from gateway.apps import wire
 from gateway.apps.catalog import actor
 from gateway.apps.model import BudgetRule
+from gateway.apps.prices import SetPrices
 from gateway.apps.spend import Spend
 from gateway.apps.store import Administration
-from gateway.errors import FailedPrecondition, NotFound
+from gateway.errors import FailedPrecondition, InvalidArgument, NotFound
 from gateway.identity import Role
 from gateway.pb import app_pb2 as pb
 from gateway.status import translated
@@ -32,9 +33,12 @@ class SpendMethods:
     _store: Administration
     _spend: Spend | None = None
     _prices: Callable[[], PriceBook] | None = None
+    _set_prices: SetPrices | None = None
 
-    def use_spend(self, spend: Spend, prices: Callable[[], PriceBook]) -> None:
-        self._spend, self._prices = spend, prices
+    def use_spend(
+        self, spend: Spend, prices: Callable[[], PriceBook], set_prices: SetPrices | None = None
+    ) -> None:
+        self._spend, self._prices, self._set_prices = spend, prices, set_prices
 
     def _ledger(self) -> Spend:
         if self._spend is None:
@@ -74,13 +78,38 @@ class SpendMethods:
         await spend.refresh(self._store.budgets)
         return empty_pb2.Empty()
 
+    def _book(self) -> PriceBook:
+        if self._prices is None:
+            raise FailedPrecondition("prices are not served by this gateway")
+        return self._prices()
+
     @translated
     async def ListPrices(
         self, request: pb.ListPricesRequest, context: Any
     ) -> pb.ListPricesResponse:
-        if self._prices is None:
-            raise FailedPrecondition("prices are not served by this gateway")
-        entries = self._prices().entries
+        entries = self._book().entries
         return pb.ListPricesResponse(
             prices=[wire.price_to_pb(e) for e in entries], table_date=price_table.AS_OF
         )
+
+    @translated
+    async def SetPrice(self, request: pb.SetPriceRequest, context: Any) -> pb.Price:
+        deployment, price = wire.price_from_pb(request.price)
+        if self._set_prices is None:
+            raise FailedPrecondition("prices are not set through this gateway")
+        if not any(e.deployment == deployment for e in self._book().entries):
+            raise NotFound(f"deployment {deployment!r}")
+        await self._store.prices.set(deployment, price, actor())
+        await self._set_prices.refresh()
+        [entry, *_] = [e for e in self._book().entries if e.deployment == deployment]
+        return wire.price_to_pb(entry)
+
+    @translated
+    async def DeletePrice(self, request: pb.DeletePriceRequest, context: Any) -> empty_pb2.Empty:
+        if not request.deployment:
+            raise InvalidArgument("deployment", "is required: the deployment's name")
+        if self._set_prices is None:
+            raise FailedPrecondition("prices are not set through this gateway")
+        await self._store.prices.delete(request.deployment, actor())
+        await self._set_prices.refresh()
+        return empty_pb2.Empty()

@@ -203,3 +203,17 @@ budgets = Table(
     Column("updated_ms", BigInteger, nullable=False),
     PrimaryKeyConstraint("tenant", "scope", "subject"),
 )
+
+prices = Table(
+    "prices",
+    metadata,
+    # Set through the API; over the config's and the shipped table's.
+    Column("deployment", String(200), primary_key=True),
+    Column("input", Float, nullable=False),  # USD per million tokens
+    Column("cached_input", Float, nullable=False),
+    Column("output", Float, nullable=False),
+    Column("request", Float, nullable=False),  # USD per call
+    Column("embedding", Float, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
+)

@@ -26,7 +26,7 @@ from gateway.pb import app_pb2 as pb
 from gateway.pb import router_pb2
 from gateway.router import wire as router_wire
 from router.errors import InvalidRequest
-from router.pricing import NANOS_PER_USD, PriceEntry, usd
+from router.pricing import API, NANOS_PER_USD, Price, PriceEntry, usd
 from router.types import Message, Params, Request
 from router.validate import validate
 
@@ -146,18 +146,27 @@ def usage_row_to_pb(r: UsageRow) -> pb.UsageRow:
 
 def budget_subject(name: str, field: str = "name") -> tuple[str, str, str]:
     """(scope, tenant, subject) of a budget's name: "tenants/{t}",
-    "tenants/{t}/keys/{k}" or "tenants/{t}/apps/{a}"."""
+    "tenants/{t}/keys/{k}", "tenants/{t}/apps/{a}" or, for a workflow's runs,
+    "tenants/{t}/apps/workflows/{w}" (subject "workflows/{w}", the app its
+    usage records carry)."""
     parts = name.split("/")
     if len(parts) == 2 and parts[0] == "tenants" and parts[1]:
         return "tenant", parts[1], parts[1]
     if (
         len(parts) == 4 and parts[0] == "tenants" and parts[2] in ("keys", "apps")
-        and parts[1] and parts[3]
+        and parts[1] and parts[3] and parts[3] != "workflows"
     ):  # fmt: skip
         return parts[2][:-1], parts[1], parts[3]
+    if (
+        len(parts) == 5
+        and parts[0] == "tenants"
+        and parts[2:4] == ["apps", "workflows"]
+        and all(parts)
+    ):
+        return "app", parts[1], f"workflows/{parts[4]}"
     raise InvalidArgument(
-        field, f"must be tenants/{{t}}, tenants/{{t}}/keys/{{key}} or tenants/{{t}}/apps/{{app}}, "
-        f"got {name!r}",
+        field, f"must be tenants/{{t}}, tenants/{{t}}/keys/{{key}}, tenants/{{t}}/apps/{{app}} or "
+        f"tenants/{{t}}/apps/workflows/{{workflow}}, got {name!r}",
     )  # fmt: skip
 
 
@@ -186,6 +195,22 @@ def budget_to_pb(rule: BudgetRule, spent: int, end: int | None) -> pb.Budget:
     if end is not None:
         msg.reset_time.CopyFrom(_ts(end * 1000))
     return msg
+
+
+_MAX_RATE = 1e6  # USD per million tokens (or per call): beyond any real price
+
+
+def price_from_pb(msg: pb.Price, field: str = "price") -> tuple[str, Price]:
+    """(deployment, price) of a SetPrice request; InvalidArgument naming the field."""
+    if not msg.deployment:
+        raise InvalidArgument(f"{field}.deployment", "is required: the deployment's name")
+    rates = {}
+    for name in ("input", "cached_input", "output", "request", "embedding"):
+        value = getattr(msg, name)
+        if not 0 <= value <= _MAX_RATE:  # NaN fails too
+            raise InvalidArgument(f"{field}.{name}", f"must be 0 to {_MAX_RATE:g} USD, got {value}")
+        rates[name] = value
+    return msg.deployment, Price(**rates, source=API)
 
 
 def price_to_pb(e: PriceEntry) -> pb.Price:

@@ -2,6 +2,13 @@
 resolved to a version, run through the engine with the run recorded and each
 model call's usage recorded. Wire-free: the App service and the task worker
 both call this.
+
+Spend: a run is refused (BudgetSpent) before it starts when a budget of its
+caller is spent: the tenant's, the key's, or the app's, the app being
+`workflows/<id>`. Each model call is priced when it ends from the run's
+router snapshot's PriceBook (as the access interceptor prices RPCs), and the
+cost goes on its usage record, into `infergate_cost_usd` and into those
+budgets. A run is not stopped midway when its budget runs out.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from cachetools import LRUCache
 from gateway.apps.config import WorkflowsConfig
 from gateway.apps.model import UsageRecord
 from gateway.apps.retrieval import Retriever
+from gateway.apps.spend import CostCounter, Spend
 from gateway.apps.store import Store
 from gateway.apps.store.workflows import Runs, Workflows
 from gateway.apps.usage import UsageRecorder
@@ -80,8 +88,12 @@ class WorkflowRunner:
         recorder: UsageRecorder | None = None,
         record_max_chars: int = 4096,
         http: GuardedHttp | None = None,
+        spend: Spend | None = None,
+        count_cost: CostCounter | None = None,
     ) -> None:
         self.workflows = workflows
+        self.spend = spend  # None: no budgets (a run's calls are still priced)
+        self._count_cost = count_cost  # the cost metric
         self.runs = runs
         self._services = services
         self._http = http  # closed with the runner
@@ -151,15 +163,19 @@ class WorkflowRunner:
     ) -> AsyncGenerator[Event, None]:  # fmt: skip
         """The run's events; its record is written when it starts and when it
         ends (also when it fails, passes its deadline or is cancelled), and
-        handed to `on_record` once written."""
+        handed to `on_record` once written. BudgetSpent, before anything is
+        written, when a budget of the caller is spent."""
+        app = f"workflows/{saved.workflow}"
+        await self.admit(tenant, key_id, saved.workflow)
         run_id = run_id or new_run_id()
         record = RunRecord(
             tenant, run_id, saved.workflow, saved.version, RUNNING, self._cut(inputs),
             started_ms=int(time.time() * 1000),
         )  # fmt: skip
         await self.runs.start(record)
+        services = self._services()
         services = dataclasses.replace(
-            self._services(), on_model_call=self._usage(tenant, key_id, saved.workflow, run_id)
+            services, on_model_call=self._usage(tenant, key_id, app, run_id, services.router)
         )
         engine = Run(definition, inputs, services, tenant=tenant, run_id=run_id, deadline=deadline)
         nodes: list[dict[str, Any]] = []
@@ -191,19 +207,30 @@ class WorkflowRunner:
             if on_record is not None:
                 on_record(done)
 
+    async def admit(self, tenant: str, key_id: str, workflow: str) -> None:
+        """BudgetSpent when a budget a run of `workflow` is charged to is spent."""
+        if self.spend is not None:
+            await self.spend.admit(tenant, key_id, f"workflows/{workflow}")
+
     def _usage(
-        self, tenant: str, key_id: str, workflow: str, run_id: str
-    ) -> Callable[[ModelUse], None] | None:
-        recorder = self._recorder
-        if recorder is None:
-            return None
+        self, tenant: str, key_id: str, app: str, run_id: str, router: Callable[[], Router]
+    ) -> Callable[[ModelUse], None]:
+        recorder, spend, count = self._recorder, self.spend, self._count_cost
 
         def record(use: ModelUse) -> None:
-            recorder.record(UsageRecord(
-                int(time.time() * 1000), tenant, key_id, f"workflows/{workflow}", use.model,
-                use.deployment, f"workflow:{use.node}", use.input_tokens, use.output_tokens,
-                use.latency_ms, use.status, run_id,
-            ))  # fmt: skip
+            price = router().prices.price(use.model, use.deployment)
+            cost = price.cost(use.input_tokens, use.output_tokens, use.cached_input_tokens)
+            if cost:
+                if count is not None:
+                    count(tenant, use.model, use.deployment, cost)
+                if spend is not None:
+                    spend.add(tenant, key_id, app, cost)
+            if recorder is not None:
+                recorder.record(UsageRecord(
+                    int(time.time() * 1000), tenant, key_id, app, use.model, use.deployment,
+                    f"workflow:{use.node}", use.input_tokens, use.output_tokens, use.latency_ms,
+                    use.status, run_id, cost,
+                ))  # fmt: skip
 
         return record
 
@@ -255,7 +282,8 @@ async def _shielded(work: Any) -> None:
 def open_runner(
     config: WorkflowsConfig, store: Store, router: Callable[[], Router],
     retriever: Callable[[], Retriever], tasks: Callable[[], TaskRunner | None],
-    recorder: UsageRecorder | None,
+    recorder: UsageRecorder | None, spend: Spend | None = None,
+    count_cost: CostCounter | None = None,
 ) -> WorkflowRunner:  # fmt: skip
     """The runner over `store`'s workflows, its run records written in the
     background and its nodes' services built per run (the retriever and task
@@ -273,7 +301,14 @@ def open_runner(
         )  # fmt: skip
 
     runner = WorkflowRunner(
-        store.workflows, store.runs, services, recorder, config.record_max_chars, http=http
+        store.workflows,
+        store.runs,
+        services,
+        recorder,
+        config.record_max_chars,
+        http=http,
+        spend=spend,
+        count_cost=count_cost,
     )
     store.runs.start_writer()
     return runner

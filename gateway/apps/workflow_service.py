@@ -6,6 +6,9 @@ NOT_FOUND. A definition with problems answers INVALID_ARGUMENT naming the
 first (node and field) and how many more; ValidateWorkflow lists them all.
 RunWorkflow checks the inputs before it streams; a run that fails inside
 (a node failed) ends with run_finished status "failed", the call itself OK.
+RunWorkflow, RunWorkflowUnary and SubmitWorkflowRun answer RESOURCE_EXHAUSTED,
+naming the budget, when a budget of the caller (tenant, key, or app
+`workflows/<id>`) is spent.
 """
 
 from __future__ import annotations
@@ -218,12 +221,14 @@ class WorkflowMethods:
         if queue is None:
             raise FailedPrecondition("this gateway runs no task queue (tasks.backend: none)")
         saved, _, _ = await self._prepare(request)  # bad input is refused now, not later
+        principal = identity.current()
+        await self._runner.admit(principal.tenant, principal.key_id or "", saved.workflow)
         payload = {
             "workflow": saved.workflow,
             "version": saved.version,  # the one checked, whatever is published meanwhile
             "inputs": from_struct(request.inputs),
         }
-        task = await queue.submit(identity.current().tenant, WORKFLOW_TASK, payload)
+        task = await queue.submit(principal.tenant, WORKFLOW_TASK, payload)
         await context.send_initial_metadata(
             (("x-http-code", "202"), ("location", f"/v1/tasks/{task.id}"))
         )

@@ -3,7 +3,8 @@
 The result is the run's summary; the run's full record is in GetWorkflowRun.
 A workflow or inputs that are no longer valid fail the task for good; a run
 that fails inside (a node failed) is a result with status "failed", not a
-task failure, so it is not retried.
+task failure, so it is not retried. A run refused because a budget of its
+tenant or its workflow is spent fails the task for good.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import contextlib
 from collections.abc import Mapping
 from typing import Any
 
+from gateway.apps.spend import BudgetSpent
 from gateway.apps.workflow_runner import WorkflowRunner
 from gateway.apps.workflows.events import RunFinished, RunStarted
 from gateway.errors import FailedPrecondition, InvalidArgument, NotFound
@@ -43,17 +45,20 @@ def task_type(runner: WorkflowRunner) -> TaskType:
             raise TaskFailed(str(exc), retryable=False) from None
         summary: dict[str, Any] = {}
         events = runner.run(tenant, "", saved, definition, inputs, None)
-        async with contextlib.aclosing(events) as stream:
-            async for event in stream:
-                if isinstance(event, RunStarted):
-                    summary["run"] = f"workflows/{saved.workflow}/runs/{event.run_id}"
-                    summary["version"] = saved.version
-                elif isinstance(event, RunFinished):
-                    summary.update(
-                        status=event.status, outputs=dict(event.outputs), error=event.error,
-                        usage={"input_tokens": event.usage.input_tokens,
-                               "output_tokens": event.usage.output_tokens},
-                    )  # fmt: skip
+        try:
+            async with contextlib.aclosing(events) as stream:
+                async for event in stream:
+                    if isinstance(event, RunStarted):
+                        summary["run"] = f"workflows/{saved.workflow}/runs/{event.run_id}"
+                        summary["version"] = saved.version
+                    elif isinstance(event, RunFinished):
+                        summary.update(
+                            status=event.status, outputs=dict(event.outputs), error=event.error,
+                            usage={"input_tokens": event.usage.input_tokens,
+                                   "output_tokens": event.usage.output_tokens},
+                        )  # fmt: skip
+        except BudgetSpent as exc:
+            raise TaskFailed(str(exc), retryable=False) from None
         return summary
 
     return TaskType(NAME, run, validate)

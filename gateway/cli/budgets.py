@@ -1,7 +1,8 @@
-"""`infergate budgets …`: set, list and delete spend budgets, and list prices.
-Works on the store and config the config file names, directly (no running
-gateway needed): gateways pick a change up within `apps.budgets.refresh_s`.
-Every change is audited as `cli:<user>`."""
+"""`infergate budgets …`: set, list and delete spend budgets; list, set and
+delete prices (`budgets prices [set|delete]`). Works on the store and config
+the config file names, directly (no running gateway needed): gateways pick a
+change up within `apps.budgets.refresh_s`. Every change is audited as
+`cli:<user>`."""
 
 from __future__ import annotations
 
@@ -15,9 +16,9 @@ from typing import Any
 from gateway.apps import periods
 from gateway.apps.model import BUDGET_PERIODS
 from gateway.apps.store import open_store
-from gateway.apps.wire import budget_from_pb, budget_subject
+from gateway.apps.wire import budget_from_pb, budget_subject, price_from_pb
 from gateway.config import GatewayConfig, load_config
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, NotFound
 from gateway.pb import app_pb2
 from router import price_table
 from router.pricing import PriceBook, usd
@@ -35,18 +36,29 @@ def register(commands: Any) -> None:
     listing.add_argument("--tenant", help="only this tenant's")
     delete = sub.add_parser("delete", help="remove a budget")
     delete.add_argument("name")
-    sub.add_parser("prices", help="every deployment's price, as the config sets it")
-    for parser in sub.choices.values():
+    prices = sub.add_parser("prices", help="every deployment's price and its source; set one")
+    actions = prices.add_subparsers(dest="prices_command")
+    set_price = actions.add_parser("set", help="a deployment's price, over the config's")
+    set_price.add_argument("deployment")
+    for rate in ("input", "cached-input", "output", "request", "embedding"):
+        set_price.add_argument(
+            f"--{rate}",
+            type=float,
+            default=0.0,
+            help="USD per call" if rate == "request" else "USD per 1M tokens",
+        )
+    delete_price = actions.add_parser("delete", help="back to the config's (or table's) price")
+    delete_price.add_argument("deployment")
+    for parser in [*sub.choices.values(), set_price, delete_price]:
         parser.add_argument("--config", help="YAML config (default: the embedded one)")
     budgets.set_defaults(run=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    if args.budgets_command == "prices":
-        return _prices(config)
+    work = _prices if args.budgets_command == "prices" else _budgets
     try:
-        return int(asyncio.run(_budgets(config, args)))
+        return int(asyncio.run(work(config, args)))
     except GatewayError as exc:
         print(f"infergate: {exc}", file=sys.stderr)
         return 2
@@ -81,12 +93,35 @@ async def _budgets(config: GatewayConfig, args: argparse.Namespace) -> int:
         await store.aclose()
 
 
-def _prices(config: GatewayConfig) -> int:
+async def _prices(config: GatewayConfig, args: argparse.Namespace) -> int:
+    store = await open_store(config.apps, config.data_dir)
+    actor = f"cli:{getpass.getuser()}"
+    try:
+        if args.prices_command == "set":
+            msg = app_pb2.Price(
+                deployment=args.deployment, input=args.input, cached_input=args.cached_input,
+                output=args.output, request=args.request, embedding=args.embedding,
+            )  # fmt: skip
+            deployment, price = price_from_pb(msg)
+            if not any(e.deployment == deployment for e in PriceBook(config).entries):
+                raise NotFound(f"deployment {deployment!r}")
+            await store.prices.set(deployment, price, actor)
+            print(f"set the price of {deployment}")
+        elif args.prices_command == "delete":
+            await store.prices.delete(args.deployment, actor)
+            print(f"deleted the price set for {args.deployment}")
+        else:
+            _print_prices(PriceBook(config, await store.prices.list()))
+        return 0
+    finally:
+        await store.aclose()
+
+
+def _print_prices(book: PriceBook) -> None:
     print(f"USD per million tokens (per call: request); shipped table of {price_table.AS_OF}")
     print("model\tdeployment\tupstream\tinput\tcached_input\toutput\trequest\tembedding\tsource")
-    for e in PriceBook(config).entries:
+    for e in book.entries:
         p = e.price
         rates = (p.input, p.cached_input, p.output, p.request, p.embedding)
         figures = "\t".join(f"{r:g}" for r in rates)
         print(f"{e.alias}\t{e.deployment}\t{e.provider}:{e.model}\t{figures}\t{p.source}")
-    return 0

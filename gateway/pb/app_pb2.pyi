@@ -354,6 +354,18 @@ class Price(_message.Message):
     source: str
     def __init__(self, model: _Optional[str] = ..., deployment: _Optional[str] = ..., provider: _Optional[str] = ..., upstream_model: _Optional[str] = ..., input: _Optional[float] = ..., cached_input: _Optional[float] = ..., output: _Optional[float] = ..., request: _Optional[float] = ..., embedding: _Optional[float] = ..., source: _Optional[str] = ...) -> None: ...
 
+class SetPriceRequest(_message.Message):
+    __slots__ = ("price",)
+    PRICE_FIELD_NUMBER: _ClassVar[int]
+    price: Price
+    def __init__(self, price: _Optional[_Union[Price, _Mapping]] = ...) -> None: ...
+
+class DeletePriceRequest(_message.Message):
+    __slots__ = ("deployment",)
+    DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
+    deployment: str
+    def __init__(self, deployment: _Optional[str] = ...) -> None: ...
+
 class ListPricesRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

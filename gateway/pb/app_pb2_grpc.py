@@ -125,6 +125,16 @@ class AppStub:
                 request_serializer=infergate_dot_v1_dot_app__pb2.ListPricesRequest.SerializeToString,
                 response_deserializer=infergate_dot_v1_dot_app__pb2.ListPricesResponse.FromString,
                 _registered_method=True)
+        self.SetPrice = channel.unary_unary(
+                '/infergate.v1.App/SetPrice',
+                request_serializer=infergate_dot_v1_dot_app__pb2.SetPriceRequest.SerializeToString,
+                response_deserializer=infergate_dot_v1_dot_app__pb2.Price.FromString,
+                _registered_method=True)
+        self.DeletePrice = channel.unary_unary(
+                '/infergate.v1.App/DeletePrice',
+                request_serializer=infergate_dot_v1_dot_app__pb2.DeletePriceRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
         self.CreateWorkflow = channel.unary_unary(
                 '/infergate.v1.App/CreateWorkflow',
                 request_serializer=infergate_dot_v1_dot_app__pb2.CreateWorkflowRequest.SerializeToString,
@@ -328,7 +338,22 @@ class AppServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListPrices(self, request, context):
-        """Every deployment's price as the gateway applies it (the config file sets them).
+        """Every deployment's price as the gateway applies it, with its source.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetPrice(self, request, context):
+        """A deployment's price (role admin; audited), over the config file's and the
+        shipped table's on every replica within apps.budgets.refresh_s.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeletePrice(self, request, context):
+        """Back to the config file's (or the shipped table's) price.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -546,6 +571,16 @@ def add_AppServicer_to_server(servicer, server):
                     servicer.ListPrices,
                     request_deserializer=infergate_dot_v1_dot_app__pb2.ListPricesRequest.FromString,
                     response_serializer=infergate_dot_v1_dot_app__pb2.ListPricesResponse.SerializeToString,
+            ),
+            'SetPrice': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetPrice,
+                    request_deserializer=infergate_dot_v1_dot_app__pb2.SetPriceRequest.FromString,
+                    response_serializer=infergate_dot_v1_dot_app__pb2.Price.SerializeToString,
+            ),
+            'DeletePrice': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeletePrice,
+                    request_deserializer=infergate_dot_v1_dot_app__pb2.DeletePriceRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
             'CreateWorkflow': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateWorkflow,
@@ -1124,6 +1159,60 @@ class App:
             '/infergate.v1.App/ListPrices',
             infergate_dot_v1_dot_app__pb2.ListPricesRequest.SerializeToString,
             infergate_dot_v1_dot_app__pb2.ListPricesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetPrice(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/infergate.v1.App/SetPrice',
+            infergate_dot_v1_dot_app__pb2.SetPriceRequest.SerializeToString,
+            infergate_dot_v1_dot_app__pb2.Price.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeletePrice(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/infergate.v1.App/DeletePrice',
+            infergate_dot_v1_dot_app__pb2.DeletePriceRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
             options,
             channel_credentials,
             insecure,

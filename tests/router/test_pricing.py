@@ -176,3 +176,15 @@ def test_the_price_book_estimates_with_the_dearest_deployment() -> None:
     assert book.price("chat", "cheap").output == 1
     assert book.price("other-alias", "cheap").output == 1  # a fallback's, by name
     assert book.price("chat", "") == Price()  # a cached answer
+
+
+def test_prices_set_through_the_api_win_route_by_cost_and_outlive_a_reload() -> None:
+    r = router()
+    r.use_prices({"dear": Price(output=0.5, source="api")})  # now the cheapest
+    assert r.prices.price("chat", "dear") == Price(output=0.5, source="api")
+    assert r.plan(ask("chat"), stream=False).candidates[0].name == "dear"
+    reloaded = Router(make_config(MODELS), build_provider, previous=r)
+    assert reloaded.prices.price("chat", "dear").source == "api"
+    reloaded.use_prices({})  # deleted: the config's again
+    assert reloaded.prices.price("chat", "dear") == Price(output=30, source="deployment")
+    assert reloaded.plan(ask("chat"), stream=False).candidates[0].name == "cheap"

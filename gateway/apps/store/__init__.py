@@ -4,14 +4,15 @@ PostgreSQL via asyncpg, for scale-out).
 
 `Store` opens the database once (connect and migrate, `db.Database`) and holds
 the aggregates: `tenants`, `keys`, `apps`, `turns` (conversations), `usage`,
-`audit`, `workflows` (and their versions), `runs`, `secrets` and `budgets`. Every write
-that changes configuration appends its audit event in the same transaction,
-so a change and its record commit or fail together; a collision with another
-writer on the audit chain retries the whole transaction (`db.py`). Conversation
-turns, usage records and workflow run records are not audited and are written
-in transactions of their own. Calls are not cancellation-safe beyond what a
-transaction gives: cancelling a write rolls it back whole. No method takes a
-deadline; the engine's pool timeout bounds waiting for a connection.
+`audit`, `workflows` (and their versions), `runs`, `secrets`, `budgets` and
+`prices`. Every write that changes configuration appends its audit event in
+the same transaction, so a change and its record commit or fail together; a
+collision with another writer on the audit chain retries the whole
+transaction (`db.py`). Conversation turns, usage records and workflow run
+records are not audited and are written in transactions of their own. Calls
+are not cancellation-safe beyond what a transaction gives: cancelling a write
+rolls it back whole. No method takes a deadline; the engine's pool timeout
+bounds waiting for a connection.
 
 Each aggregate module also declares the small protocols its consumers type
 against (e.g. `keys.CredentialLookup` for the authenticator); the classes here
@@ -34,6 +35,7 @@ from gateway.apps.store.audit import Audit, AuditReader
 from gateway.apps.store.budgets import BudgetAdmin, Budgets
 from gateway.apps.store.db import Database, now_ms
 from gateway.apps.store.keys import KeyAdmin, Keys
+from gateway.apps.store.prices import PriceAdmin, Prices
 from gateway.apps.store.secrets import Secrets, load_key
 from gateway.apps.store.tenants import TenantAdmin, Tenants
 from gateway.apps.store.turns import Turns
@@ -62,6 +64,9 @@ class Administration(Protocol):
     @property
     def budgets(self) -> BudgetAdmin: ...
 
+    @property
+    def prices(self) -> PriceAdmin: ...
+
 
 class Store:
     """Tenants, keys, apps, conversations, usage, the audit log, workflows
@@ -79,6 +84,7 @@ class Store:
         self.runs = Runs(db)
         self.secrets = Secrets(db, secrets_key or Fernet.generate_key)
         self.budgets = Budgets(db)
+        self.prices = Prices(db)
 
     @classmethod
     async def open(

@@ -59,7 +59,7 @@ def limiter(request: pytest.FixtureRequest) -> Limiter:
 
 async def settle(limiter: Limiter) -> None:
     if isinstance(limiter, RedisLimiter):  # adjustments are sent in the background
-        await asyncio.gather(*limiter._adjusting)
+        await limiter.flush()
 
 
 # --- the limiter contract -------------------------------------------------------------------

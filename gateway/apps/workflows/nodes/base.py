@@ -43,6 +43,7 @@ class ModelUse:
     output_tokens: int
     latency_ms: int
     status: str  # "OK" or the error's kind
+    cached_input_tokens: int = 0  # of input_tokens: read from the upstream's prompt cache
 
 
 class Secrets(Protocol):

@@ -155,7 +155,7 @@ async def call(
     finally:
         ctx.used(ModelUse(
             ctx.node.id, model, deployment, usage.input_tokens, usage.output_tokens,
-            int((time.monotonic() - started) * 1000), status,
+            int((time.monotonic() - started) * 1000), status, usage.cached_input_tokens,
         ))  # fmt: skip
     return "".join(text), finish, usage
 
