@@ -1,7 +1,10 @@
 """The shipped price table: USD per million tokens for common OpenAI and
-Anthropic models, as the vendors published them on `AS_OF`. Prices change:
-the config's `prices:` section overrides any entry and adds models, and a
-deployment's own `price:` overrides both (router/pricing.py).
+Anthropic models, list prices as of about `AS_OF`. They were written down
+without access to the vendors' pages (this project's machines reach package
+registries only) and are not verified: check them against the vendors' pages
+before relying on a figure. Prices change: an admin's `SetPrice`, the
+config's `prices:` section and a deployment's own `price:` all override this
+table (router/pricing.py).
 
 A key matches the upstream model name exactly, or as a prefix ending where a
 `-` starts (so "claude-3-5-sonnet" prices "claude-3-5-sonnet-20241022"); the
@@ -11,7 +14,7 @@ input only.
 
 from __future__ import annotations
 
-AS_OF = "2025-11-01"
+AS_OF = "2025-12-01"
 VENDORS = frozenset({"openai", "anthropic"})  # providers the table applies to
 
 # model: (input, cached_input, output), USD per million tokens
