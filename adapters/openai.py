@@ -34,10 +34,12 @@ from typing import Any, Literal
 import aiohttp
 import httpx2
 import openai
+from opentelemetry.trace import SpanKind
 from pydantic import Field
 
 from adapters import _http
 from adapters._options import parse_options
+from router import spans
 from router.config import Frozen
 from router.errors import ErrorKind, ProviderError
 from router.types import (
@@ -203,20 +205,23 @@ class OpenAIProvider:
             )
             self._session = aiohttp.ClientSession(connector=connector)
         left = _http.remaining(deadline, VENDOR)
-        answer = await self._session.post(
-            self._chat_url,
-            data=_encode(body),
-            headers=self._headers,
-            **self._proxy,
-            timeout=self._idle if left is None else aiohttp.ClientTimeout(total=left),
-        )
-        if not 200 <= answer.status < 300:
-            async with answer:
-                text = await answer.read()
-            raise _http.status_error(
-                VENDOR, answer.status, answer.headers, _http.error_message(text)
-            )
-        return answer
+        timeout = self._idle if left is None else aiohttp.ClientTimeout(total=left)
+        if not spans.ON:
+            answer = await self._session.post(
+                self._chat_url, data=_encode(body), headers=self._headers, **self._proxy,
+                timeout=timeout,
+            )  # fmt: skip
+            return await _checked(answer)
+        attributes = {"http.request.method": "POST", "url.full": self._chat_url}
+        with spans.span("infergate.upstream", attributes, SpanKind.CLIENT) as span:
+            headers = dict(self._headers)
+            spans.inject(headers)  # W3C traceparent: the upstream's spans join this trace
+            answer = await self._session.post(
+                self._chat_url, data=_encode(body), headers=headers, **self._proxy,
+                timeout=timeout,
+            )  # fmt: skip
+            span.set_attribute("http.response.status_code", answer.status)
+            return await _checked(answer)
 
     async def embed(self, texts: Sequence[str]) -> Embeddings:
         """Vectors in input order, within `timeout_s`; cancellation closes the request."""
@@ -396,6 +401,15 @@ def _response_format(fmt: ResponseFormat) -> dict[str, Any]:
             "schema": dict(fmt.json_schema or {}),
         },
     }
+
+
+async def _checked(answer: Any) -> Any:
+    """`answer` when its status is 2xx, else (read and closed) the ProviderError."""
+    if not 200 <= answer.status < 300:
+        async with answer:
+            text = await answer.read()
+        raise _http.status_error(VENDOR, answer.status, answer.headers, _http.error_message(text))
+    return answer
 
 
 def _encode(body: Mapping[str, Any]) -> bytes:

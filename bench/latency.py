@@ -43,7 +43,9 @@ from bench.rest import CLIENT_CORE, GATEWAY_YAML, OUT, PROMPT, SERVER_CORE, Proc
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def start_gateway(root: Path, upstream: str, data: Path) -> tuple[Process, str, str]:
+def start_gateway(
+    root: Path, upstream: str, data: Path, extra_env: dict[str, str] | None = None
+) -> tuple[Process, str, str]:
     """A gateway (of the checkout at `root`) and a user-role key for it."""
     data.mkdir(parents=True, exist_ok=True)
     config = data / "gateway.yaml"
@@ -53,7 +55,7 @@ def start_gateway(root: Path, upstream: str, data: Path) -> tuple[Process, str, 
     argv = [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config)]
     path = os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, "BENCH_FAKE_KEY": "sk-fake", "INFERGATE_LOG_LEVEL": "INFO",
-           "PYTHONPATH": path}  # fmt: skip
+           "PYTHONPATH": path, **(extra_env or {})}  # fmt: skip
     proc = Process.start(argv, ["serving gRPC on", "serving HTTP on"], SERVER_CORE, env)
     url = "http://" + proc.find(r"serving HTTP on (\S+)")
     admin = proc.find(r"(igk_\S+)")
@@ -134,6 +136,10 @@ def main() -> None:
     parser.add_argument("--token-delay-ms", type=float, default=5)
     parser.add_argument("--scenario", nargs="+", default=["stream", "unary", "unary64"])
     parser.add_argument("--baseline", type=Path, help="another checkout's root, measured too")
+    parser.add_argument(
+        "--traced", type=float, metavar="RATIO",
+        help="also this checkout with tracing on (OTEL_* variables), sampling RATIO of calls",
+    )  # fmt: skip
     parser.add_argument("--record", action="store_true", help="write bench/out/latency-*.json")
     args = parser.parse_args()
 
@@ -144,11 +150,19 @@ def main() -> None:
     )  # fmt: skip
     upstream = fake.find(r"listening on (\S+)").rstrip("/")
     roots = {"gateway": ROOT, **({"baseline": args.baseline.resolve()} if args.baseline else {})}
+    if args.traced is not None:
+        roots["traced"] = ROOT
+    # Spans go to the fake's port, which answers 404: exported and dropped, as to a busy collector.
+    traced = {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": upstream + "/v1/traces",
+              "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+              "OTEL_TRACES_SAMPLER_ARG": str(args.traced)}  # fmt: skip
     results: dict[str, Any] = {s: {name: [] for name in ["direct", *roots]} for s in args.scenario}
     try:
         with tempfile.TemporaryDirectory() as data:
             gateways = {
-                name: start_gateway(root, upstream, Path(data) / name)
+                name: start_gateway(
+                    root, upstream, Path(data) / name, traced if name == "traced" else None
+                )
                 for name, root in roots.items()
             }
             try:

@@ -11,6 +11,7 @@ from gateway.apps.config import AppsConfig
 from gateway.dataset.config import DatasetConfig
 from gateway.rest.config import RestConfig
 from gateway.tasks.config import TasksConfig
+from gateway.tracing import TracingConfig
 from router import config as router_config
 from router.config import Frozen, RouterConfig
 
@@ -55,6 +56,7 @@ class GatewayConfig(RouterConfig):
     tasks: TasksConfig = TasksConfig()
     apps: AppsConfig = AppsConfig()  # auth, store, limits, usage (gateway/apps/)
     dataset: DatasetConfig = DatasetConfig()  # embedder, index and chunk settings (indexer/)
+    tracing: TracingConfig = TracingConfig()  # OpenTelemetry, off by default (gateway/tracing.py)
     data_dir: Path = Field(
         default=Path("data"),
         description="models, indexes, results and the embedded store (relative: to the cwd)",

@@ -18,6 +18,8 @@ from typing import Any
 import grpc
 from prometheus_client import Counter, Gauge, Histogram
 
+from router import spans
+
 _LATENCY_BUCKETS = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
 )  # fmt: skip
@@ -77,7 +79,7 @@ GC_PAUSE = Histogram(
 ACCESS_LOG = logging.getLogger("infergate.access")
 
 
-def _code(context: grpc.aio.ServicerContext, error: BaseException | None) -> str:
+def status_name(context: grpc.aio.ServicerContext, error: BaseException | None) -> str:
     """The status the client sees: the one the handler set (abort), else what
     the way it ended implies."""
     code = context.code()
@@ -119,7 +121,8 @@ class _Instruments:
 
 
 def _log_access(method: str, code: str, elapsed: float, context: grpc.aio.ServicerContext) -> None:
-    """One line per RPC: method, status, milliseconds, the caller's x-request-id, peer.
+    """One line per RPC: method, status, milliseconds, the caller's x-request-id, peer,
+    and the trace id (tracing on: its interceptor runs first, so the span is current).
     Never metadata values beyond the request id (they carry keys)."""
     request_id = "-"
     for key, value in context.invocation_metadata() or ():
@@ -127,8 +130,8 @@ def _log_access(method: str, code: str, elapsed: float, context: grpc.aio.Servic
             request_id = str(value)[:128]
             break
     ACCESS_LOG.info(
-        "%s %s %.2fms request_id=%s peer=%s",
-        method, code, elapsed * 1000, request_id, context.peer(),
+        "%s %s %.2fms request_id=%s peer=%s trace_id=%s",
+        method, code, elapsed * 1000, request_id, context.peer(), spans.trace_id() or "-",
     )  # fmt: skip
 
 
@@ -197,7 +200,7 @@ def _timed_unary(behaviour: Any, m: _Instruments) -> Any:
             error = exc
             raise
         finally:
-            m.done(started, context, _code(context, error))
+            m.done(started, context, status_name(context, error))
 
     return unary
 
@@ -219,6 +222,6 @@ def _timed_stream(behaviour: Any, m: _Instruments) -> Any:
             error = exc
             raise
         finally:
-            m.done(started, context, _code(context, error))
+            m.done(started, context, status_name(context, error))
 
     return stream

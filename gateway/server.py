@@ -24,7 +24,7 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from adapters import build_provider
-from gateway import assembly, heap
+from gateway import assembly, heap, tracing
 from gateway.apps.runtime import AppLayer
 from gateway.apps.workflows.tasks import QueueTasks
 from gateway.config import GatewayConfig, ServerConfig
@@ -46,9 +46,11 @@ from gateway.pb import (
 from gateway.reload import Reloader
 from gateway.rest.service import RestService
 from gateway.router.service import RouterService
+from gateway.rpc_spans import TracingInterceptor
 from gateway.tasks.runtime import TaskRuntime
 from gateway.tasks.service import TasksService
 from indexer.datasets import Datasets
+from router import spans
 from router.router import ProviderFactory, Router
 
 log = logging.getLogger("infergate")
@@ -263,6 +265,9 @@ class Gateway:
         clock: Callable[[], float],
     ) -> Gateway:
         """Open each part, server last; what uses a part is closed before it."""
+        provider = tracing.setup(config.tracing)
+        if provider is not None:  # closed last: the other parts' last spans are exported
+            stack.callback(tracing.shutdown, provider)
         live = await assembly.open_router(config, stack, factory, clock)
         datasets = await assembly.open_datasets(config, live, stack)
         apps = await AppLayer.open(config.apps, config.data_dir, live)  # chat: the datasets
@@ -287,7 +292,9 @@ class Gateway:
             task_runtime.queue, task_runtime.types, config.tasks.max_payload_bytes
         )
         # Access (auth -> role -> limits -> usage) inside metrics, so refusals are counted.
+        # Tracing outermost: every other interceptor, the access log's too, runs in the span.
         interceptors: list[grpc.aio.ServerInterceptor] = [
+            *([TracingInterceptor()] if spans.ON else []),
             MetricsInterceptor(access_log=config.server.access_log),
             *apps.interceptors,
         ]

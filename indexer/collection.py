@@ -38,6 +38,7 @@ from indexer.parse import parse_file, parse_text_document
 from indexer.section import Section
 from indexer.store import DocumentRecord, DocumentSummary, NewChunk, Store, StoredChunk
 from indexer.vector_index import Hits, VectorIndex
+from router import spans
 
 log = logging.getLogger("infergate.indexer")
 
@@ -299,7 +300,8 @@ class Collection:
             raise InvalidInput("min_score", f"must be a finite number, got {query.min_score}")
         vector = query.vector
         if mode is not Mode.LEXICAL and vector is None:
-            vector = (await self.embedder.embed([query.text]))[0]
+            with spans.span("infergate.retrieval.embed"):
+                vector = (await self.embedder.embed([query.text]))[0]
         if vector is not None and vector.shape != (self.embedder.dimensions,):
             raise InvalidInput(
                 "query.vector",

@@ -29,6 +29,7 @@ from indexer.errors import AlreadyExists, InvalidInput, NotFound, NotReady
 from indexer.params import Settings
 from indexer.store import DocumentSummary, Store, StoredChunk
 from indexer.vector_index import single_threaded_blas
+from router import spans
 
 _ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 _PARALLEL_DOCUMENTS = 8
@@ -259,7 +260,13 @@ class Datasets:
 
     async def search(self, tenant: str, collection_id: str, query: Query) -> list[Hit]:
         collection = await self.collection(tenant, collection_id)
-        return await collection.search(query)
+        if not spans.ON:
+            return await collection.search(query)
+        attributes = {"infergate.collection": collection_id, "infergate.mode": str(query.mode)}
+        with spans.span("infergate.retrieval.search", attributes) as span:
+            hits = await collection.search(query)
+            span.set_attribute("infergate.hits", len(hits))
+            return hits
 
     async def list_chunks(
         self, tenant: str, collection_id: str, document_id: str, after: tuple[str, int], limit: int

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from cachetools import TTLCache
 
+from router import spans
 from router.types import Chunk, Message, Params, Request, ResponseFormat, ToolCall, Usage
 
 # Bump when the key's canonical form or CachedAnswer's JSON changes: old entries
@@ -128,6 +129,16 @@ class ResponseCache(Protocol):
     async def aclose(self) -> None:
         """Release connections; the cache is not used afterwards."""
         ...
+
+
+async def lookup(cache: ResponseCache, key: str) -> CachedAnswer | None:
+    """`cache.get(key)`, in a span of its own when tracing is on."""
+    if not spans.ON:
+        return await cache.get(key)
+    with spans.span("infergate.cache.lookup") as span:
+        hit = await cache.get(key)
+        span.set_attribute("infergate.cache.hit", hit is not None)
+        return hit
 
 
 class MemoryCache:

@@ -15,7 +15,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from router.cache import CachedAnswer, ResponseCache, cache_key
+from router import spans
+from router.cache import CachedAnswer, ResponseCache, cache_key, lookup
 from router.config import ConfigError, DeploymentConfig, RouterConfig
 from router.errors import InvalidRequest, ModelNotFound, ProviderError
 from router.filter import SensitiveWords
@@ -189,18 +190,29 @@ class Router:
         )
 
     async def generate(self, request: Request, deadline: float | None = None) -> Routed:
+        if not spans.ON:
+            return await self._generate(request, deadline)
+        with spans.span("infergate.route", {"infergate.alias": request.model}) as span:
+            routed = await self._generate(request, deadline)
+            span.set_attributes(
+                {"infergate.deployment": routed.deployment, "infergate.cache": routed.cache}
+            )
+            return routed
+
+    async def _generate(self, request: Request, deadline: float | None) -> Routed:
         validate(request)
         self.enter()  # from the cache lookup to the cache write: a reload waits for it
         try:
             cache, key = self.cache, None
             if cache is not None and (key := cache_key(request)) is not None:
-                hit = await cache.get(key)
+                hit = await lookup(cache, key)
                 if hit is not None:
                     self.log_cache_hit(request)
                     cached = Response(hit.text, hit.finish_reason, hit.usage, hit.tool_calls)
                     return Routed(self._filtered(cached), "", "hit")
-            plan = self.plan(request, stream=False)
-            log_plan(self.walk_context, request, plan)
+            with spans.span("infergate.plan"):
+                plan = self.plan(request, stream=False)
+                log_plan(self.walk_context, request, plan)
             deployment, response = await first_success(
                 self.walk_context,
                 plan,

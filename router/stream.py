@@ -10,7 +10,8 @@ from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import replace
 from typing import Protocol
 
-from router.cache import CachedAnswer, ResponseCache
+from router import spans
+from router.cache import CachedAnswer, ResponseCache, lookup
 from router.errors import ProviderError
 from router.filter import SensitiveWords, StreamFilter
 from router.plan import Plan
@@ -77,7 +78,7 @@ class RoutedStream:
         router.enter()  # from the cache lookup to the cache write: a reload waits for it
         try:
             cache, key = router.cache, self._key
-            hit = await cache.get(key) if cache is not None and key is not None else None
+            hit = await lookup(cache, key) if cache is not None and key is not None else None
             if hit is not None:
                 self.cache = "hit"
                 router.log_cache_hit(self._request)
@@ -117,8 +118,9 @@ class RoutedStream:
 
     async def _upstream(self) -> AsyncGenerator[Chunk, None]:
         router, context = self._router, self._router.walk_context
-        plan = router.plan(self._request, stream=True)
-        log_plan(context, self._request, plan)
+        with spans.span("infergate.plan"):
+            plan = router.plan(self._request, stream=True)
+            log_plan(context, self._request, plan)
         retry = plan.retry
         walk = Walk(context, plan, self._deadline, self._request.request_id)
         announce = self._announce
@@ -144,7 +146,8 @@ class RoutedStream:
                             left = max(0.0, started + limit - context.clock()) if waiting else limit
                             watchdog.arm(walk.budget(left))
                             try:
-                                chunk = await anext(upstream)
+                                with spans.current(walk.span):
+                                    chunk = await anext(upstream)
                             except StopAsyncIteration:
                                 break
                             except asyncio.CancelledError:

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from router import spans
 from router.breaker import Ticket
 from router.config import RetryConfig
 from router.errors import AllProvidersFailed, ErrorKind, ProviderError
@@ -38,13 +39,25 @@ class WalkContext:
 
 
 def log_debug(line: dict[str, Any]) -> None:
-    """One compact JSON object per line, so ROUTING_DEBUG output greps and parses."""
+    """One compact JSON object per line, so ROUTING_DEBUG output greps and parses;
+    with tracing on, each names its trace."""
+    if spans.ON:
+        line["trace_id"] = spans.trace_id()
     log.info("ROUTING_DEBUG %s", json.dumps(line, separators=(",", ":")))
 
 
 def log_plan(context: WalkContext, request: Request, plan: Plan) -> None:
     """Logged before the first attempt, so that a call that fails outright
     still shows which deployments it skipped and why."""
+    if spans.ON:
+        spans.annotate(
+            {
+                "infergate.alias": plan.alias,
+                "infergate.strategy": plan.strategy,
+                "infergate.candidates": ",".join(d.name for d in plan.candidates),
+                "infergate.skipped": ",".join(f"{d.name}: {why}" for d, why in plan.skipped),
+            }
+        )
     if not context.debug:
         return
     candidates = [{"deployment": d.name, "skip": ""} for d in plan.candidates]
@@ -83,6 +96,7 @@ class Walk:
         self.attempts: list[tuple[str, ProviderError]] = []
         self._skipped = {d.name: why for d, why in plan.skipped}
         self._retryable = True
+        self.span = spans.NO_SPAN  # the current attempt's (tracing on)
 
     def budget(self, limit: float) -> float:
         """Seconds an attempt step may take: `limit`, cut to the deadline."""
@@ -122,6 +136,17 @@ class Walk:
             if self.ticket is None:
                 self._skipped[deployment.name] = why or "circuit half-open: trial calls in flight"
                 continue
+            if spans.ON:
+                self.span = spans.start(
+                    "infergate.attempt",
+                    {
+                        "infergate.deployment": deployment.name,
+                        "infergate.provider": deployment.config.provider,
+                        "infergate.attempt": len(self.attempts) + 1,
+                        "infergate.retry": self._round,
+                        "infergate.fallback": self._next > 1,
+                    },
+                )
             return deployment
         return None
 
@@ -129,11 +154,13 @@ class Walk:
         self, deployment: Deployment, started: float, first_chunk: float | None, tokens: int
     ) -> None:
         deployment.state.succeeded(started, first_chunk, tokens, self.ticket)
+        self._end("ok")
         self._debug(served=deployment.name)
 
     def released(self, deployment: Deployment) -> None:
         """The attempt ended without a verdict on the upstream (cancelled)."""
         deployment.state.breaker.release(self.ticket)
+        self._end("released")
 
     def failed(self, deployment: Deployment, error: ProviderError) -> None:
         self.attempts.append((deployment.name, error))
@@ -147,7 +174,17 @@ class Walk:
             self.released(deployment)
         else:
             deployment.state.failed(error, self.ticket)
+        self._end(str(error.kind), error)
         self._debug(failed=deployment.name, kind=str(error.kind), error=str(error))
+
+    def _end(self, outcome: str, error: ProviderError | None = None) -> None:
+        if not spans.ON or self.span is spans.NO_SPAN:
+            return
+        span, self.span = self.span, spans.NO_SPAN
+        span.set_attribute("infergate.outcome", outcome)
+        if error is not None:
+            spans.failed(span, error)
+        span.end()
 
     def _debug(self, **fields: str) -> None:
         if self._context.debug:
@@ -193,7 +230,8 @@ async def first_success(
         state.in_flight += 1
         watchdog.arm(walk.budget(limit))
         try:
-            result = await call(deployment)
+            with spans.current(walk.span):
+                result = await call(deployment)
         except ProviderError as exc:
             error = exc
         except asyncio.CancelledError:

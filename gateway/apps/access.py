@@ -45,6 +45,7 @@ from gateway.apps.usage import UsageRecorder
 from gateway.errors import GatewayError, PermissionDenied, QuotaExceeded, Unauthenticated
 from gateway.identity import ANONYMOUS, Principal
 from gateway.status import abort
+from router import spans
 from router.pricing import NANOS_PER_USD, PriceBook
 
 log = logging.getLogger("infergate")
@@ -336,10 +337,12 @@ def _wrap(
 
 def _guarded_unary(behaviour: Any, access: AccessInterceptor, method: str) -> Any:
     async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        grant = await access.grant(method, context)
+        with spans.span("infergate.auth"):
+            grant = await access.grant(method, context)
         token = identity.bind(grant.principal)
         try:
-            meter = await _admit(access, grant, method, request, context)
+            with spans.span("infergate.limits"):
+                meter = await _admit(access, grant, method, request, context)
             if meter is None:
                 return await behaviour(request, context)
             call_token = calls.bind(meter.call)
@@ -366,10 +369,12 @@ def _guarded_stream(behaviour: Any, access: AccessInterceptor, method: str) -> A
     async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         # The bindings span the yields: the RPC's own task drives this generator
         # from start to close, so they never reach another call.
-        grant = await access.grant(method, context)
+        with spans.span("infergate.auth"):
+            grant = await access.grant(method, context)
         token = identity.bind(grant.principal)
         try:
-            meter = await _admit(access, grant, method, request, context)
+            with spans.span("infergate.limits"):
+                meter = await _admit(access, grant, method, request, context)
             if meter is None:
                 async with contextlib.aclosing(behaviour(request, context)) as messages:
                     async for message in messages:

@@ -33,7 +33,9 @@ HTTP_STATUS = {
     C.DATA_LOSS: 500,
 }
 # Request headers passed on as metadata under their own name.
-_FORWARDED = ("authorization", "x-request-id", "x-infergate-deployment")
+_FORWARDED = (
+    "authorization", "x-request-id", "x-infergate-deployment", "traceparent", "tracestate",
+)  # fmt: skip
 _METADATA_PREFIX = "grpc-metadata-"
 _TIMEOUT = re.compile(r"^(\d{1,8})([HMSmun])$")
 _UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}

@@ -48,6 +48,7 @@ class Task:
     result_uri: str = ""
     idempotency_key: str = ""
     next_attempt_time: float | None = None  # RETRYING: when it becomes due
+    traceparent: str = ""  # W3C: the submitter's span, so the worker's run continues its trace
 
     @property
     def create_time(self) -> float:
@@ -71,6 +72,8 @@ class Task:
             "idempotency_key": self.idempotency_key,
             "next_attempt_time": self.next_attempt_time,
         }
+        if self.traceparent:
+            data["traceparent"] = self.traceparent
         if with_result and self.result is not None:
             data["result"] = self.result
         return json.dumps(data, separators=(",", ":")).encode()
@@ -94,6 +97,7 @@ class Task:
                 result_uri=data["result_uri"],
                 idempotency_key=data["idempotency_key"],
                 next_attempt_time=data["next_attempt_time"],
+                traceparent=data.get("traceparent", ""),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"not a task record: {exc!r}") from exc

@@ -17,6 +17,7 @@ from typing import Any
 
 from gateway.tasks.errors import IllegalTransition
 from gateway.tasks.model import Task, TaskState, Transition, new_id
+from router import spans
 
 S = TaskState
 ALLOWED: dict[TaskState, frozenset[TaskState]] = {
@@ -51,6 +52,8 @@ class RetryPolicy:
 def new_task(
     tenant: str, type: str, payload: Mapping[str, Any], idempotency_key: str, now: float
 ) -> Task:
+    carrier: dict[str, str] = {}
+    spans.inject(carrier)  # nothing with tracing off
     return Task(
         id=new_id(now),
         tenant=tenant,
@@ -59,6 +62,7 @@ def new_task(
         state=S.PENDING,
         transitions=(Transition(S.PENDING, now),),
         idempotency_key=idempotency_key,
+        traceparent=carrier.get("traceparent", ""),
     )
 
 

@@ -11,11 +11,14 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 
+from opentelemetry.trace import SpanKind
+
 from gateway.tasks import metrics
 from gateway.tasks.errors import InvalidTask, QueueUnavailable, TaskError, TaskFailed
 from gateway.tasks.handlers import TaskContext, TaskTypes, UsageSink
 from gateway.tasks.model import Task, TaskState
 from gateway.tasks.queue import Lease, TaskQueue
+from router import spans
 from router.router import Router
 
 log = logging.getLogger("infergate.tasks")
@@ -127,7 +130,8 @@ class Worker:
             try:
                 context = TaskContext(task, self.router(), self.usage)
                 async with asyncio.timeout(self._task_timeout_s):
-                    result = await task_type.run(context, task.payload)
+                    with _span(task):
+                        result = await task_type.run(context, task.payload)
                 written = await self._usage_written(task)  # a cancel here releases the lease
             except asyncio.CancelledError:
                 await asyncio.shield(self._record(self.queue.release(lease)))
@@ -186,3 +190,16 @@ class Worker:
                 await self.queue.extend(lease)
             except QueueUnavailable as exc:
                 log.warning("cannot renew the lease of task %s: %s", lease.task.id, exc)
+
+
+def _span(task: Task) -> contextlib.AbstractContextManager[object]:
+    """The run's span, in the submitting request's trace when it carried one."""
+    if not spans.ON:
+        return contextlib.nullcontext()
+    parent = spans.extract({"traceparent": task.traceparent}) if task.traceparent else None
+    attributes: dict[str, str | int] = {
+        "infergate.task.id": task.id,
+        "infergate.task.type": task.type,
+        "infergate.task.attempt": task.attempts,
+    }
+    return spans.span("infergate.task", attributes, SpanKind.CONSUMER, parent)

@@ -59,6 +59,7 @@ from gateway.apps.workflows.nodes.base import (
 )
 from gateway.errors import DeadlineExceeded as DeadlineExceeded  # engine.DeadlineExceeded
 from gateway.errors import GatewayError, InvalidArgument
+from router import spans
 from router.errors import RouterError
 from router.types import Usage
 
@@ -338,8 +339,9 @@ class Run:
                 )  # fmt: skip
                 limit = asyncio.timeout(node.timeout_s)
                 try:
-                    async with limit:
-                        outcome = await kind.run(ctx)
+                    with spans.span("infergate.workflow.node", _node_attributes(node, attempt)):
+                        async with limit:
+                            outcome = await kind.run(ctx)
                     error = ""
                     break
                 except TimeoutError as exc:  # its own limit, or a call inside that timed out
@@ -452,3 +454,11 @@ def bounded(value: Any, max_chars: int | None = MAX_VALUE_CHARS, depth: int = 0)
     if isinstance(value, list | tuple):
         return [bounded(v, max_chars, depth + 1) for v in value[:items]]
     return bounded(str(value), max_chars, depth)
+
+
+def _node_attributes(node: Node, attempt: int) -> dict[str, str | int]:
+    return {
+        "infergate.node.id": node.id,
+        "infergate.node.type": node.type,
+        "infergate.attempt": attempt,
+    }
