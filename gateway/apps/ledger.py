@@ -12,7 +12,6 @@ calls through (logged once per failure streak), as the rate limiter does.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -20,6 +19,8 @@ from typing import NamedTuple, Protocol
 
 import redis.asyncio as redis
 from redis.exceptions import RedisError
+
+from gateway.apps.batched import Batched
 
 log = logging.getLogger("infergate.spend")
 _MAX_MEMORY_KEYS = 100_000  # then keys of past periods are dropped
@@ -147,8 +148,7 @@ class RedisLedger:
         self._reserve = self._client.register_script(_RESERVE)
         self._settle = self._client.register_script(_SETTLE)
         self._failing = False
-        self._pending: list[tuple[Sequence[Charge], int, Crossed]] = []
-        self._sending: asyncio.Task[None] | None = None
+        self._settlements: Batched[tuple[Sequence[Charge], int, Crossed]] = Batched(self._send)
 
     async def reserve(self, charges: Sequence[Charge], amount: int) -> int:
         keys = [self._prefix + c.key for c in charges]
@@ -162,29 +162,23 @@ class RedisLedger:
         return found - 1
 
     def settle(self, charges: Sequence[Charge], delta: int, crossed: Crossed) -> None:
-        # Queued, and sent in batches by one task: a burst of calls ending
-        # together costs one round trip, not one connection each.
-        self._pending.append((charges, delta, crossed))
-        if self._sending is None or self._sending.done():
-            self._sending = asyncio.create_task(self._send_pending())
+        self._settlements.add((charges, delta, crossed))  # sent in batches (batched.py)
 
-    async def _send_pending(self) -> None:
-        while self._pending:
-            batch, self._pending = self._pending, []
-            try:
-                async with self._client.pipeline(transaction=False) as pipe:
-                    for charges, delta, _ in batch:
-                        keys = [self._prefix + c.key for c in charges]
-                        keys += [k + ":alerted" for k in keys]
-                        args = [delta, *(x for c in charges for x in (c.alert_at, c.ttl_ms))]
-                        await self._settle(keys=keys, args=args, client=pipe)
-                    results = await pipe.execute()
-            except (RedisError, OSError) as exc:  # lost: the estimates stay charged
-                self._failed(exc)
-                continue
-            for (_, _, crossed), found in zip(batch, results, strict=True):
-                for i in found:
-                    crossed(int(i) - 1)
+    async def _send(self, batch: list[tuple[Sequence[Charge], int, Crossed]]) -> None:
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for charges, delta, _ in batch:
+                    keys = [self._prefix + c.key for c in charges]
+                    keys += [k + ":alerted" for k in keys]
+                    args = [delta, *(x for c in charges for x in (c.alert_at, c.ttl_ms))]
+                    await self._settle(keys=keys, args=args, client=pipe)
+                results = await pipe.execute()
+        except (RedisError, OSError) as exc:  # lost: the estimates stay charged
+            self._failed(exc)
+            return
+        for (_, _, crossed), found in zip(batch, results, strict=True):
+            for i in found:
+                crossed(int(i) - 1)
 
     async def spent(self, keys: Sequence[str]) -> list[int]:
         if not keys:
@@ -206,8 +200,7 @@ class RedisLedger:
 
     async def flush(self) -> None:
         """Wait for the settlements queued or in flight."""
-        while self._sending is not None and not self._sending.done():
-            await asyncio.gather(self._sending, return_exceptions=True)
+        await self._settlements.flush()
 
     async def aclose(self) -> None:
         await self.flush()

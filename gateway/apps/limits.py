@@ -16,7 +16,6 @@ one budget. Redis time is the clock there, so replicas need no clock sync.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -24,6 +23,8 @@ from typing import NamedTuple, Protocol
 
 import redis.asyncio as redis
 from redis.exceptions import RedisError
+
+from gateway.apps.batched import Batched
 
 log = logging.getLogger("infergate.limits")
 _IDLE_TTL_MS = 120_000  # a bucket untouched this long is full again: drop it
@@ -145,8 +146,7 @@ class RedisLimiter:
         self._acquire = self._client.register_script(_ACQUIRE)
         self._adjust = self._client.register_script(_ADJUST)
         self._failing = False
-        self._pending: list[tuple[str, int, int]] = []
-        self._sending: asyncio.Task[None] | None = None
+        self._adjustments: Batched[tuple[str, int, int]] = Batched(self._send)
 
     async def acquire(self, budgets: Sequence[Budget]) -> float:
         if not budgets:
@@ -162,29 +162,21 @@ class RedisLimiter:
         return wait
 
     def adjust(self, key: str, per_minute: int, refund: int) -> None:
-        # Queued, and sent in batches by one task (as the spend ledger settles):
-        # a burst of calls ending together costs one pipelined round trip on
-        # one connection, not a task and a pooled connection each.
-        self._pending.append((key, per_minute, refund))
-        if self._sending is None or self._sending.done():
-            self._sending = asyncio.create_task(self._send_pending())
+        self._adjustments.add((key, per_minute, refund))  # sent in batches (batched.py)
 
-    async def _send_pending(self) -> None:
-        while self._pending:
-            batch, self._pending = self._pending, []
-            try:
-                async with self._client.pipeline(transaction=False) as pipe:
-                    for key, per_minute, refund in batch:
-                        args = [per_minute, refund, _IDLE_TTL_MS]
-                        await self._adjust(keys=[self._prefix + key], args=args, client=pipe)
-                    await pipe.execute()
-            except (RedisError, OSError) as exc:  # lost: the estimates stay taken
-                self._failed(exc)
+    async def _send(self, batch: list[tuple[str, int, int]]) -> None:
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for key, per_minute, refund in batch:
+                    args = [per_minute, refund, _IDLE_TTL_MS]
+                    await self._adjust(keys=[self._prefix + key], args=args, client=pipe)
+                await pipe.execute()
+        except (RedisError, OSError) as exc:  # lost: the estimates stay taken
+            self._failed(exc)
 
     async def flush(self) -> None:
         """Wait for the adjustments queued or in flight."""
-        while self._sending is not None and not self._sending.done():
-            await asyncio.gather(self._sending, return_exceptions=True)
+        await self._adjustments.flush()
 
     async def aclose(self) -> None:
         await self.flush()

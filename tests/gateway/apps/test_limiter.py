@@ -55,8 +55,8 @@ async def test_flushed_adjustments_leave_no_task_behind(redis_prefix: str) -> No
         for _ in range(3):
             limiter.adjust("t", 100, 10)
         await settle(limiter)
-        assert limiter._pending == [] and limiter._sending is not None
-        assert limiter._sending.done()
+        assert limiter._adjustments.pending == [] and limiter._adjustments.sending is not None
+        assert limiter._adjustments.sending.done()
         assert await limiter.acquire([Budget("t", 100, 30)]) == 0
     finally:
         await limiter.aclose()
