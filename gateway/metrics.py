@@ -12,12 +12,13 @@ import contextlib
 import inspect
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 from prometheus_client import Counter, Gauge, Histogram
 
+from gateway.interceptors import Wrapping, behaviour_of, same_kind, streams_out
 from router import spans
 
 _LATENCY_BUCKETS = (
@@ -135,58 +136,23 @@ def _log_access(method: str, code: str, elapsed: float, context: grpc.aio.Servic
     )  # fmt: skip
 
 
-class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc: untyped
+class MetricsInterceptor(Wrapping):
     """Counts, times and tracks in-flight RPCs; streams also get time to first message.
     With `access_log`, each finished RPC is also one INFO line on `infergate.access`."""
 
     def __init__(self, access_log: bool = False) -> None:
+        super().__init__()
         self._access_log = access_log
-        self._handlers: dict[str, grpc.RpcMethodHandler] = {}
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        method = details.method
-        cached = self._handlers.get(method)
-        if cached is not None:
-            return cached
-        handler = await continuation(details)
-        if handler is None:
-            return handler
-        wrapped = _wrap(handler, _Instruments(method, self._access_log))
-        self._handlers[method] = wrapped
-        return wrapped
-
-
-def _wrap(handler: grpc.RpcMethodHandler, m: _Instruments) -> grpc.RpcMethodHandler:
-    """The same handler, its behaviour timed. The request argument is a message or,
-    for client-streaming RPCs, an iterator of them: both pass through untouched."""
-    if handler.unary_unary or handler.stream_unary:
-        make = (
-            grpc.unary_unary_rpc_method_handler
-            if handler.unary_unary
-            else grpc.stream_unary_rpc_method_handler
-        )
-        return make(
-            _timed_unary(handler.unary_unary or handler.stream_unary, m),
-            handler.request_deserializer,
-            handler.response_serializer,
-        )
-    make = (
-        grpc.unary_stream_rpc_method_handler
-        if handler.unary_stream
-        else grpc.stream_stream_rpc_method_handler
-    )
-    behaviour = handler.unary_stream or handler.stream_stream
-    # A streaming handler is an async generator, or a coroutine that calls context.write().
-    timed = _timed_stream if inspect.isasyncgenfunction(behaviour) else _timed_unary
-    return make(
-        timed(behaviour, m),
-        handler.request_deserializer,
-        handler.response_serializer,
-    )
+    def wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        """The same handler, its behaviour timed. The request argument is a message or,
+        for client-streaming RPCs, an iterator of them: both pass through untouched."""
+        m = _Instruments(method, self._access_log)
+        behaviour = behaviour_of(handler)
+        # A streaming handler is an async generator, or a coroutine that calls context.write().
+        streamed = streams_out(handler) and inspect.isasyncgenfunction(behaviour)
+        timed = _timed_stream if streamed else _timed_unary
+        return same_kind(handler, timed(behaviour, m))
 
 
 def _timed_unary(behaviour: Any, m: _Instruments) -> Any:

@@ -10,60 +10,32 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, StatusCode
 
+from gateway.interceptors import Wrapping, behaviour_of, same_kind, streams_out
 from gateway.metrics import status_name
 from router import spans
 
 _PROPAGATED = ("traceparent", "tracestate")
 
 
-class TracingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc: untyped
+class TracingInterceptor(Wrapping):
     """Put it first in the chain: the other interceptors (the access log
     included) then run inside the RPC's span."""
 
-    def __init__(self) -> None:
-        self._handlers: dict[str, grpc.RpcMethodHandler] = {}
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        method = details.method
-        cached = self._handlers.get(method)
-        if cached is not None:
-            return cached
-        handler = await continuation(details)
-        if handler is None:
-            return handler
-        wrapped = self._handlers[method] = _wrap(handler, method)
-        return wrapped
-
-
-def _wrap(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
-    service, _, name = method.lstrip("/").rpartition("/")
-    attributes = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}
-    if handler.unary_unary:
-        make, behaviour = grpc.unary_unary_rpc_method_handler, handler.unary_unary
-    elif handler.stream_unary:
-        make, behaviour = grpc.stream_unary_rpc_method_handler, handler.stream_unary
-    elif handler.unary_stream:
-        make, behaviour = grpc.unary_stream_rpc_method_handler, handler.unary_stream
-    else:
-        make, behaviour = grpc.stream_stream_rpc_method_handler, handler.stream_stream
-    # A streaming handler is an async generator, or a coroutine that calls context.write().
-    traced = _traced_stream if inspect.isasyncgenfunction(behaviour) else _traced_unary
-    return make(
-        traced(behaviour, method.lstrip("/"), attributes),
-        handler.request_deserializer,
-        handler.response_serializer,
-    )
+    def wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        service, _, name = method.lstrip("/").rpartition("/")
+        attributes = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}
+        behaviour = behaviour_of(handler)
+        # A streaming handler is an async generator, or a coroutine that calls context.write().
+        streamed = streams_out(handler) and inspect.isasyncgenfunction(behaviour)
+        traced = _traced_stream if streamed else _traced_unary
+        return same_kind(handler, traced(behaviour, method.lstrip("/"), attributes))
 
 
 def _parent(context: grpc.aio.ServicerContext) -> Context | None:

@@ -44,6 +44,7 @@ from gateway.apps.store.keys import CredentialLookup
 from gateway.apps.usage import UsageRecorder
 from gateway.errors import GatewayError, PermissionDenied, QuotaExceeded, Unauthenticated
 from gateway.identity import ANONYMOUS, Principal
+from gateway.interceptors import Wrapping, behaviour_of, same_kind, streams_out
 from gateway.status import abort
 from router import spans
 from router.pricing import NANOS_PER_USD, PriceBook
@@ -133,7 +134,7 @@ class Authenticator:
             self._refreshing.pop(secret, None)
 
 
-class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+class AccessInterceptor(Wrapping):
     """With `authenticator` None (auth off) every call runs as ANONYMOUS, unlimited;
     usage is still recorded when `recorder` is set."""
 
@@ -153,7 +154,7 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         self.output_estimate = output_estimate
         self.prices = prices  # the live router's: None prices every call at zero
         self.spend = spend
-        self._handlers: dict[str, grpc.RpcMethodHandler] = {}
+        super().__init__()
         self._cost_counters: dict[tuple[str, str, str], Any] = {}
 
     def count_cost(self, tenant: str, model: str, deployment: str, nanos: int) -> None:
@@ -166,17 +167,12 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     async def intercept_service(
         self, continuation: Continuation, details: grpc.HandlerCallDetails
     ) -> grpc.RpcMethodHandler:
-        method = details.method
-        if method.startswith(roles.OPEN_PREFIXES):
+        if details.method.startswith(roles.OPEN_PREFIXES):
             return await continuation(details)
-        cached = self._handlers.get(method)
-        if cached is not None:
-            return cached
-        handler = await continuation(details)
-        if handler is None:
-            return handler
-        wrapped = self._handlers[method] = _wrap(handler, self, method)
-        return wrapped
+        return await super().intercept_service(continuation, details)
+
+    def wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        return _wrap(handler, self, method)
 
     async def grant(self, method: str, context: grpc.aio.ServicerContext) -> Grant:
         """This call's grant, or abort UNAUTHENTICATED / PERMISSION_DENIED."""
@@ -325,14 +321,10 @@ def _status(context: grpc.aio.ServicerContext, error: BaseException | None) -> s
 def _wrap(
     handler: grpc.RpcMethodHandler, access: AccessInterceptor, method: str
 ) -> grpc.RpcMethodHandler:
-    behaviour = (
-        handler.unary_unary or handler.unary_stream or handler.stream_unary
-        or handler.stream_stream
-    )  # fmt: skip
-    streams_out = bool(handler.unary_stream or handler.stream_stream)
-    if streams_out and inspect.isasyncgenfunction(behaviour):
-        return _same_kind(handler, _guarded_stream(behaviour, access, method))
-    return _same_kind(handler, _guarded_unary(behaviour, access, method))
+    behaviour = behaviour_of(handler)
+    if streams_out(handler) and inspect.isasyncgenfunction(behaviour):
+        return same_kind(handler, _guarded_stream(behaviour, access, method))
+    return same_kind(handler, _guarded_unary(behaviour, access, method))
 
 
 def _guarded_unary(behaviour: Any, access: AccessInterceptor, method: str) -> Any:
@@ -401,15 +393,3 @@ def _guarded_stream(behaviour: Any, access: AccessInterceptor, method: str) -> A
             identity.unbind(token)
 
     return stream
-
-
-def _same_kind(handler: grpc.RpcMethodHandler, behaviour: Any) -> grpc.RpcMethodHandler:
-    if handler.unary_unary:
-        make = grpc.unary_unary_rpc_method_handler
-    elif handler.unary_stream:
-        make = grpc.unary_stream_rpc_method_handler
-    elif handler.stream_unary:
-        make = grpc.stream_unary_rpc_method_handler
-    else:
-        make = grpc.stream_stream_rpc_method_handler
-    return make(behaviour, handler.request_deserializer, handler.response_serializer)
