@@ -101,6 +101,7 @@ class AnthropicProvider:
             timeout=self.settings.timeout_s,
             http_client=anthropic.DefaultAsyncHttpxClient(limits=limits),
         )
+        self._span = _http.span_attributes(str(self._client.base_url.join("v1/messages")))
 
     def upstream_request(self, request: Request) -> dict[str, Any]:
         """The exact Messages body `generate` sends. No I/O; a tool call whose
@@ -215,17 +216,22 @@ class AnthropicProvider:
         # Posted as bytes this adapter encodes (the SDK's own encoding orders
         # the keys its way), so that a dry run shows exactly what is sent.
         timeout = _http.remaining(deadline, VENDOR)
-        return await self._client.post(
-            "/v1/messages",
-            content=_encode({**body, "stream": True} if stream else body),
-            cast_to=anthropic.types.Message,
-            options={
-                "timeout": timeout if timeout is not None else self.settings.timeout_s,
-                "headers": {"content-type": "application/json"},
-            },
-            stream=stream,
-            stream_cls=anthropic.AsyncStream[anthropic.types.RawMessageStreamEvent],
-        )
+        headers = {"content-type": "application/json"}
+        with _http.sdk_span(self._span, headers, _ERRORS) as span:
+            answer = await self._client.post(
+                "/v1/messages",
+                content=_encode({**body, "stream": True} if stream else body),
+                cast_to=anthropic.types.Message,
+                options={
+                    "timeout": timeout if timeout is not None else self.settings.timeout_s,
+                    "headers": headers,
+                },
+                stream=stream,
+                stream_cls=anthropic.AsyncStream[anthropic.types.RawMessageStreamEvent],
+            )
+            if isinstance(answer, anthropic.AsyncStream):  # a Message keeps no status (2xx)
+                span.set_attribute(_http.STATUS, answer.response.status_code)
+            return answer
 
     async def embed(self, texts: Sequence[str]) -> Embeddings:
         raise ProviderError(ErrorKind.BAD_REQUEST, "anthropic: the Messages API has no embeddings")

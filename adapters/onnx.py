@@ -19,12 +19,14 @@ from collections.abc import AsyncGenerator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from opentelemetry.trace import SpanKind
 from pydantic import Field
 
 from adapters._options import parse_options
 from indexer.batching import BatcherClosed
 from indexer.errors import NotReady
 from indexer.onnx_embedder import OnnxEmbedder
+from router import spans
 from router.config import Frozen
 from router.errors import ErrorKind, ProviderError
 from router.types import Chunk, Embeddings, Request, Response, Usage
@@ -68,7 +70,13 @@ class OnnxProvider:
         """Idempotent; cancelling drops the texts not yet computed. No deadline of
         its own: the router's attempt timeout cancels it."""
         try:
-            vectors, tokens = await self.embedder.embed_counted(texts)
+            if not spans.ON:
+                vectors, tokens = await self.embedder.embed_counted(texts)
+            else:  # in-process: no one to propagate the trace to
+                attributes = {"infergate.texts": len(texts)}
+                with spans.upstream(attributes, kind=SpanKind.INTERNAL) as span:
+                    vectors, tokens = await self.embedder.embed_counted(texts)
+                    span.set_attribute("infergate.tokens", tokens)
         except BatcherClosed as exc:
             raise ProviderError(ErrorKind.UNAVAILABLE, f"{VENDOR}: {exc}") from exc
         except Exception as exc:  # onnxruntime raises its own untyped errors

@@ -34,7 +34,6 @@ from typing import Any, Literal
 import aiohttp
 import httpx2
 import openai
-from opentelemetry.trace import SpanKind
 from pydantic import Field
 
 from adapters import _http
@@ -94,6 +93,8 @@ class OpenAIProvider:
             http_client=http_client,
         )
         self._chat_url = str(client.base_url.join("chat/completions"))
+        self._chat_span = _http.span_attributes(self._chat_url)
+        self._embed_span = _http.span_attributes(str(client.base_url.join("embeddings")))
         headers = {**client.default_headers, **client.auth_headers}
         self._headers = {k: v for k, v in headers.items() if isinstance(v, str)}  # not Omit
         self._proxy = _proxy(http_client, self._chat_url)  # aiohttp's proxy arguments
@@ -207,28 +208,33 @@ class OpenAIProvider:
         left = _http.remaining(deadline, VENDOR)
         timeout = self._idle if left is None else aiohttp.ClientTimeout(total=left)
         if not spans.ON:
-            answer = await self._session.post(
-                self._chat_url, data=_encode(body), headers=self._headers, **self._proxy,
-                timeout=timeout,
-            )  # fmt: skip
+            return await _checked(await self._send(self._session, body, self._headers, timeout))
+        headers = dict(self._headers)
+        with spans.upstream(self._chat_span, headers) as span:
+            answer = await self._send(self._session, body, headers, timeout)
+            span.set_attribute(_http.STATUS, answer.status)
             return await _checked(answer)
-        attributes = {"http.request.method": "POST", "url.full": self._chat_url}
-        with spans.span("infergate.upstream", attributes, SpanKind.CLIENT) as span:
-            headers = dict(self._headers)
-            spans.inject(headers)  # W3C traceparent: the upstream's spans join this trace
-            answer = await self._session.post(
-                self._chat_url, data=_encode(body), headers=headers, **self._proxy,
-                timeout=timeout,
-            )  # fmt: skip
-            span.set_attribute("http.response.status_code", answer.status)
-            return await _checked(answer)
+
+    async def _send(
+        self,
+        session: aiohttp.ClientSession,
+        body: dict[str, Any],
+        headers: Mapping[str, str],
+        limits: aiohttp.ClientTimeout,
+    ) -> aiohttp.ClientResponse:
+        return await session.post(
+            self._chat_url, data=_encode(body), headers=headers, timeout=limits, **self._proxy
+        )
 
     async def embed(self, texts: Sequence[str]) -> Embeddings:
         """Vectors in input order, within `timeout_s`; cancellation closes the request."""
+        headers: dict[str, str] = {}
         try:
-            result = await self._client.embeddings.create(
-                model=self.model, input=list(texts), encoding_format="float"
-            )
+            with _http.sdk_span(self._embed_span, headers, _ERRORS):
+                result = await self._client.embeddings.create(
+                    model=self.model, input=list(texts), encoding_format="float",
+                    extra_headers=headers or None,
+                )  # fmt: skip
         except (openai.OpenAIError, httpx2.HTTPError) as exc:
             raise _translate(exc, started=False) from exc
         vectors = [list(map(float, item.embedding)) for item in sorted(result.data, key=_index)]

@@ -34,21 +34,26 @@ from __future__ import annotations
 
 import json
 import time
+from asyncio import CancelledError
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from typing import Any, Literal
 
 import grpc
 import numpy as np
 import tritonclient.grpc.aio as triton
+from opentelemetry.trace import Span, StatusCode
 from pydantic import Field
 from tritonclient.utils import InferenceServerException
 
 from adapters._options import parse_options
+from router import spans
 from router.config import Frozen
 from router.errors import ErrorKind, ProviderError
 from router.types import Chunk, Embeddings, Message, Request, Response, Usage
 
 VENDOR = "triton"
+_SERVICE = "inference.GRPCInferenceService"  # KServe v2, as tritonclient speaks it
+_GRPC_STATUS = "rpc.grpc.status_code"  # as on the gateway's own RPC spans
 _KINDS = {
     "INVALID_ARGUMENT": ErrorKind.BAD_REQUEST,
     "FAILED_PRECONDITION": ErrorKind.BAD_REQUEST,
@@ -84,6 +89,8 @@ class TritonProvider:
         self.settings = parse_options(TritonSettings, options, VENDOR)
         self._client = triton.InferenceServerClient(self.settings.url)
         self._metadata_checked = False
+        self._stream_span = _span_attributes(self.settings.url, "ModelStreamInfer")
+        self._infer_span = _span_attributes(self.settings.url, "ModelInfer")
 
     def upstream_body(self, request: Request) -> bytes:
         return b""  # gRPC: the request is protobuf, shown as JSON by upstream_request
@@ -155,10 +162,16 @@ class TritonProvider:
         started = False
         finish = ""
         usage = Usage()
-        responses = self._client.stream_infer(requests(), stream_timeout=timeout)
+        headers: dict[str, str] = {}  # gRPC metadata: the traceparent when tracing
+        span = spans.start_upstream(self._stream_span, headers)
+        responses = self._client.stream_infer(
+            requests(), stream_timeout=timeout, headers=headers or None
+        )
+        code = "OK"
         try:
             async for result, error in responses:
                 if error is not None:
+                    code = _code(error)
                     kind = ErrorKind.INTERRUPTED if started else ErrorKind.UPSTREAM_5XX
                     raise ProviderError(kind, f"triton: {error.message()}")
                 started = True
@@ -174,11 +187,17 @@ class TritonProvider:
                 if result.get_response().parameters["triton_final_response"].bool_param:
                     break
         except grpc.aio.AioRpcError as exc:
-            raise _rpc_error(exc.code().name, exc.details() or "", started) from exc
+            code = exc.code().name
+            raise _rpc_error(code, exc.details() or "", started) from exc
         except InferenceServerException as exc:
-            raise _rpc_error(_code(exc), exc.message() or "", started) from exc
+            code = _code(exc)
+            raise _rpc_error(code, exc.message() or "", started) from exc
+        except (GeneratorExit, CancelledError):  # the caller closed or cancelled the stream
+            code = "CANCELLED"
+            raise
         finally:
             responses.cancel()  # no-op once the call has ended; else the server sees it
+            _ended(span, code)
         if not started:
             raise ProviderError(ErrorKind.UPSTREAM_5XX, "triton: the model sent no response")
         yield Chunk(finish_reason=finish or "stop", usage=usage)
@@ -192,15 +211,25 @@ class TritonProvider:
         data = np.array([t.encode() for t in texts], dtype=np.object_)
         tensor = triton.InferInput(self.settings.input_name, [len(texts)], "BYTES")
         tensor.set_data_from_numpy(data)
+        headers: dict[str, str] = {}
+        span = spans.start_upstream(self._infer_span, headers)
+        code = "OK"
         try:
             result = await self._client.infer(
                 self.model,
                 [tensor],
                 outputs=[triton.InferRequestedOutput(self.settings.output_name)],
                 client_timeout=self.settings.timeout_s,
+                headers=headers or None,
             )
         except InferenceServerException as exc:
-            raise _rpc_error(_code(exc), exc.message() or "", False) from exc
+            code = _code(exc)
+            raise _rpc_error(code, exc.message() or "", False) from exc
+        except CancelledError:
+            code = "CANCELLED"
+            raise
+        finally:
+            _ended(span, code)
         vectors = result.as_numpy(self.settings.output_name)
         if vectors is None or vectors.shape[0] != len(texts):
             raise ProviderError(ErrorKind.UPSTREAM_5XX, "triton: embedding count mismatch")
@@ -230,6 +259,25 @@ class TritonProvider:
 
     async def aclose(self) -> None:
         await self._client.close()
+
+
+def _span_attributes(url: str, method: str) -> spans.Attributes:
+    """The upstream span's: gRPC names the call by service and method, not by URL."""
+    return {
+        "rpc.system": "grpc", "rpc.service": _SERVICE, "rpc.method": method,
+        "server.address": url,
+    }  # fmt: skip
+
+
+def _ended(span: Span, code: str) -> None:
+    """End the upstream span with the call's gRPC status (by name; "" is UNKNOWN)."""
+    if not span.is_recording():  # tracing off, or a trace the sampler dropped
+        return
+    status = grpc.StatusCode.__members__.get(code, grpc.StatusCode.UNKNOWN)
+    span.set_attribute(_GRPC_STATUS, status.value[0])
+    if status is not grpc.StatusCode.OK:
+        span.set_status(StatusCode.ERROR, status.name)
+    span.end()
 
 
 def _formatted(fmt: Any) -> bool:

@@ -65,6 +65,36 @@ def start(
     return _tracer.start_span(name, context=parent, attributes=attributes, kind=kind)
 
 
+UPSTREAM = "infergate.upstream"  # the span of one call an adapter makes to its upstream
+
+
+def start_upstream(
+    attributes: Attributes, headers: dict[str, str] | None = None, kind: SpanKind = SpanKind.CLIENT
+) -> Span:
+    """The span of one call to an upstream, not made current (ended by the
+    caller: a stream that outlives a `with`). Its W3C `traceparent` (and
+    `tracestate`) go into `headers`, the HTTP headers or gRPC metadata the
+    caller then sends, so the upstream's spans join this trace; in a trace the
+    sampler dropped, no span is made and the parent's (unsampled) one goes."""
+    made = start(UPSTREAM, attributes, kind)
+    if headers is not None and _tracer is not None:
+        found = trace.set_span_in_context(made) if made is not INVALID_SPAN else None
+        propagate.inject(headers, context=found)
+    return made
+
+
+def upstream(
+    attributes: Attributes, headers: dict[str, str] | None = None, kind: SpanKind = SpanKind.CLIENT
+) -> contextlib.AbstractContextManager[Span]:
+    """`start_upstream`'s span, current inside the `with` and ended by it (an
+    exception that leaves it is recorded and sets the status to ERROR);
+    `headers` is filled on this call, before the `with` is entered."""
+    made = start_upstream(attributes, headers, kind)
+    if made is INVALID_SPAN:
+        return _OFF
+    return trace.use_span(made, end_on_exit=True)
+
+
 @contextlib.contextmanager
 def _current(span_: Span) -> Iterator[Span]:
     with trace.use_span(span_, end_on_exit=False, record_exception=False):
@@ -72,8 +102,12 @@ def _current(span_: Span) -> Iterator[Span]:
 
 
 def current(span_: Span) -> contextlib.AbstractContextManager[Span]:
-    """`span_` current inside the `with` (not ended by it)."""
-    if _tracer is None:
+    """`span_` current inside the `with` (not ended by it). NO_SPAN (a span
+    not made: its trace was sampled out) leaves the current span current:
+    made current, it would hide the unsampled parent, and a span under it
+    would start a trace of its own (a root, with a traceparent upstream that
+    names neither the caller's trace nor, at 1%, the RPC's)."""
+    if _tracer is None or span_ is INVALID_SPAN:
         return _OFF
     return _current(span_)
 

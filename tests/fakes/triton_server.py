@@ -116,6 +116,7 @@ class TritonFake(service_pb2_grpc.GRPCInferenceServiceServicer):
 
     async def ModelInfer(self, request: Any, context: Any) -> pb.ModelInferResponse:
         self.observed.paths.append(f"ModelInfer {request.model_name}")
+        self.observed.headers.append(_metadata(context))
         self.observed.saw(decode(request))
         try:
             await self._fail_or_wait(context)
@@ -131,6 +132,7 @@ class TritonFake(service_pb2_grpc.GRPCInferenceServiceServicer):
     async def ModelStreamInfer(self, request_iterator: Any, context: Any) -> Any:
         request = await anext(aiter(request_iterator))
         self.observed.paths.append(f"ModelStreamInfer {request.model_name}")
+        self.observed.headers.append(_metadata(context))
         body = decode(request)
         self.observed.saw(body)
         script, model = self.script, request.model_name
@@ -153,6 +155,11 @@ class TritonFake(service_pb2_grpc.GRPCInferenceServiceServicer):
         except asyncio.CancelledError:
             self.observed.disconnected()
             raise
+
+
+def _metadata(context: Any) -> dict[str, str]:
+    """The call's metadata (the client's headers), as the HTTP fakes keep theirs."""
+    return {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
 
 
 def sampling(body: dict[str, Any]) -> dict[str, Any]:

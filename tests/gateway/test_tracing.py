@@ -7,19 +7,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import grpc
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan
+from google.protobuf import struct_pb2
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
 from gateway import tracing
-from gateway.pb import router_pb2_grpc
+from gateway.pb import app_pb2, app_pb2_grpc, dataset_pb2, dataset_pb2_grpc, router_pb2_grpc
 from gateway.rpc_spans import TracingInterceptor
 from gateway.tasks.handlers import TaskContext, TaskType, TaskTypes
 from gateway.tasks.model import TaskState
@@ -27,60 +28,27 @@ from gateway.tasks.worker import Worker
 from router import spans
 from tests.conftest import StartGateway, chat
 from tests.fakes.openai_server import OpenAIFake
+from tests.gateway.apps.test_auth import bearer, new_key, secure_top
+from tests.gateway.dataset.test_service import dataset_top
 from tests.gateway.tasks.fixtures import (  # noqa: F401 (fixtures)
     QueueFactory,
     _s3_credentials,
     clock,
     make_memory_queue,
 )
+from tests.traces import (  # noqa: F401 (fixtures)
+    by_name,
+    exporter,
+    finished_when,
+    hex_trace,
+    one,
+    parent_of,
+    span_id,
+)
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 CLIENT_SPAN = "00f067aa0ba902b7"
 TRACEPARENT = f"00-{TRACE_ID}-{CLIENT_SPAN}-01"
-
-
-@pytest.fixture
-def exporter() -> Iterator[InMemorySpanExporter]:
-    found = InMemorySpanExporter()
-    config = tracing.TracingConfig(enabled=True)
-    provider = tracing.setup(config, SimpleSpanProcessor(found), environ={})
-    assert provider is not None and spans.ON
-    yield found
-    tracing.shutdown(provider)
-    assert not spans.ON
-
-
-def by_name(finished: tuple[ReadableSpan, ...], name: str) -> list[ReadableSpan]:
-    return [s for s in finished if s.name == name]
-
-
-def one(finished: tuple[ReadableSpan, ...], name: str) -> ReadableSpan:
-    [found] = by_name(finished, name)
-    return found
-
-
-def parent_of(span: ReadableSpan) -> int | None:
-    return span.parent.span_id if span.parent is not None else None
-
-
-def hex_trace(span: ReadableSpan) -> str:
-    assert span.context is not None
-    return format(span.context.trace_id, "032x")
-
-
-def span_id(span: ReadableSpan) -> int:
-    assert span.context is not None
-    return span.context.span_id
-
-
-async def finished_when(exporter: InMemorySpanExporter, name: str) -> tuple[ReadableSpan, ...]:
-    """The server ends its span once the call ended, maybe after its client saw it."""
-    for _ in range(200):
-        done = exporter.get_finished_spans()
-        if by_name(done, name):
-            return done
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"no {name} span")
 
 
 GENERATE = "infergate.v1.Router/Generate"
@@ -280,3 +248,113 @@ def test_a_trace_the_sampler_drops_makes_no_child_spans() -> None:
             )
         finally:
             tracing.shutdown(provider)
+
+
+RAG_FLOW: dict[str, Any] = {
+    "inputs": {"question": {"type": "string", "required": True}},
+    "nodes": [
+        {"id": "start", "type": "start"},
+        {"id": "search", "type": "retrieval",
+         "config": {"collections": ["handbook"], "query": "{{ start.question }}", "k": 2}},
+        {"id": "reply", "type": "llm", "config": {"model": "chat", "messages": [
+            {"role": "user", "content": "{{ search.chunks[0].text }}"}]}},
+        {"id": "say", "type": "answer", "config": {"text": "{{ reply.text }}"}},
+    ],
+    "edges": [{"from": "start", "to": "search"}, {"from": "search", "to": "reply"},
+              {"from": "reply", "to": "say"}],
+}  # fmt: skip
+
+
+async def test_workflow_nodes_and_their_retrieval_have_spans_in_the_runs_trace(
+    exporter: InMemorySpanExporter,
+    start_gateway: StartGateway,
+    tmp_path: Path,
+    tiny_model: Path,
+) -> None:
+    """A run over gRPC: a span per node (id, type, attempt) under the RPC's;
+    the retrieval node's search (collection, mode, hits) with its query
+    embedding under it, and the llm node's routed call under that node, all
+    in the caller's trace."""
+    embedder = {"model_dir": str(tiny_model)}
+    top = {**secure_top(tmp_path), **dataset_top(tmp_path / "data", embedder=embedder)}
+    gateway = await start_gateway(top=top)
+    async with grpc.aio.insecure_channel(gateway.address) as channel:
+        dev = bearer(await new_key(channel, gateway, "acme", "developer"))
+        datasets = dataset_pb2_grpc.DatasetStub(channel)
+        await datasets.CreateCollection(
+            dataset_pb2.CreateCollectionRequest(collection_id="handbook"), metadata=dev
+        )
+        documents = [dataset_pb2.Document(id="leave", text="30 days of paid leave."),
+                     dataset_pb2.Document(id="office", text="The office opens at 8.")]  # fmt: skip
+        await datasets.UpsertDocuments(
+            dataset_pb2.UpsertDocumentsRequest(collection="collections/handbook",
+                                               documents=documents), metadata=dev,
+        )  # fmt: skip
+        apps = app_pb2_grpc.AppStub(channel)
+        definition = struct_pb2.Struct()
+        definition.update(RAG_FLOW)
+        await apps.CreateWorkflow(
+            app_pb2.CreateWorkflowRequest(
+                workflow_id="rag", workflow=app_pb2.Workflow(definition=definition)
+            ),
+            metadata=dev,
+        )
+        inputs = struct_pb2.Struct()
+        inputs.update({"question": "how much leave"})
+        exporter.clear()
+        run = await apps.RunWorkflowUnary(
+            app_pb2.RunWorkflowRequest(name="workflows/rag", inputs=inputs),
+            metadata=(*dev, ("traceparent", TRACEPARENT)),
+        )
+        assert run.status == "succeeded"
+    done = await finished_when(exporter, "infergate.v1.App/RunWorkflowUnary")
+    server = one(done, "infergate.v1.App/RunWorkflowUnary")
+    assert hex_trace(server) == TRACE_ID
+    nodes = {
+        str((s.attributes or {})["infergate.node.id"]): s
+        for s in by_name(done, "infergate.workflow.node")
+    }
+    assert set(nodes) == {"start", "search", "reply", "say"}
+    types = {n["id"]: n["type"] for n in RAG_FLOW["nodes"]}
+    for node_id, node in nodes.items():
+        assert node.attributes is not None
+        assert node.attributes["infergate.node.type"] == types[node_id]
+        assert node.attributes["infergate.attempt"] == 1
+        assert node.status.status_code is StatusCode.UNSET
+        assert hex_trace(node) == TRACE_ID and parent_of(node) == span_id(server)
+    search = one(done, "infergate.retrieval.search")
+    assert parent_of(search) == span_id(nodes["search"])
+    assert search.attributes == {
+        "infergate.collection": "handbook", "infergate.mode": "auto", "infergate.hits": 2,
+    }  # fmt: skip
+    assert parent_of(one(done, "infergate.retrieval.embed")) == span_id(search)
+    # The llm node streams: its plan and attempt (no route span on the streamed path).
+    for name in ("infergate.plan", "infergate.attempt"):
+        assert parent_of(one(done, name)) == span_id(nodes["reply"])
+
+
+def test_a_span_not_made_leaves_the_unsampled_parent_current() -> None:
+    """An attempt's span is not made in a dropped trace; made current, the
+    no-op used to hide the RPC's unsampled span, and the upstream span
+    under it started a trace of its own (a root, its traceparent naming it)."""
+    found = InMemorySpanExporter()
+    config = tracing.TracingConfig(enabled=True, sampler_ratio=0.0)
+    provider = tracing.setup(config, SimpleSpanProcessor(found), environ={})
+    assert provider is not None
+    try:
+        root = spans.start("rpc", kind=SpanKind.SERVER)
+        with spans.current(root):
+            attempt = spans.start("infergate.attempt")
+            assert attempt is spans.NO_SPAN
+            with spans.current(attempt):
+                headers: dict[str, str] = {}
+                with spans.upstream({}, headers) as upstream:
+                    assert upstream is spans.NO_SPAN
+                assert spans.trace_id() == format(root.get_span_context().trace_id, "032x")
+        root.end()
+        context = root.get_span_context()
+        expected = f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
+        assert headers["traceparent"] == expected
+        assert found.get_finished_spans() == ()
+    finally:
+        tracing.shutdown(provider)
