@@ -16,8 +16,7 @@ import time
 from collections.abc import Callable
 
 from adapters import build_provider
-from adapters.redis_cache import build_cache
-from gateway import deployment_metrics, gpu, metrics
+from gateway import cache_metrics, deployment_metrics, gpu, metrics
 from gateway.apps.model import UsageRecord
 from gateway.apps.prices import SetPrices
 from gateway.apps.runtime import open_ledger
@@ -27,6 +26,7 @@ from gateway.apps.usage import UsageRecorder
 from gateway.apps.workflow_runner import WorkflowRunner, open_runner
 from gateway.apps.workflow_task import task_type as workflow_task_type
 from gateway.apps.workflows.tasks import QueueTasks
+from gateway.cache import METRICS, open_cache
 from gateway.config import GatewayConfig
 from gateway.dataset.disabled import DisabledRetrieval
 from gateway.dataset.embedder import build_datasets
@@ -55,7 +55,7 @@ async def open_router(
     """The first snapshot and, when `cached` and the config enables it, the
     response cache (closed after the snapshot that is live then: a reload may
     have replaced both)."""
-    cache = build_cache(config.cache) if cached and config.cache.enabled else None
+    cache = open_cache(config.cache, None) if cached else None
     try:
         router = Router(config, factory, cache=cache, clock=clock)
     except BaseException as exc:
@@ -68,6 +68,7 @@ async def open_router(
     stack.push_async_callback(_close_cache, live)
     stack.push_async_callback(lambda: live.router.aclose())
     await stack.enter_async_context(deployment_metrics.published(live))
+    await stack.enter_async_context(cache_metrics.published(live, METRICS))
     return live
 
 

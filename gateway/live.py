@@ -8,19 +8,26 @@ next snapshot and swaps it in with one assignment.
 
 from __future__ import annotations
 
-from router.cache import ResponseCache
+from router.request_cache import PromptEmbedder, RequestCache
 from router.router import Router
 
 
 class LiveRouter:
-    def __init__(self, router: Router, cache: ResponseCache | None) -> None:
+    def __init__(self, router: Router, cache: RequestCache | None) -> None:
         self.router = router
         self.cache = cache  # shared by the snapshots until a reload changes its config
+        self.embedder: PromptEmbedder | None = None  # for semantic caching, once there is one
+
+    def use_embedder(self, embedder: PromptEmbedder | None) -> None:
+        """Semantic cache lookups embed with `embedder` from now on."""
+        self.embedder = embedder
+        if self.cache is not None:
+            self.cache.embedder = embedder
 
     def __call__(self) -> Router:
         """The current snapshot (the holder serves where a `() -> Router` is wanted)."""
         return self.router
 
-    def swap(self, router: Router, cache: ResponseCache | None) -> None:
+    def swap(self, router: Router, cache: RequestCache | None) -> None:
         self.router = router
         self.cache = cache

@@ -40,7 +40,6 @@ TIME_TO_FIRST_MESSAGE = Histogram(
 IN_FLIGHT = Gauge(
     "infergate_grpc_in_flight", "RPCs running now", ["method"], multiprocess_mode="livesum"
 )
-CACHE = Counter("infergate_cache_lookups", "Request cache lookups, by result", ["result"])
 RELOADS = Counter("infergate_config_reloads", "Config reloads, by result", ["result"])
 TOKENS_STREAMED = Counter(
     "infergate_tokens_streamed", "Output tokens streamed to clients, by model alias", ["model"]

@@ -21,14 +21,14 @@ from typing import Any
 
 import watchfiles
 
-from adapters.redis_cache import build_cache
 from gateway import metrics
 from gateway.apps.audit import AppendAudit
+from gateway.cache import open_cache
 from gateway.config import ServerConfig, load_config
 from gateway.live import LiveRouter
-from router.cache import ResponseCache
-from router.config import CacheConfig, ConfigError, RouterConfig
+from router.config import ConfigError, RouterConfig
 from router.provider import Provider
+from router.request_cache import RequestCache
 from router.router import ProviderFactory, Router
 
 log = logging.getLogger("infergate.reload")
@@ -72,7 +72,7 @@ class Reloader:
             try:
                 config = await asyncio.to_thread(load_config, self._path)
                 if config.cache != old.config.cache:
-                    cache = _cache(config.cache)
+                    cache = open_cache(config.cache, live.embedder)
                 new = Router(
                     config, self._factory, previous=old, cache=cache, clock=old.clock, rng=old.rng
                 )
@@ -89,6 +89,8 @@ class Reloader:
             if config.server != self._server:
                 log.warning("config reload: server settings change only on restart")
             live.swap(new, cache)
+            if cache is not None:
+                cache.retain(new.scopes.values())  # aliases whose config changed
             metrics.RELOADS.labels("ok").inc()
             log.info("config reloaded from %s: %d models", self._path, len(config.models))
             await self._audit(source, "ReloadConfig", summary, _summary(config))
@@ -134,7 +136,7 @@ class Reloader:
             log.exception("could not write the audit event for a config reload")
 
     async def _retire(
-        self, old: Router, providers: list[Provider], cache: ResponseCache | None
+        self, old: Router, providers: list[Provider], cache: RequestCache | None
     ) -> None:
         try:
             await asyncio.wait_for(old.idle(), self._idle_wait_s)
@@ -171,7 +173,3 @@ def _redacted(exc: ConfigError) -> str:
     quoted values masked: a bad option is echoed, and it may be a URL with a
     password in it."""
     return _QUOTED.sub("'***'", str(exc).splitlines()[0])
-
-
-def _cache(config: CacheConfig) -> ResponseCache | None:
-    return build_cache(config) if config.enabled else None

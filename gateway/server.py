@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import time
 from collections.abc import Callable, Coroutine
@@ -24,7 +25,7 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from adapters import build_provider
-from gateway import assembly, heap, tracing
+from gateway import assembly, cache_warm, heap, tracing
 from gateway.apps.runtime import AppLayer
 from gateway.apps.workflows.tasks import QueueTasks
 from gateway.config import GatewayConfig, ServerConfig
@@ -270,6 +271,7 @@ class Gateway:
             stack.callback(tracing.shutdown, provider)
         live = await assembly.open_router(config, stack, factory, clock)
         datasets = await assembly.open_datasets(config, live, stack)
+        live.use_embedder(datasets.embedder if datasets is not None else None)
         apps = await AppLayer.open(config.apps, config.data_dir, live)  # chat: the datasets
         stack.push_async_callback(apps.aclose)
         servicers: dict[str, Any] = {
@@ -317,6 +319,8 @@ class Gateway:
             gateway.spawn(gateway._probe_forever())
         if datasets is not None and config.dataset.snapshot_interval_s:
             gateway.spawn(gateway._snapshot_forever(datasets))
+        if config.cache.enabled and config.cache.warm_file is not None:
+            gateway.spawn(gateway._warm_cache(config.cache.warm_file))
         return gateway
 
     def _watch(
@@ -343,6 +347,22 @@ class Gateway:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _warm_cache(self, path: Path) -> None:
+        """cache.warm_file, through this gateway's own gRPC port (the normal path:
+        auth with INFERGATE_API_KEY, limits, usage), once it serves."""
+        host = "127.0.0.1" if self.config.server.host in ("0.0.0.0", "::", "") else None
+        address = f"{host}:{self.port}" if host else self.address
+        key = os.environ.get("INFERGATE_API_KEY", "")
+        log.info("cache warm-up from %s started", path)
+        try:
+            summary = await cache_warm.warm(address, path, key)
+        except OSError as exc:
+            log.error("cache warm-up from %s failed: %s", path, exc)
+            return
+        log.info("cache warm-up from %s: %s", path, summary.line())
+        for number, why in summary.failed[:20]:
+            log.warning("cache warm-up: line %d: %s", number, why)
 
     async def _probe_forever(self) -> None:
         """Active health checks: every deployment's probe(), at the configured interval."""

@@ -9,6 +9,7 @@ import hashlib
 import json
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -20,7 +21,7 @@ from router.types import Chunk, Message, Params, Request, ResponseFormat, ToolCa
 
 # Bump when the key's canonical form or CachedAnswer's JSON changes: old entries
 # then stop matching instead of being misread.
-_VERSION = 1
+_VERSION = 2
 _PLAIN_TEXT = ResponseFormat()
 
 
@@ -33,6 +34,7 @@ class CachedAnswer:
     finish_reason: str
     usage: Usage
     tool_calls: tuple[ToolCall, ...] = ()
+    request_id: str = ""  # the request whose answer it is
 
     @property
     def text(self) -> str:
@@ -42,7 +44,8 @@ class CachedAnswer:
     def size(self) -> int:
         """Approximate bytes held in memory, for the memory backend's bound."""
         calls = sum(sys.getsizeof(c.id) + sys.getsizeof(c.arguments) for c in self.tool_calls)
-        return 256 + sys.getsizeof(self.deltas) + sum(map(sys.getsizeof, self.deltas)) + calls
+        held = sys.getsizeof(self.deltas) + len(self.request_id)
+        return 256 + held + sum(map(sys.getsizeof, self.deltas)) + calls
 
     def chunks(self) -> tuple[Chunk, ...]:
         """The answer as a stream: one chunk per delta, then a last chunk with
@@ -58,6 +61,7 @@ class CachedAnswer:
             "f": self.finish_reason,
             "u": (usage.input_tokens, usage.output_tokens),
             "t": [(c.id, c.name, c.arguments) for c in self.tool_calls],
+            "r": self.request_id,
         }
         # surrogatepass: a lone surrogate from an upstream must round-trip, not raise.
         return _COMPACT.encode(data).encode("utf-8", "surrogatepass")
@@ -68,46 +72,66 @@ class CachedAnswer:
         try:
             obj = json.loads(data)
             deltas, finish, usage, calls = obj["d"], obj["f"], obj["u"], obj["t"]
-            if obj["v"] != _VERSION or not isinstance(finish, str):
+            request_id = obj["r"]
+            if obj["v"] != _VERSION or not (
+                isinstance(finish, str) and isinstance(request_id, str)
+            ):
                 raise ValueError("unknown format")
             answer = cls(
                 deltas=_strings(deltas),
                 finish_reason=finish,
                 usage=Usage(*_counts(usage)),
                 tool_calls=tuple(ToolCall(*_strings(c, 3)) for c in calls),
+                request_id=request_id,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"not a cached answer: {exc!r}") from exc
         return answer
 
 
-def cache_key(request: Request) -> str | None:
-    """The request's cache key (64 hex digits), or None when it must not be cached.
+def exact_cacheable(request: Request) -> bool:
+    """Deterministic requests (`params.temperature == 0`) and requests that opt
+    in (`request.cache`); any other sampling may legitimately answer
+    differently each time."""
+    return request.cache or request.params.temperature == 0
 
-    Cacheable: deterministic requests (`params.temperature == 0`) and requests
-    that opt in (`request.cache`); any other sampling may legitimately answer
-    differently each time.
 
-    The key hashes a canonical JSON form (sorted keys, no spaces, UTF-8) of:
-    the model alias; the manual `deployment` override when set, since it asks
-    for one upstream; every message field (role, content, parts, name,
-    tool_calls, tool_call_id); every param. Normalised, because they mean the
-    same to every upstream: mapping key order (JSON schemas, tool parameters);
-    0 vs 0.0 and -0.0 in temperature/top_p; the order and repeats of `stop`;
-    a plain-text `response_format` vs none. Left out: `metadata` (routing
-    hints, not content) and the `cache` flag itself. Message and tool order,
-    content vs text parts, tool-call ids and argument text are kept as given.
+def cache_key(request: Request, scope: str = "") -> str | None:
+    """`storage_key` for a request the exact cache may answer, else None."""
+    return storage_key(request, scope) if exact_cacheable(request) else None
+
+
+def storage_key(request: Request, scope: str = "") -> str:
+    """The key (64 hex digits) the request's answer is stored under.
+
+    It hashes a canonical JSON form (sorted keys, no spaces, UTF-8) of:
+    `scope` (whose cache it is: the tenant and the alias config, see
+    router/request_cache.py); the model alias; the manual `deployment`
+    override when set, since it asks for one upstream; every message field
+    (role, content, parts, name, tool_calls, tool_call_id); every param.
+    Normalised, because they mean the same to every upstream: mapping key
+    order (JSON schemas, tool parameters); 0 vs 0.0 and -0.0 in
+    temperature/top_p; the order and repeats of `stop`; a plain-text
+    `response_format` vs none. Left out: `metadata` (routing hints, not
+    content) and the cache flags. Message and tool order, content vs text
+    parts, tool-call ids and argument text are kept as given.
     """
-    params = request.params
-    if not (request.cache or params.temperature == 0):
-        return None
-    form = (
-        _VERSION,
-        request.model,
-        request.deployment,
-        [_message(m) for m in request.messages],
-        _params(params),
-    )
+    return _hash((_VERSION, scope, request.model, request.deployment,
+                  [_message(m) for m in request.messages], _params(request.params)))  # fmt: skip
+
+
+def semantic_partition(request: Request, scope: str = "") -> str:
+    """Which cached prompts may answer `request` by meaning: the same as
+    `storage_key`'s form, with the last message's text left out (its role
+    and the rest of it stay)."""
+    *before, last = request.messages
+    bare = _message(last)
+    bare[1], bare[2] = "", []  # content, parts
+    return _hash(("semantic", _VERSION, scope, request.model, request.deployment,
+                  [_message(m) for m in before], bare, _params(request.params)))  # fmt: skip
+
+
+def _hash(form: object) -> str:
     canonical = _CANONICAL.encode(form).encode("utf-8", "surrogatepass")
     return hashlib.blake2b(canonical, digest_size=32).hexdigest()
 
@@ -141,9 +165,28 @@ async def lookup(cache: ResponseCache, key: str) -> CachedAnswer | None:
         return hit
 
 
+class _Entries(TTLCache[str, CachedAnswer]):
+    """A TTLCache that counts what it evicts, by reason."""
+
+    def __init__(self, max_bytes: int, ttl_s: float, timer: Callable[[], float]) -> None:
+        super().__init__(maxsize=max_bytes, ttl=ttl_s, timer=timer, getsizeof=_size)
+        self.evictions: Counter[str] = Counter()
+
+    def popitem(self) -> tuple[str, CachedAnswer]:  # cachetools calls it to make room
+        item = super().popitem()
+        self.evictions["size"] += 1
+        return item
+
+    def expire(self, time: float | None = None) -> list[tuple[str, CachedAnswer]]:
+        expired = super().expire(time)
+        self.evictions["expired"] += len(expired)
+        return expired
+
+
 class MemoryCache:
     """An in-process ResponseCache: entries expire after `ttl_s` on `timer`'s
-    clock and the least recently used go first once `max_bytes` is reached."""
+    clock and the least recently used go first once `max_bytes` is reached.
+    `bytes` and `evictions` (by reason: "size", "expired") are for metrics."""
 
     def __init__(
         self,
@@ -152,9 +195,15 @@ class MemoryCache:
         *,
         timer: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._entries: TTLCache[str, CachedAnswer] = TTLCache(
-            maxsize=max_bytes, ttl=ttl_s, timer=timer, getsizeof=_size
-        )
+        self._entries = _Entries(max_bytes, ttl_s, timer)
+
+    @property
+    def bytes(self) -> int:
+        return int(self._entries.currsize)
+
+    @property
+    def evictions(self) -> Counter[str]:
+        return self._entries.evictions
 
     async def get(self, key: str) -> CachedAnswer | None:
         return self._entries.get(key)

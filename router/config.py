@@ -126,6 +126,21 @@ class RoutingStrategyConfig(Frozen):
     override: tuple[Rule, ...] = ()
 
 
+class ModelCacheConfig(Frozen):
+    """One alias's use of the request cache's semantic matching."""
+
+    semantic: bool = Field(
+        default=False, description="match prompts by meaning (a request may also opt in)"
+    )
+    threshold: float | None = Field(
+        default=None, gt=0, le=1, description="cosine similarity; default: cache.semantic's"
+    )
+    with_sampling: bool = Field(
+        default=False, description="semantic hits also for temperature > 0 (or unset)"
+    )
+    with_tools: bool = Field(default=False, description="semantic hits also with tools")
+
+
 class ModelConfig(Frozen):
     routing_strategy: RoutingStrategyConfig = RoutingStrategyConfig()
     deployments: tuple[DeploymentConfig, ...] = Field(min_length=1)
@@ -136,6 +151,7 @@ class ModelConfig(Frozen):
         default=None, gt=0, allow_inf_nan=False,
         description="skip deployments whose estimated cost per call is above this",
     )  # fmt: skip
+    cache: ModelCacheConfig = ModelCacheConfig()
 
     @model_validator(mode="before")
     @classmethod
@@ -167,9 +183,33 @@ class ModelConfig(Frozen):
         return self.routing_strategy.default
 
 
+class SemanticCacheConfig(Frozen):
+    """Semantic matching (router/semantic.py): the last user turn's embedding
+    against those of cached prompts with the same everything else. Applies to
+    the aliases that opt in (`models.X.cache.semantic`) and to requests that
+    ask for it."""
+
+    threshold: float = Field(
+        default=0.85, gt=0, le=1, description="cosine similarity a hit needs (bench/RESULTS.md)"
+    )
+    guard: Literal["strict", "basic", "off"] = Field(
+        default="strict",
+        description="router/semantic_guard.py's checks on a hit's two prompts (English); "
+        "strict also refuses a one-word substitution",
+    )
+    max_prompt_chars: int = Field(
+        default=500, ge=1, description="longer last turns are not embedded: exact matching only"
+    )
+    max_bytes: int = Field(
+        default=32 << 20, ge=1024, description="the in-process index of cached prompts"
+    )
+
+
 class CacheConfig(Frozen):
-    """The request cache (router/cache.py): exact-match answers for deterministic
-    or opted-in requests."""
+    """The request cache (router/cache.py): answers for deterministic or
+    opted-in requests, matched exactly and, where asked, by meaning. Entries
+    are per tenant, and per alias config: a reload that changes an alias's
+    deployments or prices leaves its old entries unmatched."""
 
     enabled: bool = False
     ttl_s: float = Field(default=300.0, gt=0, allow_inf_nan=False)
@@ -177,6 +217,10 @@ class CacheConfig(Frozen):
     backend: Literal["memory", "redis"] = "memory"
     redis_url: str = "redis://127.0.0.1:6379/0"
     key_prefix: str = "infergate:cache:"
+    semantic: SemanticCacheConfig = SemanticCacheConfig()
+    warm_file: Path | None = Field(
+        default=None, description="JSONL of requests answered into the cache after start-up"
+    )
 
 
 class FilterConfig(Frozen):

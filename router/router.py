@@ -16,13 +16,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from router import spans
-from router.cache import CachedAnswer, ResponseCache, cache_key, lookup
+from router.cache import CachedAnswer
 from router.config import ConfigError, DeploymentConfig, RouterConfig
 from router.errors import InvalidRequest, ModelNotFound, ProviderError
 from router.filter import SensitiveWords
 from router.plan import Candidate, Decision, Deployment, Model, Plan
 from router.pricing import Price, PriceBook
 from router.provider import Provider
+from router.request_cache import NOT_CACHED, CacheHit, Lookup, RequestCache, fingerprint
 from router.state import DeploymentState
 from router.stream import RoutedStream, answer
 from router.types import Embeddings, Request, Response
@@ -40,6 +41,7 @@ class Routed:
     response: Response
     deployment: str  # "" for an answer from the cache
     cache: str = ""  # "hit", "miss", or "" when the request is not cacheable
+    hit: CacheHit | None = None  # for "hit": which kind, and whose answer
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +67,7 @@ class Router:
         previous: Router | None = None,
         clock: Clock = time.monotonic,
         rng: random.Random | None = None,
-        cache: ResponseCache | None = None,
+        cache: RequestCache | None = None,
     ) -> None:
         self.config = config
         self.cache = cache if config.cache.enabled else None
@@ -121,6 +123,23 @@ class Router:
                 state.breaker.configure(config.breaker_for(alias))
             state.alpha = config.routing.ewma_alpha
         self.retired = [d.provider for d in old.values() if id(d.provider) not in kept]
+        self.scopes = self._scopes()
+
+    def _scopes(self) -> dict[str, str]:
+        """Each alias's cache scope: a fingerprint of what answers it (its and
+        its fallbacks' deployments, upstream models, options and prices)."""
+
+        def parts(alias: str) -> list[object]:
+            model = self.models[alias]
+            return [
+                (d.name, d.config.provider, d.config.model, d.config.options, price)
+                for d, price in zip(model.deployments, model.prices, strict=True)
+            ]
+
+        return {
+            alias: fingerprint([parts(a) for a in (alias, *m.config.fallbacks)])
+            for alias, m in self.models.items()
+        }
 
     def use_prices(self, overrides: Mapping[str, Price]) -> None:
         """Apply the prices set through the API (deployment name -> price) over
@@ -132,6 +151,9 @@ class Router:
         self.prices = PriceBook(self.config, self.price_overrides)
         for alias, model in self.models.items():
             model.prices = [self.prices.price(alias, d.name) for d in model.deployments]
+        self.scopes = self._scopes()
+        if self.cache is not None:
+            self.cache.retain(self.scopes.values())
 
     def enter(self) -> None:
         self.active += 1
@@ -203,13 +225,11 @@ class Router:
         validate(request)
         self.enter()  # from the cache lookup to the cache write: a reload waits for it
         try:
-            cache, key = self.cache, None
-            if cache is not None and (key := cache_key(request)) is not None:
-                hit = await lookup(cache, key)
-                if hit is not None:
-                    self.log_cache_hit(request)
-                    cached = Response(hit.text, hit.finish_reason, hit.usage, hit.tool_calls)
-                    return Routed(self._filtered(cached), "", "hit")
+            found = await self.look_up(request)
+            if (hit := found.answer) is not None:
+                self.log_cache_hit(request, found.hit)
+                cached = Response(hit.text, hit.finish_reason, hit.usage, hit.tool_calls)
+                return Routed(self._filtered(cached), "", "hit", found.hit)
             with spans.span("infergate.plan"):
                 plan = self.plan(request, stream=False)
                 log_plan(self.walk_context, request, plan)
@@ -221,9 +241,9 @@ class Router:
                 lambda d: d.provider.generate(request, deadline),
                 lambda r: r.usage.output_tokens,
             )
-            if key is not None:
-                self.remember(key, answer(response))
-            return Routed(self._filtered(response), deployment.name, "miss" if key else "")
+            if found.key is not None:
+                self.remember(found, answer(response, request.request_id))
+            return Routed(self._filtered(response), deployment.name, found.result)
         finally:
             self.leave()
 
@@ -232,13 +252,25 @@ class Router:
         model = self.model(request.model)
         if request.deployment:
             model.index(request.deployment)  # an unknown name fails now, not mid-stream
-        key = cache_key(request) if self.cache is not None else None
-        return RoutedStream(self, request, deadline, key)
+        return RoutedStream(self, request, deadline)
 
-    def remember(self, key: str, answer: CachedAnswer) -> None:
-        """Store an answer in the background: a slow cache never delays a reply."""
+    def caches(self, request: Request) -> bool:
+        """Whether the cache may answer or keep `request` (no I/O)."""
+        if self.cache is None:
+            return False
+        return self.cache.applies(request, self.model(request.model).config.cache)
+
+    async def look_up(self, request: Request) -> Lookup:
+        """What the cache holds for `request` (NOT_CACHED without a cache)."""
+        if self.cache is None:
+            return NOT_CACHED
+        options = self.model(request.model).config.cache
+        return await self.cache.find(request, self.scopes[request.model], options)
+
+    def remember(self, found: Lookup, answer: CachedAnswer) -> None:
+        """Store a miss's answer in the background: a slow cache never delays a reply."""
         assert self.cache is not None
-        task = asyncio.create_task(self.cache.put(key, answer))
+        task = asyncio.create_task(self.cache.remember(found, answer))
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
 
@@ -302,9 +334,18 @@ class Router:
             for deployment in model.deployments:
                 await deployment.provider.aclose()
 
-    def log_cache_hit(self, request: Request) -> None:
-        if self.debug:
-            log_debug({"request_id": request.request_id, "alias": request.model, "cache": "hit"})
+    def log_cache_hit(self, request: Request, hit: CacheHit | None) -> None:
+        if self.debug and hit is not None:
+            log_debug(
+                {
+                    "request_id": request.request_id,
+                    "alias": request.model,
+                    "cache": "hit",
+                    "kind": hit.kind,
+                    "similarity": round(hit.similarity, 4),
+                    "source": hit.request_id,
+                }
+            )
 
 
 def _same_upstream(a: DeploymentConfig, b: DeploymentConfig) -> bool:

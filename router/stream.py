@@ -11,10 +11,11 @@ from dataclasses import replace
 from typing import Protocol
 
 from router import spans
-from router.cache import CachedAnswer, ResponseCache, lookup
+from router.cache import CachedAnswer
 from router.errors import ProviderError
 from router.filter import SensitiveWords, StreamFilter
 from router.plan import Plan
+from router.request_cache import CacheHit, Lookup
 from router.types import STARTED, Chunk, Request, Response, ToolCall, Usage
 from router.walk import Walk, WalkContext, log_plan
 
@@ -24,39 +25,38 @@ class StreamHost(Protocol):
     class, so that this module does not import router.router, which imports it."""
 
     @property
-    def cache(self) -> ResponseCache | None: ...
-    @property
     def words(self) -> SensitiveWords | None: ...
     @property
     def walk_context(self) -> WalkContext: ...
     def plan(self, request: Request, stream: bool) -> Plan: ...
     def enter(self) -> None: ...
     def leave(self) -> None: ...
-    def remember(self, key: str, answer: CachedAnswer) -> None: ...
-    def log_cache_hit(self, request: Request) -> None: ...
+    def caches(self, request: Request) -> bool: ...
+    async def look_up(self, request: Request) -> Lookup: ...
+    def remember(self, found: Lookup, answer: CachedAnswer) -> None: ...
+    def log_cache_hit(self, request: Request, hit: CacheHit | None) -> None: ...
 
 
-def answer(response: Response) -> CachedAnswer:
+def answer(response: Response, request_id: str = "") -> CachedAnswer:
     return CachedAnswer(
-        (response.text,), response.finish_reason, response.usage, response.tool_calls
+        (response.text,), response.finish_reason, response.usage, response.tool_calls, request_id
     )
 
 
 class RoutedStream:
     """An async iterator of chunks. Once the first chunk has arrived,
-    `deployment` names the deployment serving it ("" for a cache hit) and
-    `cache` says "hit", "miss" or "" (not cacheable)."""
+    `deployment` names the deployment serving it ("" for a cache hit),
+    `cache` says "hit", "miss" or "" (not cacheable), and `hit` which kind
+    of hit and whose answer it is."""
 
-    def __init__(
-        self, router: StreamHost, request: Request, deadline: float | None, key: str | None
-    ) -> None:
+    def __init__(self, router: StreamHost, request: Request, deadline: float | None) -> None:
         self.deployment = ""
-        self.cache = "" if key is None else "miss"
+        self.cache = ""
+        self.hit: CacheHit | None = None
         self._announce = False
         self._router = router
         self._request = request
         self._deadline = deadline
-        self._key = key
 
     def __aiter__(self) -> AsyncIterator[Chunk]:
         return self.chunks()
@@ -68,7 +68,7 @@ class RoutedStream:
         its provider says so), so the edge can send its headers before the
         first token."""
         self._announce = announce
-        if self._key is None and self._router.words is None:
+        if self._router.words is None and not self._router.caches(self._request):
             return self._upstream()
         return self._post_processed()
 
@@ -77,14 +77,13 @@ class RoutedStream:
         router = self._router
         router.enter()  # from the cache lookup to the cache write: a reload waits for it
         try:
-            cache, key = router.cache, self._key
-            hit = await lookup(cache, key) if cache is not None and key is not None else None
-            if hit is not None:
-                self.cache = "hit"
-                router.log_cache_hit(self._request)
-                source = _replay(hit.chunks())
-            elif key is not None:
-                source = self._recorded(self._upstream(), key)
+            found = await router.look_up(self._request)
+            self.cache, self.hit = found.result, found.hit
+            if found.answer is not None:
+                router.log_cache_hit(self._request, found.hit)
+                source = _replay(found.answer.chunks())
+            elif found.key is not None:
+                source = self._recorded(self._upstream(), found)
             else:
                 source = self._upstream()
             if router.words is not None:
@@ -96,7 +95,7 @@ class RoutedStream:
             router.leave()
 
     async def _recorded(
-        self, source: AsyncGenerator[Chunk, None], key: str
+        self, source: AsyncGenerator[Chunk, None], found: Lookup
     ) -> AsyncGenerator[Chunk, None]:
         """Pass chunks through; a stream that completes is remembered."""
         deltas: list[str] = []
@@ -112,8 +111,10 @@ class RoutedStream:
                 yield chunk
         if last is not None:
             usage = last.usage or Usage()
+            request_id = self._request.request_id
             self._router.remember(
-                key, CachedAnswer(tuple(deltas), last.finish_reason, usage, tuple(calls))
+                found,
+                CachedAnswer(tuple(deltas), last.finish_reason, usage, tuple(calls), request_id),
             )
 
     async def _upstream(self) -> AsyncGenerator[Chunk, None]:

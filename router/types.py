@@ -72,6 +72,7 @@ class Request:
     deployment: str = ""  # manual override
     metadata: Mapping[str, str] = field(default_factory=dict)
     cache: bool = False
+    semantic_cache: bool = False  # opt in to matching cached prompts by meaning
     request_id: str = ""  # for logs (ROUTING_DEBUG) only
     max_cost_usd: float | None = None  # skip deployments estimated dearer than this
 

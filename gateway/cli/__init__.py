@@ -12,7 +12,7 @@ from router.config import ConfigError
 
 COMMAND_GROUPS: tuple[str, ...] = (
     "gateway.cli.serve", "gateway.cli.model", "gateway.cli.tasks", "gateway.cli.apps",
-    "gateway.cli.dataset", "gateway.cli.workflow", "gateway.cli.budgets",
+    "gateway.cli.dataset", "gateway.cli.workflow", "gateway.cli.budgets", "gateway.cli.cache",
 )  # fmt: skip
 
 

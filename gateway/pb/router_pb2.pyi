@@ -12,7 +12,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class GenerateRequest(_message.Message):
-    __slots__ = ("model", "messages", "params", "deployment", "metadata", "cache", "dry_run", "max_cost_usd")
+    __slots__ = ("model", "messages", "params", "deployment", "metadata", "cache", "dry_run", "max_cost_usd", "semantic_cache")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -28,6 +28,7 @@ class GenerateRequest(_message.Message):
     CACHE_FIELD_NUMBER: _ClassVar[int]
     DRY_RUN_FIELD_NUMBER: _ClassVar[int]
     MAX_COST_USD_FIELD_NUMBER: _ClassVar[int]
+    SEMANTIC_CACHE_FIELD_NUMBER: _ClassVar[int]
     model: str
     messages: _containers.RepeatedCompositeFieldContainer[Message]
     params: GenerationParams
@@ -36,7 +37,18 @@ class GenerateRequest(_message.Message):
     cache: bool
     dry_run: bool
     max_cost_usd: float
-    def __init__(self, model: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[Message, _Mapping]]] = ..., params: _Optional[_Union[GenerationParams, _Mapping]] = ..., deployment: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., cache: _Optional[bool] = ..., dry_run: _Optional[bool] = ..., max_cost_usd: _Optional[float] = ...) -> None: ...
+    semantic_cache: bool
+    def __init__(self, model: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[Message, _Mapping]]] = ..., params: _Optional[_Union[GenerationParams, _Mapping]] = ..., deployment: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., cache: _Optional[bool] = ..., dry_run: _Optional[bool] = ..., max_cost_usd: _Optional[float] = ..., semantic_cache: _Optional[bool] = ...) -> None: ...
+
+class CacheHit(_message.Message):
+    __slots__ = ("kind", "similarity", "request_id")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    SIMILARITY_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    similarity: float
+    request_id: str
+    def __init__(self, kind: _Optional[str] = ..., similarity: _Optional[float] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class Message(_message.Message):
     __slots__ = ("role", "content", "parts", "name", "tool_calls", "tool_call_id")
@@ -127,7 +139,7 @@ class Usage(_message.Message):
     def __init__(self, input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., total_tokens: _Optional[int] = ..., cached_input_tokens: _Optional[int] = ..., cost_usd: _Optional[float] = ...) -> None: ...
 
 class GenerateResponse(_message.Message):
-    __slots__ = ("id", "model", "deployment", "text", "tool_calls", "finish_reason", "usage", "cached", "route")
+    __slots__ = ("id", "model", "deployment", "text", "tool_calls", "finish_reason", "usage", "cached", "route", "cache_hit")
     ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
@@ -137,6 +149,7 @@ class GenerateResponse(_message.Message):
     USAGE_FIELD_NUMBER: _ClassVar[int]
     CACHED_FIELD_NUMBER: _ClassVar[int]
     ROUTE_FIELD_NUMBER: _ClassVar[int]
+    CACHE_HIT_FIELD_NUMBER: _ClassVar[int]
     id: str
     model: str
     deployment: str
@@ -146,10 +159,11 @@ class GenerateResponse(_message.Message):
     usage: Usage
     cached: bool
     route: RouteDecision
-    def __init__(self, id: _Optional[str] = ..., model: _Optional[str] = ..., deployment: _Optional[str] = ..., text: _Optional[str] = ..., tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ..., finish_reason: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., cached: _Optional[bool] = ..., route: _Optional[_Union[RouteDecision, _Mapping]] = ...) -> None: ...
+    cache_hit: CacheHit
+    def __init__(self, id: _Optional[str] = ..., model: _Optional[str] = ..., deployment: _Optional[str] = ..., text: _Optional[str] = ..., tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ..., finish_reason: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., cached: _Optional[bool] = ..., route: _Optional[_Union[RouteDecision, _Mapping]] = ..., cache_hit: _Optional[_Union[CacheHit, _Mapping]] = ...) -> None: ...
 
 class GenerateChunk(_message.Message):
-    __slots__ = ("id", "deployment", "delta", "tool_calls", "finish_reason", "usage", "cached")
+    __slots__ = ("id", "deployment", "delta", "tool_calls", "finish_reason", "usage", "cached", "cache_hit")
     ID_FIELD_NUMBER: _ClassVar[int]
     DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
     DELTA_FIELD_NUMBER: _ClassVar[int]
@@ -157,6 +171,7 @@ class GenerateChunk(_message.Message):
     FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
     CACHED_FIELD_NUMBER: _ClassVar[int]
+    CACHE_HIT_FIELD_NUMBER: _ClassVar[int]
     id: str
     deployment: str
     delta: str
@@ -164,7 +179,8 @@ class GenerateChunk(_message.Message):
     finish_reason: str
     usage: Usage
     cached: bool
-    def __init__(self, id: _Optional[str] = ..., deployment: _Optional[str] = ..., delta: _Optional[str] = ..., tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ..., finish_reason: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., cached: _Optional[bool] = ...) -> None: ...
+    cache_hit: CacheHit
+    def __init__(self, id: _Optional[str] = ..., deployment: _Optional[str] = ..., delta: _Optional[str] = ..., tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ..., finish_reason: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., cached: _Optional[bool] = ..., cache_hit: _Optional[_Union[CacheHit, _Mapping]] = ...) -> None: ...
 
 class EmbedRequest(_message.Message):
     __slots__ = ("model", "inputs")

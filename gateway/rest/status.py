@@ -34,7 +34,8 @@ HTTP_STATUS = {
 }
 # Request headers passed on as metadata under their own name.
 _FORWARDED = (
-    "authorization", "x-request-id", "x-infergate-deployment", "traceparent", "tracestate",
+    "authorization", "x-request-id", "x-infergate-deployment", "x-infergate-cache",
+    "traceparent", "tracestate",
 )  # fmt: skip
 _METADATA_PREFIX = "grpc-metadata-"
 _TIMEOUT = re.compile(r"^(\d{1,8})([HMSmun])$")

@@ -1,9 +1,12 @@
 """The Router gRPC service: decode -> router -> encode, nothing else.
 
 Metadata read: `x-request-id` (else one is made; it names the request in
-ROUTING_DEBUG lines and in the response id) and `x-infergate-deployment`
-(manual override, as the request's `deployment` field). Metadata written:
-`x-infergate-cache: hit` on answers from the cache.
+ROUTING_DEBUG lines and in the response id), `x-infergate-deployment`
+(manual override, as the request's `deployment` field) and
+`x-infergate-cache: semantic` (as `semantic_cache`). Metadata written on
+answers from the cache: `x-infergate-cache: hit`, `x-infergate-cache-kind`
+(exact or semantic), `x-infergate-cache-similarity` and
+`x-infergate-cache-source` (the id of the request whose answer it is).
 """
 
 from __future__ import annotations
@@ -22,19 +25,35 @@ from gateway.router import wire
 from gateway.rpc import deadline
 from gateway.status import abort
 from router.errors import InvalidRequest, RouterError
+from router.request_cache import CacheHit
 from router.types import STARTED, Request
-
-_CACHE_HIT = (("x-infergate-cache", "hit"),)
 
 
 def _decode(message: pb.GenerateRequest, context: grpc.aio.ServicerContext) -> Request:
     request_id = override = ""
+    semantic = False
     for key, value in context.invocation_metadata() or ():
         if key == "x-request-id":
             request_id = str(value)
         elif key == "x-infergate-deployment":
             override = str(value)
-    return wire.request_from_pb(message, request_id or "gen-" + secrets.token_hex(12), override)
+        elif key == "x-infergate-cache":
+            semantic = value == "semantic"
+    request_id = request_id or "gen-" + secrets.token_hex(12)
+    return wire.request_from_pb(message, request_id, override, semantic)
+
+
+def _hit_metadata(hit: CacheHit) -> tuple[tuple[str, str], ...]:
+    return (
+        ("x-infergate-cache", "hit"),
+        ("x-infergate-cache-kind", hit.kind),
+        ("x-infergate-cache-similarity", f"{hit.similarity:.4f}"),
+        ("x-infergate-cache-source", hit.request_id),
+    )
+
+
+def _hit_pb(hit: CacheHit) -> pb.CacheHit:
+    return pb.CacheHit(kind=hit.kind, similarity=hit.similarity, request_id=hit.request_id)
 
 
 class RouterService(router_pb2_grpc.RouterServicer):
@@ -61,12 +80,11 @@ class RouterService(router_pb2_grpc.RouterServicer):
             routed = await router.generate(req, deadline(context))
         except RouterError as exc:
             await abort(context, exc)
-        if routed.cache:
-            metrics.CACHE.labels(routed.cache).inc()
-            if routed.cache == "hit":
-                await context.send_initial_metadata(_CACHE_HIT)
         reply = wire.response_to_pb(req.request_id, req.model, routed.deployment, routed.response)
-        reply.cached = routed.cache == "hit"
+        if routed.hit is not None:
+            await context.send_initial_metadata(_hit_metadata(routed.hit))
+            reply.cached = True
+            reply.cache_hit.CopyFrom(_hit_pb(routed.hit))
         return reply
 
     async def GenerateStream(
@@ -91,11 +109,10 @@ class RouterService(router_pb2_grpc.RouterServicer):
                     if first:
                         first = False
                         msg.deployment = stream.deployment
-                        if stream.cache:
-                            metrics.CACHE.labels(stream.cache).inc()
-                        if stream.cache == "hit":
+                        if stream.hit is not None:
                             msg.cached = True
-                            await context.send_initial_metadata(_CACHE_HIT)
+                            msg.cache_hit.CopyFrom(_hit_pb(stream.hit))
+                            await context.send_initial_metadata(_hit_metadata(stream.hit))
                     if chunk.delta:
                         deltas += 1
                     if chunk.usage is not None:

@@ -27,8 +27,11 @@ from router.types import (
 _NO_METADATA: Mapping[str, str] = MappingProxyType({})
 
 
-def request_from_pb(msg: pb.GenerateRequest, request_id: str = "", deployment: str = "") -> Request:
-    """`deployment` (from metadata) applies when the message names none."""
+def request_from_pb(
+    msg: pb.GenerateRequest, request_id: str = "", deployment: str = "", semantic: bool = False
+) -> Request:
+    """`deployment` and `semantic` (from metadata) apply when the message
+    names no deployment / does not ask for semantic caching itself."""
     return Request(
         model=msg.model,
         messages=tuple([_message(m) for m in msg.messages]),
@@ -36,6 +39,7 @@ def request_from_pb(msg: pb.GenerateRequest, request_id: str = "", deployment: s
         deployment=msg.deployment or deployment,
         metadata=dict(msg.metadata) if msg.metadata else _NO_METADATA,
         cache=msg.cache,
+        semantic_cache=msg.semantic_cache or semantic,
         request_id=request_id,
         max_cost_usd=_ceiling(msg) if msg.HasField("max_cost_usd") else None,
     )

@@ -9,8 +9,10 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from router.config import DeploymentConfig, RouterConfig, parse_config
+from router.cache import MemoryCache, ResponseCache
+from router.config import CacheConfig, DeploymentConfig, RouterConfig, parse_config
 from router.errors import ErrorKind, ProviderError
+from router.request_cache import RequestCache
 from router.types import Chunk, Embeddings, Message, Request, Response, Usage
 
 # A unary step: what `generate` does on one call.
@@ -174,3 +176,9 @@ async def until(condition: Callable[[], bool], limit_s: float = 2.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "the condition never held"
         await asyncio.sleep(0.001)
+
+
+def memory_cache(store: ResponseCache | None = None, **cache: Any) -> RequestCache:
+    """A RequestCache on `store`, else the in-process one (config: the cache section's fields)."""
+    settings = CacheConfig(enabled=True, **cache)
+    return RequestCache(store or MemoryCache(settings.max_bytes, settings.ttl_s), settings)

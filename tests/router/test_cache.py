@@ -176,7 +176,7 @@ def test_cached_answer_json_round_trip_is_exact(entry: CachedAnswer) -> None:
 
 
 def test_cached_answer_json_is_compact() -> None:
-    assert answer("a b").to_json() == b'{"v":1,"d":["a","b"],"f":"stop","u":[3,2],"t":[]}'
+    assert answer("a b").to_json() == b'{"v":2,"d":["a","b"],"f":"stop","u":[3,2],"t":[],"r":""}'
 
 
 @pytest.mark.parametrize(

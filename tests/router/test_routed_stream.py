@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from router.cache import CachedAnswer, MemoryCache
+from router.cache import CachedAnswer
 from router.errors import (
     AllProvidersFailed,
     ErrorKind,
@@ -23,14 +23,23 @@ from router.errors import (
 )
 from router.router import Router
 from router.types import Chunk, Params, Response, ToolCall, Usage
-from tests.router.scripted import FakeClock, Providers, StreamItem, config, dep, request, until
+from tests.router.scripted import (
+    FakeClock,
+    Providers,
+    StreamItem,
+    config,
+    dep,
+    memory_cache,
+    request,
+    until,
+)
 
 DETERMINISTIC = Params(temperature=0)
 CALL = ToolCall("c1", "lookup", '{"q": 1}')
 
 
 def router_for(models: dict[str, Any], providers: Providers, **top: Any) -> Router:
-    cache = MemoryCache() if top.get("cache", {}).get("enabled") else None
+    cache = memory_cache() if top.get("cache", {}).get("enabled") else None
     return Router(config(models, **top), providers, cache=cache)
 
 
@@ -188,8 +197,8 @@ async def test_a_completed_stream_is_remembered_and_replayed_as_the_same_stream(
     ]
     providers["a"].streams.append(script)
     first = router.stream(request(params=DETERMINISTIC))
-    assert first.cache == "miss"
     assert [c async for c in first] == script
+    assert first.cache == "miss"
     await router.flush()
     second = router.stream(request(params=DETERMINISTIC))
     replayed = [c async for c in second]
@@ -332,6 +341,7 @@ async def test_streams_write_debug_lines_too(caplog: pytest.LogCaptureFixture) -
          "chosen": "a"},
         {"request_id": "s1", "alias": "m", "failed": "a", "kind": "auth", "error": "bad key"},
         {"request_id": "s1", "alias": "m", "served": "b"},
-        {"request_id": "s2", "alias": "m", "cache": "hit"},
+        {"request_id": "s2", "alias": "m", "cache": "hit", "kind": "exact", "similarity": 1.0,
+         "source": "s1"},
     ]  # fmt: skip
     assert lines == ["ROUTING_DEBUG " + json.dumps(e, separators=(",", ":")) for e in expected]

@@ -32,6 +32,7 @@ from tests.router.scripted import (
     config,
     dep,
     fail,
+    memory_cache,
     raising,
     request,
     sleeping,
@@ -60,7 +61,7 @@ async def test_a_cacheable_answer_comes_from_the_cache_the_second_time() -> None
     router = Router(
         config({"m": {"deployments": [dep("a")]}}, cache={"enabled": True}),
         providers,
-        cache=MemoryCache(),
+        cache=memory_cache(),
     )
     providers["a"].steps.append(
         answer("found it", "tool_calls", usage=Usage(3, 2), tool_calls=(call,))
@@ -68,7 +69,9 @@ async def test_a_cacheable_answer_comes_from_the_cache_the_second_time() -> None
     expected = Response("found it", "tool_calls", Usage(3, 2), (call,))
     assert await router.generate(request(params=DETERMINISTIC)) == Routed(expected, "a", "miss")
     await router.flush()
-    assert await router.generate(request(params=DETERMINISTIC)) == Routed(expected, "", "hit")
+    hit = await router.generate(request(params=DETERMINISTIC))
+    assert (hit.response, hit.deployment, hit.cache) == (expected, "", "hit")
+    assert hit.hit is not None and (hit.hit.kind, hit.hit.similarity) == ("exact", 1.0)
     assert len(providers["a"].requests) == 1
     # An opted-in request is cacheable too; a sampled one is neither looked up nor stored.
     assert (await router.generate(request(cache=True))).cache == "miss"
@@ -80,7 +83,7 @@ async def test_a_cacheable_answer_comes_from_the_cache_the_second_time() -> None
 
 
 async def test_a_cache_handed_to_a_router_whose_config_disables_it_is_not_used() -> None:
-    providers, cache = Providers(), MemoryCache()
+    providers, cache = Providers(), memory_cache()
     router = Router(config({"m": {"deployments": [dep("a")]}}), providers, cache=cache)
     assert router.cache is None
     for _ in range(2):
@@ -98,7 +101,7 @@ async def test_cached_answers_pass_the_output_filter_as_fresh_ones_do() -> None:
             filter={"terms": ["secret"]},
         ),
         providers,
-        cache=MemoryCache(),
+        cache=memory_cache(),
     )
     providers["a"].steps.append(answer("a secret word"))
     first = await router.generate(request(params=DETERMINISTIC))
@@ -133,7 +136,7 @@ async def test_flush_waits_for_cache_writes_in_flight() -> None:
     router = Router(
         config({"m": {"deployments": [dep("a")]}}, cache={"enabled": True}),
         providers,
-        cache=SlowCache(),
+        cache=memory_cache(SlowCache()),
     )
     await router.generate(request(params=DETERMINISTIC))
     flushing = asyncio.create_task(router.flush())
@@ -154,7 +157,7 @@ async def test_a_failing_cache_write_fails_neither_flush_nor_aclose() -> None:
     router = Router(
         config({"m": {"deployments": [dep("a")]}}, cache={"enabled": True}),
         providers,
-        cache=BrokenCache(),
+        cache=memory_cache(BrokenCache()),
     )
     assert (await router.generate(request(params=DETERMINISTIC))).response.text == "ok"
     await router.flush()
@@ -587,7 +590,7 @@ async def test_debug_lines_explain_the_plan_each_failure_and_the_server(
             cache={"enabled": True},
         ),
         providers,
-        cache=MemoryCache(),
+        cache=memory_cache(),
     )
     probe_failed(router, "m", "c")
     providers["a"].steps.append(fail(ErrorKind.UPSTREAM_5XX, "bad gateway"))
@@ -604,7 +607,7 @@ async def test_debug_lines_explain_the_plan_each_failure_and_the_server(
              chosen="a"),
         line(request_id="r1", alias=m, failed="a", kind="upstream_5xx", error="bad gateway"),
         line(request_id="r1", alias=m, served="b"),
-        line(request_id="r2", alias=m, cache="hit"),
+        line(request_id="r2", alias=m, cache="hit", kind="exact", similarity=1.0, source="r1"),
         line(request_id="", alias=m, served="b"),  # the rotation moved on
     ]  # fmt: skip
 

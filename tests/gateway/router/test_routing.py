@@ -214,7 +214,8 @@ async def test_a_stalled_stream_is_cut_and_a_slow_first_token_fails_over(
 
 
 def _cache_lookups(result: str) -> float:
-    return REGISTRY.get_sample_value("infergate_cache_lookups_total", {"result": result}) or 0.0
+    labels = {"kind": "exact", "result": result}
+    return REGISTRY.get_sample_value("infergate_cache_lookups_total", labels) or 0.0
 
 
 async def test_cache_hits_are_marked_counted_and_replayed_as_streams(channel_to: Any) -> None:
@@ -227,7 +228,11 @@ async def test_cache_hits_are_marked_counted_and_replayed_as_streams(channel_to:
     call = stub.Generate(chat("c", "one two", params=cold))
     second = await call
     assert (first.cached, second.cached) == (False, True)
-    assert ("x-infergate-cache", "hit") in tuple(await call.initial_metadata())
+    metadata = tuple(await call.initial_metadata())
+    assert ("x-infergate-cache", "hit") in metadata
+    assert ("x-infergate-cache-kind", "exact") in metadata
+    assert (second.cache_hit.kind, second.cache_hit.similarity) == ("exact", 1.0)
+    assert second.cache_hit.request_id == first.id
     assert (second.text, second.usage) == (first.text, first.usage)
     assert providers["d"].calls == 1
     streamed = [c async for c in stub.GenerateStream(chat("c", "three four", params=cold))]
