@@ -74,6 +74,10 @@ class RedisCache:
         self._recovered()
         return answer
 
+    @property
+    def healthy(self) -> bool:
+        return not self._failing
+
     async def put(self, key: str, answer: CachedAnswer) -> None:
         try:
             await self._client.set(self._prefix + key, answer.to_json(), px=self._ttl_ms)
@@ -146,7 +150,8 @@ class RedisSharedPrompts:
                 await asyncio.sleep(1.0)
                 continue
             self._recovered()
-            for _, entries in cast(list[tuple[bytes, list[tuple[bytes, Any]]]], found):
+            streams = found.items() if isinstance(found, dict) else found  # RESP3: a map
+            for _, entries in cast(list[tuple[bytes, list[tuple[bytes, Any]]]], streams):
                 for entry_id, fields in entries:
                     last = entry_id.decode()
                     self._add(index, fields)

@@ -7,7 +7,9 @@ In-process, through `Router.generate` (what every edge calls) on a mock
 deployment that answers at once, so that the figures are the cache's own:
 - `none`: the cache disabled — the baseline a miss's overhead is measured from;
 - `exact hit` / `exact miss`: temperature 0, prompts seen before / never seen;
-- `semantic hit` / `semantic miss`: an alias with semantic matching on,
+- `semantic hit` / `semantic miss`: an alias with semantic matching on (and
+  `with_sampling`, requests at temperature 0.7, so no exact lookup comes
+  first and a hit is not copied under the asker's key: every call embeds),
   prompts embedded by the real all-MiniLM-L6-v2 (the dataset embedder,
   micro-batched); hits ask the paraphrases (bench/data/semantic_pairs.jsonl)
   of warmed prompts, misses ask prompts never seen.
@@ -45,6 +47,7 @@ from router.types import Message, Params, Request
 PAIRS = Path(__file__).parent / "data" / "semantic_pairs.jsonl"
 REDIS_URL = "redis://127.0.0.1:6379/0"
 COLD = Params(temperature=0)
+SAMPLED = Params(temperature=0.7)
 
 
 def router_for(cache: RequestCache | None) -> Router:
@@ -53,7 +56,12 @@ def router_for(cache: RequestCache | None) -> Router:
         {
             "models": {
                 "exact": {"deployments": [deployment]},
-                "semantic": {"deployments": [deployment], "cache": {"semantic": True}},
+                # Sampled requests: a hit is not copied under the asker's exact key
+                # (as a temperature-0 one is), so every call of a row embeds.
+                "semantic": {
+                    "deployments": [deployment],
+                    "cache": {"semantic": True, "with_sampling": True},
+                },
             },
             "cache": {"enabled": cache is not None},
             "routing": {"probe_interval_s": 0},
@@ -63,7 +71,8 @@ def router_for(cache: RequestCache | None) -> Router:
 
 
 def ask(alias: str, text: str) -> Request:
-    return Request(alias, (Message("system", "be brief"), Message("user", text)), COLD)
+    params = SAMPLED if alias == "semantic" else COLD
+    return Request(alias, (Message("system", "be brief"), Message("user", text)), params)
 
 
 async def measure(

@@ -55,7 +55,7 @@ async def open_router(
     """The first snapshot and, when `cached` and the config enables it, the
     response cache (closed after the snapshot that is live then: a reload may
     have replaced both)."""
-    cache = open_cache(config.cache, None) if cached else None
+    cache = open_cache(config.cache) if cached else None
     try:
         router = Router(config, factory, cache=cache, clock=clock)
     except BaseException as exc:

@@ -9,7 +9,7 @@ from adapters.redis_cache import RedisSharedPrompts, build_cache
 from gateway import identity
 from gateway.cache_metrics import CacheMetrics
 from router.config import CacheConfig
-from router.request_cache import PromptEmbedder, RequestCache
+from router.request_cache import RequestCache
 
 _ENTRY_BYTES = 2048  # about one shared semantic entry (a 384-float vector and a prompt)
 METRICS = CacheMetrics()
@@ -19,7 +19,7 @@ def tenant() -> str:
     return identity.current().tenant
 
 
-def open_cache(config: CacheConfig, embedder: PromptEmbedder | None) -> RequestCache | None:
+def open_cache(config: CacheConfig) -> RequestCache | None:
     """The cache `config` describes, following the other replicas' semantic
     entries (shared stores); None when disabled. Runs on the event loop."""
     if not config.enabled:
@@ -30,6 +30,5 @@ def open_cache(config: CacheConfig, embedder: PromptEmbedder | None) -> RequestC
     cache = RequestCache(
         build_cache(config), config, tenant=tenant, shared=shared, observer=METRICS
     )
-    cache.embedder = embedder
     cache.start()
     return cache

@@ -7,9 +7,12 @@ once the gateway serves (readiness does not wait for it).
 Each line is an OpenAI chat completion body (`model`, `messages`,
 `temperature`, …, as POST /v1/chat/completions takes it), optionally with
 `"semantic_cache": true` so that its prompt is also matched by meaning. Every
-request is sent with `cache: true`: warming asks for caching even where the
-sampling would not. A line that cannot be read is reported with its number
-and skipped; the rest still run.
+request is sent with `cache: true`, so each answer is stored; but a request
+is only looked up exactly when it is deterministic (`temperature: 0`) or asks
+for the cache itself, so lines should say `temperature: 0` to serve the usual
+client. Answers are cached for the tenant of the key that sends them. A line
+that cannot be read is reported with its number and skipped; the rest still
+run.
 """
 
 from __future__ import annotations
@@ -52,12 +55,12 @@ class WarmSummary:
 
 def read_requests(path: Path) -> Iterator[tuple[int, pb.GenerateRequest | str]]:
     """(line number, request or why the line cannot be one), blank lines skipped."""
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
+    with path.open("rb") as lines:
+        for number, raw in enumerate(lines, 1):
+            if not raw.strip():
                 continue
             try:
-                body = json.loads(line)
+                body = json.loads(raw.decode("utf-8"))
                 if not isinstance(body, dict):
                     raise ValueError("not a JSON object")
                 message = generate_request(body)
@@ -65,7 +68,6 @@ def read_requests(path: Path) -> Iterator[tuple[int, pb.GenerateRequest | str]]:
                 yield number, str(exc)
                 continue
             message.cache = True
-            message.semantic_cache = body.get("semantic_cache") is True
             yield number, message
 
 
@@ -84,7 +86,7 @@ async def warm(
     started = time.monotonic()
     metadata = (("authorization", f"Bearer {key}"),) if key else ()
     work: asyncio.Queue[tuple[int, pb.GenerateRequest]] = asyncio.Queue()
-    for number, request in read_requests(path):
+    for number, request in await asyncio.to_thread(list, read_requests(path)):
         summary.total += 1
         if isinstance(request, str):
             summary.failed.append((number, request))

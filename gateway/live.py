@@ -17,17 +17,20 @@ class LiveRouter:
         self.router = router
         self.cache = cache  # shared by the snapshots until a reload changes its config
         self.embedder: PromptEmbedder | None = None  # for semantic caching, once there is one
+        self.embedder_name = ""
 
-    def use_embedder(self, embedder: PromptEmbedder | None) -> None:
-        """Semantic cache lookups embed with `embedder` from now on."""
-        self.embedder = embedder
+    def use_embedder(self, embedder: PromptEmbedder | None, name: str) -> None:
+        """Semantic cache lookups embed with `embedder` (model `name`) from now on."""
+        self.embedder, self.embedder_name = embedder, name
         if self.cache is not None:
-            self.cache.embedder = embedder
+            self.cache.use_embedder(embedder, name)
 
     def __call__(self) -> Router:
         """The current snapshot (the holder serves where a `() -> Router` is wanted)."""
         return self.router
 
     def swap(self, router: Router, cache: RequestCache | None) -> None:
+        if cache is not None and cache is not self.cache:
+            cache.use_embedder(self.embedder, self.embedder_name)
         self.router = router
         self.cache = cache

@@ -72,7 +72,7 @@ class Reloader:
             try:
                 config = await asyncio.to_thread(load_config, self._path)
                 if config.cache != old.config.cache:
-                    cache = open_cache(config.cache, live.embedder)
+                    cache = open_cache(config.cache)  # the swap gives it the embedder
                 new = Router(
                     config, self._factory, previous=old, cache=cache, clock=old.clock, rng=old.rng
                 )

@@ -271,7 +271,8 @@ class Gateway:
             stack.callback(tracing.shutdown, provider)
         live = await assembly.open_router(config, stack, factory, clock)
         datasets = await assembly.open_datasets(config, live, stack)
-        live.use_embedder(datasets.embedder if datasets is not None else None)
+        if datasets is not None:
+            live.use_embedder(datasets.embedder, datasets.embedding_model)
         apps = await AppLayer.open(config.apps, config.data_dir, live)  # chat: the datasets
         stack.push_async_callback(apps.aclose)
         servicers: dict[str, Any] = {
@@ -351,14 +352,16 @@ class Gateway:
     async def _warm_cache(self, path: Path) -> None:
         """cache.warm_file, through this gateway's own gRPC port (the normal path:
         auth with INFERGATE_API_KEY, limits, usage), once it serves."""
-        host = "127.0.0.1" if self.config.server.host in ("0.0.0.0", "::", "") else None
-        address = f"{host}:{self.port}" if host else self.address
+        host = self.config.server.host
+        if host in ("0.0.0.0", "::", ""):
+            host = "127.0.0.1"
+        address = f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
         key = os.environ.get("INFERGATE_API_KEY", "")
         log.info("cache warm-up from %s started", path)
         try:
             summary = await cache_warm.warm(address, path, key)
-        except OSError as exc:
-            log.error("cache warm-up from %s failed: %s", path, exc)
+        except Exception:  # a warm-up that cannot run must say so, and not stop the gateway
+            log.exception("cache warm-up from %s failed", path)
             return
         log.info("cache warm-up from %s: %s", path, summary.line())
         for number, why in summary.failed[:20]:

@@ -150,6 +150,11 @@ class ResponseCache(Protocol):
 
     async def put(self, key: str, answer: CachedAnswer) -> None: ...
 
+    @property
+    def healthy(self) -> bool:
+        """False while calls fail: a None from `get` then says nothing about the key."""
+        ...
+
     async def aclose(self) -> None:
         """Release connections; the cache is not used afterwards."""
         ...
@@ -196,6 +201,10 @@ class MemoryCache:
         timer: Callable[[], float] = time.monotonic,
     ) -> None:
         self._entries = _Entries(max_bytes, ttl_s, timer)
+
+    @property
+    def healthy(self) -> bool:
+        return True
 
     @property
     def bytes(self) -> int:

@@ -203,6 +203,9 @@ class SemanticCacheConfig(Frozen):
     max_bytes: int = Field(
         default=32 << 20, ge=1024, description="the in-process index of cached prompts"
     )
+    embed_timeout_s: float = Field(
+        default=0.5, gt=0, description="a prompt not embedded by then: the call goes on as a miss"
+    )
 
 
 class CacheConfig(Frozen):

@@ -127,8 +127,8 @@ NOT_CACHED = Lookup()
 class RequestCache:
     """One per process, shared by every Router snapshot (reloads keep it
     unless the cache config changes). `tenant` names the caller's tenant
-    (read when a call starts). `embedder` is set once the gateway has one;
-    until then semantic lookups are skipped."""
+    (read when a call starts). Until `use_embedder` gives it one, semantic
+    lookups are skipped."""
 
     def __init__(
         self,
@@ -144,25 +144,35 @@ class RequestCache:
         self.config = config
         self.index = SemanticIndex(config.semantic.max_bytes, clock)
         self.embedder: PromptEmbedder | None = None
+        self.embedder_name = ""  # in every partition: vectors of two models never meet
         self.observer: Observer = observer or _Silent()
         self._tenant = tenant
         self._guard = _GUARDS[config.semantic.guard]
         self._shared = shared
         self._following: asyncio.Task[None] | None = None
+        self._copies: set[asyncio.Task[None]] = set()
         self._failing = False
+
+    def use_embedder(self, embedder: PromptEmbedder | None, name: str) -> None:
+        """Embed prompts with `embedder` (None: semantic lookups are skipped);
+        `name` says which model it runs."""
+        self.embedder, self.embedder_name = embedder, name
 
     def start(self) -> None:
         """Follow the other replicas' semantic entries (shared backends only)."""
         if self._shared is not None and self._following is None:
             self._following = asyncio.create_task(self._shared.follow(self.index))
+            self._following.add_done_callback(_stopped)
 
     def applies(self, request: Request, options: ModelCacheConfig) -> bool:
         """Whether `find` may answer or keep `request` (no I/O)."""
-        return exact_cacheable(request) or bool(self._semantic_text(request, options))
+        return exact_cacheable(request) or self._semantic_text(request, options) is not None
 
     async def find(self, request: Request, scope: str, options: ModelCacheConfig) -> Lookup:
         """Look `request` up: exact first, then by meaning where it applies.
-        Cancel-safe; never raises for a failing backend or embedder."""
+        Cancel-safe; never raises for a failing backend or embedder. No
+        deadline of its own: the store's calls are bounded by its timeouts,
+        the embedding by `semantic.embed_timeout_s` (then: a miss)."""
         text = self._semantic_text(request, options)  # None: not semantic; "": not embedded
         if text == "":
             self.observer.lookup("semantic", "skipped")
@@ -176,21 +186,31 @@ class RequestCache:
             self.observer.lookup("exact", "hit" if answer else "miss")
             if answer is not None:
                 return Lookup(key, answer, CacheHit("exact", 1.0, answer.request_id))
+            if text and not self.store.healthy:  # no answer could be fetched now
+                self.observer.lookup("semantic", "skipped")
+                return Lookup(key)
         if not text:
             return Lookup(key)
         vector = await self._embed(text)
         if vector is None:
             self.observer.lookup("semantic", "skipped")
             return Lookup(key)
-        partition = semantic_partition(request, scope)
+        model = f"{scope}\0{self.embedder_name}\0{len(vector)}"
+        partition = semantic_partition(request, model)
         threshold = options.threshold or self.config.semantic.threshold
-        search = functools.partial(self.index.search, partition, vector, text, threshold)
-        while (match := search(self._guard)) is not None:
+        for _ in range(_CANDIDATES):
+            match = self.index.search(partition, vector, text, threshold, self._guard)
+            if match is None:
+                break
             answer = await self.store.get(match.entry.key)
             if answer is not None:
                 self.observer.lookup("semantic", "hit", match.similarity)
-                hit = CacheHit("semantic", match.similarity, match.entry.request_id)
-                return Lookup(key, answer, hit)
+                if exact:  # the same words again are then an exact hit, not another embedding
+                    self._copy(key, answer)
+                source = answer.request_id or match.entry.request_id
+                return Lookup(key, answer, CacheHit("semantic", match.similarity, source))
+            if not self.store.healthy:  # a failing store, not a missing answer: keep the entry
+                break
             self.index.discard(partition, match.entry.key)  # its answer is gone: try the next
         self.observer.lookup("semantic", "miss")
         return Lookup(key, pending=_Pending(partition, alias_scope, vector, text))
@@ -213,7 +233,14 @@ class RequestCache:
         """After a reload: forget the semantic entries of alias configs gone."""
         self.index.retain(scopes)
 
+    def _copy(self, key: str, answer: CachedAnswer) -> None:
+        task = asyncio.create_task(self.store.put(key, answer))
+        self._copies.add(task)
+        task.add_done_callback(self._copies.discard)
+
     async def aclose(self) -> None:
+        if self._copies:
+            await asyncio.gather(*self._copies, return_exceptions=True)
         if self._following is not None:
             # Bounded: a client library may take a while to give up a blocking read.
             self._following.cancel()
@@ -244,7 +271,13 @@ class RequestCache:
         if self.embedder is None:
             return None
         try:
-            rows = await self.embedder.embed([text])
+            async with asyncio.timeout(self.config.semantic.embed_timeout_s):
+                rows = await self.embedder.embed([text])
+        except TimeoutError:  # a busy embedder (ingestion, a burst): this call goes on as a miss
+            log.debug(
+                "semantic cache: embedding took over %gs", self.config.semantic.embed_timeout_s
+            )
+            return None
         except Exception as exc:  # any embedder failure costs the lookup, not the call
             if not self._failing:
                 self._failing = True
@@ -257,6 +290,12 @@ class RequestCache:
         return vector
 
 
+def _stopped(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("semantic cache: following the other replicas stopped", exc_info=task.exception())
+
+
+_CANDIDATES = 3  # answers fetched per semantic lookup at most: a failing store must not stall it
 _GUARDS: dict[str, Guard] = {
     "strict": functools.partial(compatible, strict=True),
     "basic": compatible,

@@ -92,6 +92,8 @@ class _Shelf:
             self.vectors[row] = self.vectors[last]
             self.slots[moved.key] = row
         self.entries.pop()
+        if 4 < len(self.vectors) and last < len(self.vectors) // 4:  # give memory back
+            self.vectors = self.vectors[: len(self.vectors) // 2].copy()
         return entry
 
     def best(self, vector: Vector, threshold: float) -> list[tuple[float, Entry]]:
@@ -107,18 +109,21 @@ class _Shelf:
 
 class SemanticIndex:
     """Cached prompts by meaning. `evictions` counts entries removed before
-    their answer was asked for again, by reason: "size", "expired", "reload"."""
+    their answer was asked for again, by reason: "size", "expired", "reload".
+    `bytes` counts live entries; matrices are halved as they empty."""
 
     def __init__(self, max_bytes: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.max_bytes = max_bytes
         self.clock = clock
         self.bytes = 0
         self.evictions: Counter[str] = Counter()
+        self._entries = 0
         self._shelves: dict[str, _Shelf] = {}
-        self._age: deque[tuple[str, str]] = deque()  # (partition, key), oldest first
+        # (partition, entry), oldest first; an entry no longer in its shelf is stale.
+        self._age: deque[tuple[str, Entry]] = deque()
 
     def __len__(self) -> int:
-        return sum(len(s.entries) for s in self._shelves.values())
+        return self._entries
 
     def search(
         self, partition: str, vector: Vector, text: str, threshold: float, guard: Guard = _any
@@ -127,7 +132,7 @@ class SemanticIndex:
         `guard` finds compatible with `text` (router/semantic_guard.py: the
         numbers, negations and swaps an embedding does not tell apart), or None."""
         shelf = self._shelves.get(partition)
-        if shelf is None:
+        if shelf is None or shelf.vectors.shape[1] != len(vector):
             return None
         now = self.clock()
         for similarity, entry in shelf.best(vector, threshold):
@@ -141,16 +146,21 @@ class SemanticIndex:
         """Index `entry` (a unit `vector`) in `partition`, which belongs to the
         alias config `scope`; an entry of the same key is replaced. An entry
         larger than the whole index is not kept."""
+        vector = np.asarray(vector, dtype=np.float32)
         size = vector.nbytes + entry.size
         if size > self.max_bytes:
             return
         shelf = self._shelves.get(partition)
         if shelf is None:
             shelf = self._shelves[partition] = _Shelf(scope, len(vector))
+        elif shelf.vectors.shape[1] != len(vector):  # another model's: never comparable
+            return
         old = shelf.put(vector, entry)
         self.bytes += size - (old.size + vector.nbytes if old is not None else 0)
-        if old is None:
-            self._age.append((partition, entry.key))
+        self._entries += old is None
+        self._age.append((partition, entry))  # a replaced entry's tuple goes stale
+        if len(self._age) > 2 * len(self) + 1024:  # stale tuples: drop them all at once
+            self._age = deque(t for t in self._age if self._live(*t))
         self._shrink()
 
     def discard(self, partition: str, key: str) -> None:
@@ -164,31 +174,35 @@ class SemanticIndex:
         for partition in [p for p, s in self._shelves.items() if s.scope not in keep]:
             shelf = self._shelves.pop(partition)
             self.evictions["reload"] += len(shelf.entries)
+            self._entries -= len(shelf.entries)
             self.bytes -= sum(e.size + shelf.vectors.shape[1] * 4 for e in shelf.entries)
 
     def clear(self) -> None:
         self._shelves.clear()
         self._age.clear()
-        self.bytes = 0
+        self.bytes = self._entries = 0
 
     def _shrink(self) -> None:
         """Oldest first until within bounds; expired entries at the front go too."""
         now = self.clock()
         while self._age:
-            partition, key = self._age[0]
-            shelf = self._shelves.get(partition)
-            row = shelf.slots.get(key) if shelf is not None else None
-            if shelf is None or row is None:  # already gone
+            partition, entry = self._age[0]
+            if not self._live(partition, entry):  # dropped or replaced since
                 self._age.popleft()
                 continue
             if self.bytes > self.max_bytes:
                 reason = "size"
-            elif shelf.entries[row].expires <= now:
+            elif entry.expires <= now:
                 reason = "expired"
             else:
                 return
             self._age.popleft()
-            self._drop(partition, key, reason)
+            self._drop(partition, entry.key, reason)
+
+    def _live(self, partition: str, entry: Entry) -> bool:
+        shelf = self._shelves.get(partition)
+        row = shelf.slots.get(entry.key) if shelf is not None else None
+        return row is not None and shelf is not None and shelf.entries[row] is entry
 
     def _drop(self, partition: str, key: str, reason: str) -> None:
         shelf = self._shelves.get(partition)
@@ -197,6 +211,7 @@ class SemanticIndex:
         entry = shelf.drop(key)
         if entry is None:
             return
+        self._entries -= 1
         self.bytes -= entry.size + shelf.vectors.shape[1] * 4
         if reason:
             self.evictions[reason] += 1

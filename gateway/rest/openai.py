@@ -140,6 +140,7 @@ def generate_request(body: dict[str, Any]) -> pb.GenerateRequest:
         messages=[_message(i, m) for i, m in enumerate(messages)],
         params=_params(body),
         metadata={str(k): str(v) for k, v in metadata.items()},
+        semantic_cache=body.get("semantic_cache") is True,  # an extension field
     )
 
 

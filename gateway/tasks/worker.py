@@ -10,9 +10,11 @@ import os
 import socket
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 
 from opentelemetry.trace import SpanKind
 
+from gateway import identity
 from gateway.tasks import metrics
 from gateway.tasks.errors import InvalidTask, QueueUnavailable, TaskError, TaskFailed
 from gateway.tasks.handlers import TaskContext, TaskTypes, UsageSink
@@ -129,9 +131,11 @@ class Worker:
                 return
             try:
                 context = TaskContext(task, self.router(), self.usage)
-                async with asyncio.timeout(self._task_timeout_s):
-                    with _span(task):
-                        result = await task_type.run(context, task.payload)
+                # As the task's tenant: what it calls (the request cache) is scoped by it.
+                with identity.bound(replace(identity.ANONYMOUS, tenant=task.tenant)):
+                    async with asyncio.timeout(self._task_timeout_s):
+                        with _span(task):
+                            result = await task_type.run(context, task.payload)
                 written = await self._usage_written(task)  # a cancel here releases the lease
             except asyncio.CancelledError:
                 await asyncio.shield(self._record(self.queue.release(lease)))

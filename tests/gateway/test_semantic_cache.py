@@ -51,7 +51,7 @@ def sample(name: str, **labels: str) -> float:
 
 async def started(start_gateway: StartGateway, **cache: Any) -> Gateway:
     gateway = await start_gateway(models=MODELS, top={"cache": {"enabled": True, **cache}})
-    gateway.live.use_embedder(FakeEmbedder(VECTORS))
+    gateway.live.use_embedder(FakeEmbedder(VECTORS), "fake")
     return gateway
 
 
@@ -74,10 +74,13 @@ async def test_a_paraphrase_is_a_marked_semantic_hit_over_grpc(start_gateway: St
     assert metadata["x-infergate-cache-kind"] == "semantic"
     assert metadata["x-infergate-cache-source"] == first.id
     assert float(metadata["x-infergate-cache-similarity"]) == round(second.cache_hit.similarity, 4)
-    assert streamed[0].cached and streamed[0].cache_hit.kind == "semantic"
+    # The semantic hit was copied under the paraphrase's own key: now an exact hit,
+    # still naming the request whose answer it is.
+    assert streamed[0].cached and streamed[0].cache_hit.kind == "exact"
+    assert streamed[0].cache_hit.request_id == first.id
     assert "".join(c.delta for c in streamed) == first.text
-    assert sample("infergate_cache_lookups_total", kind="semantic", result="hit") - hits == 2
-    assert sample("infergate_cache_hit_similarity_count") - similar == 2
+    assert sample("infergate_cache_lookups_total", kind="semantic", result="hit") - hits == 1
+    assert sample("infergate_cache_hit_similarity_count") - similar == 1
     METRICS.publish(gateway.live)
     assert sample("infergate_cache_bytes", kind="semantic") > 0
     assert sample("infergate_cache_bytes", kind="exact") > 0
@@ -98,7 +101,7 @@ async def test_the_openai_route_marks_hits_and_takes_the_opt_in_header(
         await client.post(url, json=body("plain", ORIGINAL), headers=opt_in)
         await gateway.router.flush()
         with_header = await client.post(url, json=body("plain", PARAPHRASE), headers=opt_in)
-        without = await client.post(url, json=body("plain", PARAPHRASE))
+        without = await client.post(url, json=body("plain", "Tell me France's capital."))
     assert without.status_code == with_header.status_code == 200
     # Response metadata comes back as grpc-metadata-* headers, as on every REST route.
     assert "grpc-metadata-x-infergate-cache" not in without.headers  # nobody opted in
@@ -108,7 +111,12 @@ async def test_the_openai_route_marks_hits_and_takes_the_opt_in_header(
 
 
 def write_lines(path: Path, *lines: Any) -> Path:
-    path.write_text("".join((json.dumps(x) if not isinstance(x, str) else x) + "\n" for x in lines))
+    def encoded(line: Any) -> bytes:
+        if isinstance(line, bytes):
+            return line
+        return (line if isinstance(line, str) else json.dumps(line)).encode()
+
+    path.write_bytes(b"".join(encoded(line) + b"\n" for line in lines))
     return path
 
 
@@ -128,13 +136,14 @@ async def test_warm_up_fills_the_cache_through_the_gateway(
         "",
         chat_body("Another question"),  # sampling unset: warming caches it anyway
         {"model": "smart"},
+        b'{"model": "smart", "messages": [{"role": "user", "content": "caf\xe9"}]}',
     )
     seen: list[int] = []
     summary = await cache_warm.warm(gateway.address, path, progress=lambda s: seen.append(s.done))
-    assert (summary.total, summary.answered, summary.already) == (4, 2, 0)
-    assert [number for number, _ in summary.failed] == [2, 5]
-    assert "messages" in summary.failed[1][1]
-    assert seen == [3, 4]  # after each request sent (the two bad lines count from the start)
+    assert (summary.total, summary.answered, summary.already) == (5, 2, 0)
+    assert [number for number, _ in summary.failed] == [2, 5, 6]
+    assert "messages" in summary.failed[1][1] and "utf-8" in summary.failed[2][1]
+    assert seen == [4, 5]  # after each request sent (the bad lines count from the start)
     await gateway.router.flush()
     again = await cache_warm.warm(gateway.address, path)
     assert (again.answered, again.already) == (0, 2)

@@ -73,6 +73,7 @@ PARAPHRASE = "What's the capital city of France?"
 VECTORS = {
     "What is the capital of France?": BASE,
     PARAPHRASE: near(BASE, 0.97),
+    "Tell me France's capital.": near(BASE, 0.96),
     "Tell me the capital city of France.": near(BASE, 0.80),
 }
 
@@ -93,9 +94,11 @@ def cache_with(
     return cache
 
 
-async def answered(cache: RequestCache, req: Request, text: str = "Paris.") -> None:
+async def answered(
+    cache: RequestCache, req: Request, text: str = "Paris.", options: ModelCacheConfig = ON
+) -> None:
     """Look `req` up (a miss) and store `text` as its answer."""
-    found = await cache.find(req, "scope", ON)
+    found = await cache.find(req, "scope", options)
     assert found.result == "miss", found
     await cache.remember(found, CachedAnswer((text,), "stop", Usage(5, 1), (), req.request_id))
 
@@ -425,13 +428,14 @@ async def test_replicas_on_redis_share_semantic_entries(redis_prefix: str) -> No
 async def test_a_dead_redis_costs_sharing_not_requests() -> None:
     config = CacheConfig(enabled=True, backend="redis", redis_url="redis://127.0.0.1:1/0")
     cache = RequestCache(build_cache(config), config, shared=RedisSharedPrompts(config, 10))
-    cache.embedder = FakeEmbedder(VECTORS)
+    cache.embedder = embedder = FakeEmbedder(VECTORS)
     cache.start()
     try:
         found = await cache.find(request("What is the capital of France?"), "scope", ON)
-        assert found.result == "miss"
+        # The exact lookup failed: no answer could be fetched, so nothing is embedded.
+        assert (found.result, found.pending, embedder.calls) == ("miss", None, [])
         await cache.remember(found, CachedAnswer(("Paris.",), "stop", Usage(1, 1)))
-        assert len(cache.index) == 1  # kept locally; its answer is not stored
+        assert len(cache.index) == 0
         assert (await cache.find(request(PARAPHRASE), "scope", ON)).answer is None
     finally:
         await cache.aclose()
@@ -462,3 +466,112 @@ async def test_an_unknown_alias_is_model_not_found_with_the_cache_on() -> None:
     router = semantic_router(Providers(), cache_with())
     with pytest.raises(ModelNotFound):
         await router.generate(Request("nope", (Message("user", "hi"),), Params(temperature=0)))
+
+
+class FlakyStore(MemoryCache):
+    """A store whose calls fail (answer None, unhealthy) while `down`, as RedisCache's do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+        self.gets = 0
+
+    @property
+    def healthy(self) -> bool:
+        return not self.down
+
+    async def get(self, key: str) -> CachedAnswer | None:
+        self.gets += 1
+        return None if self.down else await super().get(key)
+
+
+def spread(asked: str) -> tuple[list[str], FakeEmbedder]:
+    """Seven prompts with orthogonal vectors, and `asked` at cosine 0.378 from each."""
+    texts = [f"a question, take {i}" for i in range(1, 8)]
+    vectors = {t: unit(*([0.0] * i + [1.0])) for i, t in enumerate(texts, 1)}
+    vectors[asked] = unit(0, *([1.0] * 7))
+    return texts, FakeEmbedder(vectors)
+
+
+LOOSE = ModelCacheConfig(semantic=True, threshold=0.3)
+
+
+async def test_a_failing_store_keeps_the_index_and_bounds_the_lookup() -> None:
+    store = FlakyStore()
+    cache = RequestCache(store, CacheConfig(enabled=True, semantic={"guard": "off"}))
+    texts, cache.embedder = spread("a question?")
+    for text in texts:
+        await answered(cache, request(text), options=LOOSE)
+    store.down, store.gets = True, 0
+    assert (await cache.find(request("a question?"), "scope", LOOSE)).answer is None
+    assert (store.gets, len(cache.index)) == (1, 7)  # the exact get failed: no semantic gets
+    sampled = ModelCacheConfig(semantic=True, threshold=0.3, with_sampling=True)
+    asked = request("a question?", params=Params(temperature=0.5))  # no exact lookup first
+    await answered(cache, request(texts[0], params=Params(temperature=0.5)), options=sampled)
+    store.gets = 0
+    assert (await cache.find(asked, "scope", sampled)).answer is None
+    assert (store.gets, len(cache.index)) == (1, 8)  # one try, nothing forgotten
+    store.down = False
+    assert (await cache.find(asked, "scope", sampled)).answer is not None
+
+
+async def test_a_missing_answer_is_tried_past_but_only_a_few_times() -> None:
+    texts, embedder = spread("a question?")
+    cache = cache_with(embedder, semantic={"guard": "off"})
+    for text in texts:
+        await answered(cache, request(text), options=LOOSE)
+    assert isinstance(cache.store, MemoryCache)
+    await cache.store.aclose()  # every answer gone
+    found = await cache.find(request("a question?"), "scope", LOOSE)
+    assert found.answer is None and len(cache.index) == 4  # three tried and forgotten
+
+
+def test_memory_is_given_back_as_a_partition_empties() -> None:
+    index = SemanticIndex(1 << 30, FakeClock())
+    for i in range(1000):
+        index.add("p", "s", unit(1, i), entry(f"k{i}"))
+    for i in range(995):
+        index.discard("p", f"k{i}")
+    shelf = index._shelves["p"]
+    assert len(shelf.entries) == 5 and len(shelf.vectors) <= 32
+    assert len(index) == 5
+    assert index.bytes == sum(unit(1).nbytes + entry(f"k{i}").size for i in range(995, 1000))
+
+
+def test_the_age_order_does_not_grow_with_churn_and_replacing_refreshes_it() -> None:
+    clock = FakeClock()
+    one = BASE.nbytes + entry("k0").size
+    index = SemanticIndex(3 * one, clock)
+    index.add("p", "s", unit(1, 0), entry("k0"))
+    for _ in range(10_000):  # added and forgotten (its answer left the store)
+        index.add("p", "s", unit(1, 1), entry("churn"))
+        index.discard("p", "churn")
+    assert len(index._age) <= 2 * len(index) + 1024
+    index.add("p", "s", unit(1, 1), entry("k1"))
+    index.add("p", "s", unit(1, 0), entry("k0"))  # replaced: now the newest
+    index.add("p", "s", unit(1, 2), entry("k2"))
+    index.add("p", "s", unit(1, 3), entry("k3"))  # over the bound: the oldest, k1, goes
+    assert index.search("p", unit(1, 1), "t", 0.9999) is None
+    assert index.search("p", unit(1, 0), "t", 0.9999) is not None
+
+
+def test_vectors_of_another_size_never_meet() -> None:
+    index = SemanticIndex(1 << 20, FakeClock())
+    index.add("p", "s", np.ones(16, dtype=np.float32) / 4, entry("wide"))
+    index.add("p", "s", BASE, entry("narrow"))  # not comparable with the shelf: not kept
+    assert index.search("p", BASE, "t", 0.1) is None
+    assert len(index) == 1
+
+
+async def test_a_slow_embedder_costs_the_semantic_lookup_not_the_call() -> None:
+    class Slow(FakeEmbedder):
+        async def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+            await asyncio.sleep(1)
+            return await super().embed(texts)
+
+    seen = Seen()
+    cache = cache_with(Slow(VECTORS), semantic={"embed_timeout_s": 0.05})
+    cache.observer = seen
+    found = await cache.find(request(PARAPHRASE), "scope", ON)
+    assert (found.result, found.pending) == ("miss", None)
+    assert seen.lookups == [("exact", "miss"), ("semantic", "skipped")]

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
+from gateway import identity
 from gateway.tasks.errors import TaskFailed
 from gateway.tasks.handlers import ModelCall, TaskContext, TaskType, TaskTypes
 from gateway.tasks.model import Task, TaskState
@@ -30,6 +31,10 @@ async def ok(ctx: TaskContext, payload: Mapping[str, Any]) -> Mapping[str, Any]:
     return {"echo": payload.get("x"), "attempt": ctx.task.attempts}
 
 
+async def whoami(ctx: TaskContext, payload: Mapping[str, Any]) -> Mapping[str, Any]:
+    return {"tenant": identity.current().tenant}
+
+
 async def boom(ctx: TaskContext, payload: Mapping[str, Any]) -> Mapping[str, Any]:
     raise RuntimeError("handler bug")
 
@@ -45,7 +50,8 @@ async def hang(ctx: TaskContext, payload: Mapping[str, Any]) -> Mapping[str, Any
 
 def types() -> TaskTypes:
     registry = TaskTypes()
-    for name, run in (("ok", ok), ("boom", boom), ("refuse", refuse), ("hang", hang)):
+    handlers = (("ok", ok), ("boom", boom), ("refuse", refuse), ("hang", hang), ("whoami", whoami))
+    for name, run in handlers:
         registry.add(TaskType(name, run))
     return registry
 
@@ -81,6 +87,13 @@ async def test_a_success_is_recorded_and_counted(queue: TaskQueue) -> None:
     after = sample("infergate_tasks_finished_total", {"type": "ok", "state": "SUCCESS"})
     assert after == before + 1
     assert sample("infergate_task_seconds_count", {"type": "ok"}) >= 1
+
+
+async def test_a_handler_runs_as_its_tasks_tenant(queue: TaskQueue) -> None:
+    # What it calls is scoped by the tenant (the request cache): never the default's.
+    task = await queue.submit("t1", "whoami", {})
+    done = await run_until(queue, task.id, {S.SUCCESS})
+    assert done.result == {"tenant": "t1"}
 
 
 @pytest.mark.parametrize(
