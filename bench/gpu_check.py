@@ -147,20 +147,24 @@ async def _embed_rates(embedder: Any, texts: list[str], seconds: float) -> dict[
     await embedder.embed(texts[:8])  # session warm-up (CUDA: kernels, allocator)
     rates = {}
     for concurrency in (1, 64):
-        done, end = 0, time.perf_counter() + seconds / 2
-
-        async def caller(offset: int) -> None:
-            nonlocal done
-            i = offset
-            while time.perf_counter() < end:
-                await embedder.embed([texts[i % len(texts)]])
-                done, i = done + 1, i + concurrency
-
+        until = time.perf_counter() + seconds / 2
         started = time.perf_counter()
-        await asyncio.gather(*(caller(c) for c in range(concurrency)))
-        rates[f"texts_per_s_c{concurrency}"] = round(done / (time.perf_counter() - started), 1)
+        counts = await asyncio.gather(
+            *(_caller(embedder, texts, c, concurrency, until) for c in range(concurrency))
+        )
+        rate = sum(counts) / (time.perf_counter() - started)
+        rates[f"texts_per_s_c{concurrency}"] = round(rate, 1)
     await embedder.aclose()
     return rates
+
+
+async def _caller(embedder: Any, texts: list[str], first: int, step: int, until: float) -> int:
+    """One text per call, back to back, until `until`: how many were embedded."""
+    done, i = 0, first
+    while time.perf_counter() < until:
+        await embedder.embed([texts[i % len(texts)]])
+        done, i = done + 1, i + step
+    return done
 
 
 def torch_reference(seconds: float) -> dict[str, Any]:
@@ -176,10 +180,16 @@ def torch_reference(seconds: float) -> dict[str, Any]:
         h, SHAPE["num_attention_heads"], SHAPE["intermediate_size"], activation="gelu",
         batch_first=True,
     )  # fmt: skip
-    encoder = torch.nn.Sequential(
-        torch.nn.Embedding(SHAPE["vocab_size"], h),
-        torch.nn.TransformerEncoder(layer, SHAPE["num_hidden_layers"], enable_nested_tensor=False),
-    ).cuda().eval()
+    encoder = (
+        torch.nn.Sequential(
+            torch.nn.Embedding(SHAPE["vocab_size"], h),
+            torch.nn.TransformerEncoder(
+                layer, SHAPE["num_hidden_layers"], enable_nested_tensor=False
+            ),
+        )
+        .cuda()
+        .eval()
+    )
     for dtype in (torch.float32, torch.float16):
         model = encoder.to(dtype)
         for batch in (1, 32, 128):
