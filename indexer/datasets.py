@@ -15,9 +15,9 @@ import secrets
 import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from indexer.analyzer import DEFAULT as DEFAULT_ANALYSIS
 from indexer.analyzer import Analysis, Analyzer
@@ -31,8 +31,14 @@ from indexer.store import DocumentSummary, Store, StoredChunk
 from indexer.vector_index import single_threaded_blas
 from router import spans
 
+if TYPE_CHECKING:  # the protocol only: onnxruntime loads with the model, not here
+    from indexer.rerank import Reranker
+
 _ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 _PARALLEL_DOCUMENTS = 8
+DEFAULT_RERANK_TOP_N = 50
+MAX_RERANK_TOP_N = 1000
+NO_RERANKER = "no reranker is configured: set dataset.reranker (kind: onnx, model_dir)"
 
 
 def check_id(collection_id: str, field: str = "collection_id") -> str:
@@ -43,7 +49,8 @@ def check_id(collection_id: str, field: str = "collection_id") -> str:
 
 class Datasets:
     """The Dataset layer's entry point. `embedder` None means the model is
-    missing: every call then raises `NotReady(unavailable)`.
+    missing: every call then raises `NotReady(unavailable)`. `reranker` None
+    means a search that asks to rerank raises `NotReady(reranker_unavailable)`.
 
     Safe for concurrent calls from one event loop. Deadlines are the caller's
     to enforce (cancel the call); see Collection for what cancellation leaves.
@@ -56,9 +63,14 @@ class Datasets:
         embedding_model: str,
         settings: Settings | None = None,
         unavailable: str = "no embedding model is configured",
+        *,
+        reranker: Reranker | None = None,
+        reranker_unavailable: str = NO_RERANKER,
     ) -> None:
         self.root = root
         self.embedder = embedder
+        self.reranker = reranker
+        self.reranker_unavailable = reranker_unavailable
         self.embedding_model = embedding_model
         self.settings = settings or Settings()
         self.unavailable = unavailable
@@ -259,14 +271,50 @@ class Datasets:
         return await collection.delete_documents(document_ids)
 
     async def search(self, tenant: str, collection_id: str, query: Query) -> list[Hit]:
+        """At most `query.k` hits, best first (by rerank score when `query.rerank`).
+        Idempotent; cancelling the caller abandons the search, rerank included."""
+        reranker = self._reranker(query)
         collection = await self.collection(tenant, collection_id)
         if not spans.ON:
-            return await collection.search(query)
+            return await self._search(collection, query, reranker)
         attributes = {"infergate.collection": collection_id, "infergate.mode": str(query.mode)}
         with spans.span("infergate.retrieval.search", attributes) as span:
-            hits = await collection.search(query)
+            hits = await self._search(collection, query, reranker)
             span.set_attribute("infergate.hits", len(hits))
             return hits
+
+    def _reranker(self, query: Query) -> Reranker | None:
+        """The reranker `query` asks for (None: no rerank), once its rerank
+        fields are valid."""
+        if not 0 <= query.rerank_top_n <= MAX_RERANK_TOP_N:
+            raise InvalidInput(
+                "rerank_top_n", f"must be in [0, {MAX_RERANK_TOP_N}], got {query.rerank_top_n}"
+            )
+        if not query.rerank:
+            return None
+        if not query.text.strip():
+            raise InvalidInput("rerank", "needs query text: a vector alone cannot be reranked")
+        if self.reranker is None:
+            raise NotReady(self.reranker_unavailable)
+        return self.reranker
+
+    async def _search(
+        self, collection: Collection, query: Query, reranker: Reranker | None
+    ) -> list[Hit]:
+        if reranker is None:
+            return await collection.search(query)
+        top_n = min(query.rerank_top_n or DEFAULT_RERANK_TOP_N, self.settings.search.max_k)
+        candidates = await collection.search(replace(query, k=max(query.k, top_n)))
+        attributes: dict[str, str | int] = {
+            "infergate.candidates": len(candidates), "infergate.model": reranker.model,
+        }  # fmt: skip
+        with spans.span("infergate.retrieval.rerank", attributes):
+            scores = await reranker.score(query.text, [hit.chunk.text for hit in candidates])
+        if len(scores) != len(candidates):
+            raise ValueError(f"the reranker gave {len(scores)} scores for {len(candidates)} texts")
+        # sorted() is stable: equal rerank scores keep the retrieval order.
+        order = sorted(range(len(candidates)), key=lambda i: -scores[i])
+        return [replace(candidates[i], rerank_score=scores[i]) for i in order[: query.k]]
 
     async def list_chunks(
         self, tenant: str, collection_id: str, document_id: str, after: tuple[str, int], limit: int
@@ -291,13 +339,15 @@ class Datasets:
         return saved
 
     async def aclose(self) -> None:
-        """Snapshot and close every collection, then the embedder."""
+        """Snapshot and close every collection, then the embedder and reranker."""
         await self.flush()
         for collection in self._open.values():
             await asyncio.to_thread(collection.close)
         self._open.clear()
         if self.embedder is not None:
             await self.embedder.aclose()
+        if self.reranker is not None:
+            await self.reranker.aclose()
 
 
 def _info(store: Store) -> CollectionInfo:

@@ -52,7 +52,10 @@ class Mode(enum.StrEnum):
 @dataclass(frozen=True, slots=True)
 class Query:
     """`min_score` applies to the mode's own score: cosine similarity (dense),
-    BM25 (lexical) or the weighted reciprocal-rank sum (hybrid)."""
+    BM25 (lexical) or the weighted reciprocal-rank sum (hybrid), never to the
+    rerank score. `rerank`: the top `rerank_top_n` candidates (0: 50; never
+    fewer than `k`) that pass the filters and `min_score` are re-scored by the
+    cross-encoder, and the best `k` by its score returned (needs `text`)."""
 
     text: str = ""
     vector: npt.NDArray[np.float32] | None = None
@@ -60,12 +63,18 @@ class Query:
     k: int = 10
     conditions: Sequence[Condition] = ()
     min_score: float = 0.0
+    rerank: bool = False
+    rerank_top_n: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class Hit:
+    """`score` is the retrieval score; `rerank_score` the cross-encoder's, set
+    only when the search reranked."""
+
     chunk: StoredChunk
     score: float
+    rerank_score: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,27 +20,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-import onnxruntime as ort
 from tokenizers import Tokenizer
 
 from indexer.batching import MicroBatcher
 from indexer.errors import NotReady
+from indexer.onnx_session import open_session, padded, special_token
 
 Vector = npt.NDArray[np.float32]
 # Tokenizing this many characters takes long enough to leave the event loop for.
 _INLINE_TOKENIZE_CHARS = 8192
-
-
-def default_providers() -> list[str]:
-    """CUDA when this onnxruntime build and machine have it, then CPU."""
-    available = ort.get_available_providers()
-    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
 
 
 class OnnxEmbedder:
@@ -81,12 +74,14 @@ class OnnxEmbedder:
         self._tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
         self._tokenizer.no_truncation()
         self._tokenizer.no_padding()
-        self._cls, self._sep = (self._special(t) for t in ("[CLS]", "[SEP]"))
+        self._cls, self._sep = (
+            special_token(self._tokenizer, t, directory) for t in ("[CLS]", "[SEP]")
+        )
         self._pad = self._tokenizer.token_to_id("[PAD]") or 0
         config = json.loads((directory / "config.json").read_text())
         self._dimensions = int(config["hidden_size"])
         self._max_tokens = _max_tokens(directory, config)
-        self._session = _session(directory / "model.onnx", providers, threads)
+        self._session = open_session(directory / "model.onnx", providers, threads)
         self._inputs = {i.name for i in self._session.get_inputs()}
         if "last_hidden_state" not in {o.name for o in self._session.get_outputs()}:
             raise NotReady(f"{directory}/model.onnx has no last_hidden_state output")
@@ -169,25 +164,12 @@ class OnnxEmbedder:
         states and its token count."""
         self.inference_calls += 1
         self.inference_rows += len(windows)
-        longest = max(len(w) for w in windows)
-        ids = np.full((len(windows), longest), self._pad, np.int64)
-        mask = np.zeros((len(windows), longest), np.int64)
-        for row, window in enumerate(windows):
-            ids[row, : len(window)] = window
-            mask[row, : len(window)] = 1
+        ids, mask = padded(windows, self._pad)
         feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
         feeds = {name: value for name, value in feeds.items() if name in self._inputs}
         (hidden,) = self._session.run(["last_hidden_state"], feeds)
         sums = np.einsum("bsh,bs->bh", hidden, mask.astype(np.float32))
         return [(sums[row], len(window)) for row, window in enumerate(windows)]
-
-    def _special(self, token: str) -> int:
-        token_id = self._tokenizer.token_to_id(token)
-        if token_id is None:
-            raise NotReady(
-                f"{self.model_dir}/tokenizer.json has no {token} token (BERT-style expected)"
-            )
-        return token_id
 
 
 def _max_tokens(directory: Path, config: dict[str, object]) -> int:
@@ -197,21 +179,3 @@ def _max_tokens(directory: Path, config: dict[str, object]) -> int:
     if sentence_config.is_file():
         return min(positions, int(json.loads(sentence_config.read_text())["max_seq_length"]))
     return positions
-
-
-def _session(
-    path: Path, providers: Sequence[str] | None, threads: int | None
-) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    # One call at a time: all cores inside the call, none spent between operators.
-    options.intra_op_num_threads = threads or os.cpu_count() or 1
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    # Idle intra-op threads sleep instead of spinning: the event loop (and gRPC)
-    # share these cores, and spinning steals them between model calls.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.log_severity_level = 3  # warnings about shape merges are noise here
-    return ort.InferenceSession(
-        str(path), options, providers=list(providers or default_providers())
-    )

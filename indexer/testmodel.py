@@ -16,6 +16,9 @@ embeddings: texts that share words have similar vectors, unrelated texts
 nearly orthogonal ones. It is converted by the same converter as the real
 model (`indexer.minilm.convert`), so it is verified too. Building takes a few
 tens of milliseconds.
+
+`build_tiny_cross_encoder` writes a test-only cross-encoder for the rerank
+stage (a hand-set word-overlap score, not a trained model; see there).
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+import onnx
+from onnx import TensorProto, helper, numpy_helper
 from safetensors.numpy import save_file
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
@@ -145,3 +150,92 @@ def _weights(seed: int) -> dict[str, npt.NDArray[np.float32]]:
             weights[f"{prefix}{norm}.weight"] = np.ones(h, np.float32)
             weights[f"{prefix}{norm}.bias"] = np.zeros(h, np.float32)
     return weights
+
+
+CROSS_ENCODER_DIMENSIONS = 32
+CROSS_ENCODER_SCALE, CROSS_ENCODER_SHIFT = 8.0, -4.0
+
+
+def build_tiny_cross_encoder(directory: Path, seed: int = 0) -> Path:
+    """A test-only cross-encoder directory (model.onnx, tokenizer.json,
+    config.json), what `indexer.rerank.OnnxCrossEncoder` takes. NOT a trained
+    reranker: its logit is a hand-set function of word overlap,
+
+        logit = 8 * cos(bag(query tokens), bag(passage tokens)) - 4
+
+    where bag() sums seeded random unit vectors of the tokens (special tokens
+    and padding count zero) and the two sides are told apart by token type.
+    So a passage sharing more words with the query scores higher, which makes
+    orderings assertable; `cross_encoder_vectors(seed)` gives the weights for a
+    numpy reference. Same vocabulary and tokenizer as the tiny embedding model;
+    pairs are capped at MAX_TOKENS tokens (config.json)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tiny_tokenizer().save(str(directory / "tokenizer.json"))
+    config = {
+        "model_type": "infergate-test-cross-encoder",
+        "note": "a hand-set word-overlap test model for infergate's tests, not a trained reranker",
+        "max_position_embeddings": MAX_TOKENS,
+    }
+    (directory / "config.json").write_text(json.dumps(config, indent=2))
+    onnx.save(_cross_encoder_graph(cross_encoder_vectors(seed)), directory / "model.onnx")
+    return directory
+
+
+def cross_encoder_vectors(seed: int = 0) -> npt.NDArray[np.float32]:
+    """The tiny cross-encoder's word vectors [vocab, 32]: unit rows, zero for
+    the special tokens."""
+    rng = np.random.default_rng(seed)
+    vectors = rng.standard_normal((len(VOCAB), CROSS_ENCODER_DIMENSIONS))
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    for token in SPECIAL:
+        vectors[VOCAB[token]] = 0.0
+    return vectors.astype(np.float32)
+
+
+def _cross_encoder_graph(vectors: npt.NDArray[np.float32]) -> onnx.ModelProto:
+    def const(name: str, value: npt.ArrayLike, dtype: type = np.float32) -> onnx.TensorProto:
+        return numpy_helper.from_array(np.asarray(value, dtype=dtype), name)
+
+    node = helper.make_node
+    nodes = [
+        node("Gather", ["vectors", "input_ids"], ["emb"]),  # [b, s, d]
+        node("Cast", ["attention_mask"], ["mask"], to=TensorProto.FLOAT),
+        node("Cast", ["token_type_ids"], ["types"], to=TensorProto.FLOAT),
+        node("Mul", ["mask", "types"], ["passage_w"]),
+        node("Sub", ["mask", "passage_w"], ["query_w"]),
+    ]
+    for side in ("query", "passage"):
+        nodes += [
+            node("Unsqueeze", [f"{side}_w", "axis1"], [f"{side}_w3"]),  # [b, 1, s]
+            node("MatMul", [f"{side}_w3", "emb"], [f"{side}_bag"]),  # [b, 1, d]
+            node("ReduceSumSquare", [f"{side}_bag"], [f"{side}_sq"], axes=[-1], keepdims=1),
+            node("Add", [f"{side}_sq", "eps"], [f"{side}_sq_eps"]),
+            node("Sqrt", [f"{side}_sq_eps"], [f"{side}_norm"]),
+            node("Div", [f"{side}_bag", f"{side}_norm"], [f"{side}_unit"]),
+        ]
+    nodes += [
+        node("Transpose", ["passage_unit"], ["passage_t"], perm=[0, 2, 1]),  # [b, d, 1]
+        node("MatMul", ["query_unit", "passage_t"], ["cosine3"]),  # [b, 1, 1]
+        node("Squeeze", ["cosine3", "axis2"], ["cosine"]),  # [b, 1]
+        node("Mul", ["cosine", "scale"], ["scaled"]),
+        node("Add", ["scaled", "shift"], ["logits"]),
+    ]
+    initializers = [
+        const("vectors", vectors),
+        const("axis1", [1], np.int64),
+        const("axis2", [2], np.int64),
+        const("eps", 1e-12),
+        const("scale", CROSS_ENCODER_SCALE),
+        const("shift", CROSS_ENCODER_SHIFT),
+    ]
+    inputs = [
+        helper.make_tensor_value_info(name, TensorProto.INT64, ["batch", "sequence"])
+        for name in ("input_ids", "attention_mask", "token_type_ids")
+    ]
+    output = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 1])
+    graph = helper.make_graph(nodes, "tiny_cross_encoder", inputs, [output], initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8  # readable by every onnxruntime the project allows (>= 1.18)
+    onnx.checker.check_model(model)
+    return model

@@ -14,8 +14,9 @@ class Passage:
     collection: str  # "collections/{id}"
     document_id: str
     chunk_id: str
-    score: float
+    score: float  # the retrieval score
     text: str
+    rerank_score: float | None = None  # the cross-encoder's, when the search reranked
 
 
 class Retriever(Protocol):
@@ -29,6 +30,8 @@ class Retriever(Protocol):
         *,
         mode: str = "",
         filter: Mapping[str, Any] | None = None,
+        rerank: bool = False,
+        rerank_top_n: int = 0,
     ) -> list[Passage]:
         """The best `k` passages over `collections` scoring at least
         `score_threshold`, best first. Only `tenant`'s collections are seen: a
@@ -36,7 +39,10 @@ class Retriever(Protocol):
         Idempotent; cancelling the caller abandons the search. No deadline of
         its own: the caller bounds it. `mode`: auto, dense, lexical or hybrid
         ("": dense when there is a threshold, else auto); `filter`: metadata
-        field -> value (equal), list (any of) or {gte, gt, lte, lt}."""
+        field -> value (equal), list (any of) or {gte, gt, lte, lt}. `rerank`:
+        each collection's top `rerank_top_n` candidates (0: 50) passing the
+        threshold are re-scored by the gateway's cross-encoder and the best `k`
+        by `rerank_score` returned; FailedPrecondition when it has none."""
         ...
 
 
@@ -53,6 +59,8 @@ class NoRetrieval:
         *,
         mode: str = "",
         filter: Mapping[str, Any] | None = None,
+        rerank: bool = False,
+        rerank_top_n: int = 0,
     ) -> list[Passage]:
         if collections:
             raise InvalidArgument(

@@ -1,4 +1,5 @@
-"""The `dataset` section of the gateway config: which embedder, index and chunk settings."""
+"""The `dataset` section of the gateway config: which embedder, reranker, index and
+chunk settings."""
 
 from __future__ import annotations
 
@@ -42,6 +43,27 @@ class EmbedderConfig(Frozen):
         return self
 
 
+class RerankerConfig(Frozen):
+    """The cross-encoder that `Search` with `rerank` uses. `none` (the default):
+    such a search answers FAILED_PRECONDITION. `onnx`: a local model directory
+    (model.onnx, tokenizer.json; see indexer.rerank); a missing or broken one
+    does not stop the gateway, the search then answers FAILED_PRECONDITION
+    saying what is wrong."""
+
+    kind: Literal["none", "onnx"] = "none"
+    model_dir: Path | None = Field(default=None, description="onnx: the model directory")
+    threads: int | None = Field(default=None, ge=1, description="onnx: intra-op threads")
+    max_tokens: int = Field(
+        default=512, ge=8, le=8192, description="the longest query + passage pair, in tokens"
+    )
+
+    @model_validator(mode="after")
+    def _onnx_needs_a_model(self) -> RerankerConfig:
+        if self.kind == "onnx" and self.model_dir is None:
+            raise ValueError("an onnx reranker needs model_dir")
+        return self
+
+
 class SnapshotConfig(Frozen):
     """S3 credentials come from the usual AWS chain (environment, ~/.aws)."""
 
@@ -60,6 +82,7 @@ class DatasetConfig(Frozen):
         description="false: the Dataset RPCs answer UNIMPLEMENTED and no dataset is opened",
     )
     embedder: EmbedderConfig = EmbedderConfig()
+    reranker: RerankerConfig = RerankerConfig()
     index: IndexParams = IndexParams()
     chunk: ChunkParams = ChunkParams()
     search: SearchParams = SearchParams()

@@ -49,6 +49,8 @@ class DisabledRetrieval:
         *,
         mode: str = "",
         filter: Mapping[str, Any] | None = None,
+        rerank: bool = False,
+        rerank_top_n: int = 0,
     ) -> list[Passage]:
         if collections:
             raise FailedPrecondition(

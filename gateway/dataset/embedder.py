@@ -1,7 +1,9 @@
-"""The Dataset layer's embedder, as the config picks it, and the `Datasets` over it.
+"""The Dataset layer's embedder and reranker, as the config picks them, and the
+`Datasets` over them.
 
 A missing model does not stop the gateway: the Dataset service then answers
-FAILED_PRECONDITION naming the command that fetches the model.
+FAILED_PRECONDITION naming the command that fetches the model (for the
+reranker: what is missing, on a search that asks to rerank).
 """
 
 from __future__ import annotations
@@ -9,17 +11,21 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 from tokenizers import Tokenizer
 
 from gateway.dataset.config import DEFAULT_MODEL, DatasetConfig
-from indexer.datasets import Datasets
+from indexer.datasets import NO_RERANKER, Datasets
 from indexer.embedder import Embedder
 from indexer.errors import NotReady
 from indexer.params import Settings
 from router.router import Router
+
+if TYPE_CHECKING:  # onnxruntime loads with a configured model, not at import
+    from indexer.rerank import Reranker
 
 log = logging.getLogger("infergate")
 
@@ -108,4 +114,26 @@ def build_datasets(config: DatasetConfig, data_dir: Path, router: Callable[[], R
         unavailable = f"the Dataset service has no embedding model: {exc}"
         log.warning("%s", unavailable)
         name = ""
-    return Datasets(root, embedder, name, settings, unavailable)
+    reranker, reranker_unavailable = build_reranker(config)
+    return Datasets(
+        root, embedder, name, settings, unavailable,
+        reranker=reranker, reranker_unavailable=reranker_unavailable,
+    )  # fmt: skip
+
+
+def build_reranker(config: DatasetConfig) -> tuple[Reranker | None, str]:
+    """The configured reranker, or None and why there is none."""
+    spec = config.reranker
+    if spec.kind == "none":
+        return None, NO_RERANKER
+    try:
+        from indexer.rerank import OnnxCrossEncoder
+
+        assert spec.model_dir is not None
+        return OnnxCrossEncoder(
+            spec.model_dir, threads=spec.threads, max_tokens=spec.max_tokens
+        ), ""
+    except Exception as exc:  # a missing or broken model must not stop the gateway
+        unavailable = f"the Dataset service has no reranker: {exc}"
+        log.warning("%s", unavailable)
+        return None, unavailable

@@ -17,7 +17,8 @@ class DatasetRetriever:
     """Searches each of the app's collections as the calling tenant and keeps the
     best `k` overall. An app with a score threshold searches dense (the threshold
     is a cosine similarity, comparable across collections); one without searches
-    hybrid (dense + BM25), whose fused scores only rank."""
+    hybrid (dense + BM25), whose fused scores only rank. With rerank, the best
+    `k` overall are those of highest rerank score."""
 
     def __init__(self, datasets: Datasets) -> None:
         self._datasets = datasets
@@ -32,6 +33,8 @@ class DatasetRetriever:
         *,
         mode: str = "",
         filter: Mapping[str, Any] | None = None,
+        rerank: bool = False,
+        rerank_top_n: int = 0,
     ) -> list[Passage]:
         if mode:
             try:
@@ -40,18 +43,15 @@ class DatasetRetriever:
                 raise InvalidArgument("mode", f"must be one of {', '.join(Mode)}") from None
         else:
             chosen = Mode.DENSE if score_threshold > 0 else Mode.AUTO
-        conditions = _conditions(filter or {})
+        search = Query(
+            query, mode=chosen, k=k, conditions=_conditions(filter or {}),
+            min_score=score_threshold, rerank=rerank, rerank_top_n=rerank_top_n,
+        )  # fmt: skip
         found: list[Passage] = []
         for i, name in enumerate(collections):
             collection_id = name.removeprefix("collections/")
             try:
-                hits = await self._datasets.search(
-                    tenant,
-                    collection_id,
-                    Query(
-                        query, mode=chosen, k=k, conditions=conditions, min_score=score_threshold
-                    ),
-                )
+                hits = await self._datasets.search(tenant, collection_id, search)
             except dataset.NotFound:
                 raise NotFound(f"collection {name!r}") from None
             except dataset.InvalidInput as exc:
@@ -65,10 +65,12 @@ class DatasetRetriever:
                     f"{hit.chunk.document_id}#{hit.chunk.position}",
                     hit.score,
                     hit.chunk.text,
+                    hit.rerank_score,
                 )
                 for hit in hits
             ]
-        found.sort(key=lambda p: -p.score)
+        # One cross-encoder scores every collection's candidates: comparable.
+        found.sort(key=lambda p: -(p.score if p.rerank_score is None else p.rerank_score))
         return found[:k]
 
 

@@ -100,7 +100,9 @@ def chunk_to_pb(chunk: StoredChunk) -> pb.Chunk:
 
 
 def hit_to_pb(hit: Hit) -> pb.ScoredChunk:
-    return pb.ScoredChunk(chunk=chunk_to_pb(hit.chunk), score=hit.score)
+    return pb.ScoredChunk(
+        chunk=chunk_to_pb(hit.chunk), score=hit.score, rerank_score=hit.rerank_score
+    )
 
 
 def _value(value: struct_pb2.Value) -> Any:
@@ -151,6 +153,8 @@ def query_from_pb(request: pb.SearchRequest) -> Query:
         k=request.k or 10,
         conditions=conditions,
         min_score=request.min_score,
+        rerank=request.rerank,
+        rerank_top_n=request.rerank_top_n,
     )
 
 

@@ -201,7 +201,7 @@ class Range(_message.Message):
     def __init__(self, gte: _Optional[float] = ..., gt: _Optional[float] = ..., lte: _Optional[float] = ..., lt: _Optional[float] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("collection", "text", "vector", "mode", "k", "filter", "min_score")
+    __slots__ = ("collection", "text", "vector", "mode", "k", "filter", "min_score", "rerank", "rerank_top_n")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     VECTOR_FIELD_NUMBER: _ClassVar[int]
@@ -209,6 +209,8 @@ class SearchRequest(_message.Message):
     K_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
     MIN_SCORE_FIELD_NUMBER: _ClassVar[int]
+    RERANK_FIELD_NUMBER: _ClassVar[int]
+    RERANK_TOP_N_FIELD_NUMBER: _ClassVar[int]
     collection: str
     text: str
     vector: _router_pb2.Embedding
@@ -216,7 +218,9 @@ class SearchRequest(_message.Message):
     k: int
     filter: Filter
     min_score: float
-    def __init__(self, collection: _Optional[str] = ..., text: _Optional[str] = ..., vector: _Optional[_Union[_router_pb2.Embedding, _Mapping]] = ..., mode: _Optional[_Union[SearchMode, str]] = ..., k: _Optional[int] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ..., min_score: _Optional[float] = ...) -> None: ...
+    rerank: bool
+    rerank_top_n: int
+    def __init__(self, collection: _Optional[str] = ..., text: _Optional[str] = ..., vector: _Optional[_Union[_router_pb2.Embedding, _Mapping]] = ..., mode: _Optional[_Union[SearchMode, str]] = ..., k: _Optional[int] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ..., min_score: _Optional[float] = ..., rerank: _Optional[bool] = ..., rerank_top_n: _Optional[int] = ...) -> None: ...
 
 class Chunk(_message.Message):
     __slots__ = ("id", "document_id", "text", "source", "position", "page", "heading", "metadata")
@@ -239,12 +243,14 @@ class Chunk(_message.Message):
     def __init__(self, id: _Optional[str] = ..., document_id: _Optional[str] = ..., text: _Optional[str] = ..., source: _Optional[str] = ..., position: _Optional[int] = ..., page: _Optional[int] = ..., heading: _Optional[str] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class ScoredChunk(_message.Message):
-    __slots__ = ("chunk", "score")
+    __slots__ = ("chunk", "score", "rerank_score")
     CHUNK_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
+    RERANK_SCORE_FIELD_NUMBER: _ClassVar[int]
     chunk: Chunk
     score: float
-    def __init__(self, chunk: _Optional[_Union[Chunk, _Mapping]] = ..., score: _Optional[float] = ...) -> None: ...
+    rerank_score: float
+    def __init__(self, chunk: _Optional[_Union[Chunk, _Mapping]] = ..., score: _Optional[float] = ..., rerank_score: _Optional[float] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
     __slots__ = ("results",)

@@ -135,7 +135,10 @@ class DatasetServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Search(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """With `rerank`, the retrieval's top candidates are re-scored by the
+        gateway's cross-encoder (dataset.reranker); without one configured that
+        answers FAILED_PRECONDITION.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')

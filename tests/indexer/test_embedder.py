@@ -19,7 +19,8 @@ from indexer.batching import BatcherClosed
 from indexer.embedder import Embedder
 from indexer.errors import NotReady
 from indexer.minilm import BertConfig, reference_forward
-from indexer.onnx_embedder import OnnxEmbedder, default_providers
+from indexer.onnx_embedder import OnnxEmbedder
+from indexer.onnx_session import default_providers
 
 TEXTS = ["cats chase mice", "Dogs chase CATS!", "the weather is cold in winter", ""]
 

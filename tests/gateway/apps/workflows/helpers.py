@@ -46,10 +46,14 @@ class FixedRetriever:
     async def search(
         self, tenant: str, collections: Sequence[str], query: str, k: int, score_threshold: float,
         *, mode: str = "", filter: Mapping[str, Any] | None = None,
+        rerank: bool = False, rerank_top_n: int = 0,
     ) -> list[Passage]:  # fmt: skip
         self.calls.append(
-            {"tenant": tenant, "query": query, "k": k, "mode": mode, "filter": filter}
-        )
+            {
+                "tenant": tenant, "query": query, "k": k, "mode": mode, "filter": filter,
+                "rerank": rerank, "rerank_top_n": rerank_top_n,
+            }
+        )  # fmt: skip
         if tenant not in PASSAGES:
             raise NotFound(f"collection {collections[0]!r}")
         return [p for p in PASSAGES[tenant] if p.score >= score_threshold][:k]

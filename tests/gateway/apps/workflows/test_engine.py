@@ -109,6 +109,7 @@ class ScoredRetriever:
     async def search(
         self, tenant: str, collections: Sequence[str], query: str, k: int, score_threshold: float,
         *, mode: str = "", filter: Mapping[str, Any] | None = None,
+        rerank: bool = False, rerank_top_n: int = 0,
     ) -> list[Passage]:  # fmt: skip
         return [
             Passage(
