@@ -14,6 +14,7 @@ from gateway.errors import InvalidArgument
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _COLLECTION = re.compile(r"^collections/[^/]+$")
 MAX_K = 50
+MAX_RERANK_TOP_N = 1000
 
 
 def check_id(value: str, field: str) -> str:
@@ -56,6 +57,11 @@ class AppCatalog:
             raise InvalidArgument(
                 "app.retrieval.score_threshold",
                 f"must be in [0, 1], got {retrieval.score_threshold:g}",
+            )
+        if not 0 <= retrieval.rerank_top_n <= MAX_RERANK_TOP_N:
+            raise InvalidArgument(
+                "app.retrieval.rerank_top_n",
+                f"must be in [0, {MAX_RERANK_TOP_N}] (0: 50), got {retrieval.rerank_top_n}",
             )
         self._check_params(app)
 

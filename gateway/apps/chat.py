@@ -1,9 +1,10 @@
 """Retrieval-augmented chat: retrieve -> render the system prompt -> stream
 from the Router -> remember the turn.
 
-Events come in this order: one `Cited` per passage, `Delta`s as the model
-streams, and a final `Done` with the finish reason and the upstream's usage.
-The conversation's new turns are stored before `Done` is sent, so a client
+Events come in this order: one `Cited` per passage (best first: by the
+cross-encoder's score when the app reranks), `Delta`s as the model streams,
+and a final `Done` with the finish reason and the upstream's usage. The
+conversation's new turns are stored before `Done` is sent, so a client
 that saw `Done` can continue the conversation at once; a stream that fails
 or is cancelled stores nothing (the conversation stays as it was). The
 deadline is the caller's, passed to the Router; retrieval is bounded by it
@@ -92,7 +93,15 @@ class ChatEngine:
         tenant = identity.current().tenant
         r = app.retrieval
         passages = (
-            await self.retriever.search(tenant, r.collections, query, r.k, r.score_threshold)
+            await self.retriever.search(
+                tenant,
+                r.collections,
+                query,
+                r.k,
+                r.score_threshold,
+                rerank=r.rerank,
+                rerank_top_n=r.rerank_top_n,
+            )
             if r.collections
             else []
         )

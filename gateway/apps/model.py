@@ -48,6 +48,8 @@ class Retrieval:
     collections: tuple[str, ...] = ()
     k: int = 4
     score_threshold: float = 0.0
+    rerank: bool = False  # re-score the candidates with the gateway's cross-encoder
+    rerank_top_n: int = 0  # candidates per collection to rerank; 0: the Dataset's default (50)
 
 
 @dataclass(frozen=True, slots=True)

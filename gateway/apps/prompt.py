@@ -1,9 +1,10 @@
 """System prompt templates: Jinja2 in a sandbox, checked when an app is saved.
 
 A template sees `chunks` (the retrieved passages: `text`, `collection`,
-`document_id`, `chunk_id`, `score`), `query` and `inputs` (the request's
-variables). The sandbox refuses attribute tricks that reach Python internals;
-a syntax error or a sandbox violation is reported at save time, naming the line.
+`document_id`, `chunk_id`, `score`, and `rerank_score`, none unless the app
+reranks), `query` and `inputs` (the request's variables). The sandbox refuses
+attribute tricks that reach Python internals; a syntax error or a sandbox
+violation is reported at save time, naming the line.
 """
 
 from __future__ import annotations

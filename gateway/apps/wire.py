@@ -70,7 +70,9 @@ def app_from_pb(msg: pb.AppSpec, tenant: str, app_id: str) -> App:
         model=msg.model,
         display_name=msg.display_name,
         prompt_template=msg.prompt_template,
-        retrieval=Retrieval(tuple(r.collections), r.k or 4, r.score_threshold),
+        retrieval=Retrieval(
+            tuple(r.collections), r.k or 4, r.score_threshold, r.rerank, r.rerank_top_n
+        ),
         params=json_format.MessageToDict(msg.params) if msg.HasField("params") else {},
     )
 
@@ -83,7 +85,11 @@ def app_to_pb(app: App) -> pb.AppSpec:
         model=app.model,
         prompt_template=app.prompt_template,
         retrieval=pb.Retrieval(
-            collections=list(r.collections), k=r.k, score_threshold=r.score_threshold
+            collections=list(r.collections),
+            k=r.k,
+            score_threshold=r.score_threshold,
+            rerank=r.rerank,
+            rerank_top_n=r.rerank_top_n,
         ),
         params=json_format.ParseDict(dict(app.params), router_pb2.GenerationParams()),
         create_time=_ts(app.created_ms),
@@ -113,7 +119,7 @@ def inputs(msg: struct_pb2.Struct) -> Mapping[str, Any]:
 def citation(p: Passage) -> pb.Citation:
     return pb.Citation(
         collection=p.collection, document_id=p.document_id, chunk_id=p.chunk_id,
-        score=p.score, text=p.text,
+        score=p.score, text=p.text, rerank_score=p.rerank_score,
     )  # fmt: skip
 
 

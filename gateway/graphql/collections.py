@@ -75,7 +75,10 @@ class Chunk:
 @strawberry.type
 class ScoredChunk:
     chunk: Chunk
-    score: float
+    score: float = strawberry.field(description="The retrieval score of the search mode")
+    rerank_score: float | None = strawberry.field(
+        description="The cross-encoder's score, by which results are ordered; null without rerank"
+    )
 
 
 @strawberry.type
@@ -101,7 +104,8 @@ def _scored(s: pb.ScoredChunk) -> ScoredChunk:
         id=c.id, document_id=c.document_id, text=c.text, source=c.source,
         position=c.position, page=c.page, heading=c.heading, metadata=json_of(c, "metadata"),
     )  # fmt: skip
-    return ScoredChunk(chunk=chunk, score=s.score)
+    rerank_score = s.rerank_score if s.HasField("rerank_score") else None
+    return ScoredChunk(chunk=chunk, score=s.score, rerank_score=rerank_score)
 
 
 @strawberry.type
@@ -136,7 +140,11 @@ class Collection:
         reply = await info.context.unary(DATASET["ListDocuments"], request)
         return page.connection(reply.documents, reply.next_page_token, _document)
 
-    @strawberry.field(description="The k best chunks for `query`")
+    @strawberry.field(
+        description="The k best chunks for `query`; with `rerank`, the top `rerankTopN` "
+        "candidates (0: 50) are re-scored by the gateway's cross-encoder and the k best "
+        "returned by `rerankScore`"
+    )
     async def search(
         self,
         info: Info[GraphContext, None],
@@ -145,13 +153,16 @@ class Collection:
         k: int = 10,
         filter: list[Condition] | None = None,
         min_score: float = 0.0,
+        rerank: bool = False,
+        rerank_top_n: int = 0,
     ) -> list[ScoredChunk]:
         if not 1 <= k <= 100:
             raise bad(f"k: must be 1 to 100, got {k}")
         conditions = [c.to_pb(f"filter[{i}]") for i, c in enumerate(filter or ())]
         request = pb.SearchRequest(
             collection=self.name, text=query, mode=mode.value, k=k,
-            filter=pb.Filter(conditions=conditions), min_score=min_score,
+            filter=pb.Filter(conditions=conditions), min_score=min_score, rerank=rerank,
+            rerank_top_n=rerank_top_n,
         )  # fmt: skip
         reply = await info.context.unary(DATASET["Search"], request)
         return [_scored(s) for s in reply.results]

@@ -14,14 +14,18 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Retrieval(_message.Message):
-    __slots__ = ("collections", "k", "score_threshold")
+    __slots__ = ("collections", "k", "score_threshold", "rerank", "rerank_top_n")
     COLLECTIONS_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
     SCORE_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    RERANK_FIELD_NUMBER: _ClassVar[int]
+    RERANK_TOP_N_FIELD_NUMBER: _ClassVar[int]
     collections: _containers.RepeatedScalarFieldContainer[str]
     k: int
     score_threshold: float
-    def __init__(self, collections: _Optional[_Iterable[str]] = ..., k: _Optional[int] = ..., score_threshold: _Optional[float] = ...) -> None: ...
+    rerank: bool
+    rerank_top_n: int
+    def __init__(self, collections: _Optional[_Iterable[str]] = ..., k: _Optional[int] = ..., score_threshold: _Optional[float] = ..., rerank: _Optional[bool] = ..., rerank_top_n: _Optional[int] = ...) -> None: ...
 
 class AppSpec(_message.Message):
     __slots__ = ("name", "display_name", "model", "prompt_template", "retrieval", "params", "create_time", "update_time")
@@ -100,18 +104,20 @@ class ChatRequest(_message.Message):
     def __init__(self, app: _Optional[str] = ..., conversation_id: _Optional[str] = ..., query: _Optional[str] = ..., inputs: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class Citation(_message.Message):
-    __slots__ = ("collection", "document_id", "chunk_id", "score", "text")
+    __slots__ = ("collection", "document_id", "chunk_id", "score", "text", "rerank_score")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
     CHUNK_ID_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
+    RERANK_SCORE_FIELD_NUMBER: _ClassVar[int]
     collection: str
     document_id: str
     chunk_id: str
     score: float
     text: str
-    def __init__(self, collection: _Optional[str] = ..., document_id: _Optional[str] = ..., chunk_id: _Optional[str] = ..., score: _Optional[float] = ..., text: _Optional[str] = ...) -> None: ...
+    rerank_score: float
+    def __init__(self, collection: _Optional[str] = ..., document_id: _Optional[str] = ..., chunk_id: _Optional[str] = ..., score: _Optional[float] = ..., text: _Optional[str] = ..., rerank_score: _Optional[float] = ...) -> None: ...
 
 class ChatEvent(_message.Message):
     __slots__ = ("conversation_id", "citation", "delta", "done")

@@ -77,6 +77,24 @@ async function main(page) {
   step("apps", { transcript: (await page.textContent("#app-chat-transcript")).slice(0, 80) });
   await shot(page, "apps");
 
+  // Settings the form does not show (rerank) survive a save from it.
+  const appUrl = `${process.env.BASE_URL}/v1/apps/helpdesk`;
+  const auth = { authorization: `Bearer ${process.env.ADMIN_KEY}`, "content-type": "application/json" };
+  const patched = await fetch(`${appUrl}?update_mask=retrieval`, {
+    method: "PATCH", headers: auth,
+    body: JSON.stringify({ retrieval: { collections: ["collections/handbook"], rerank: true, rerankTopN: 7 } }),
+  });
+  if (!patched.ok) throw new Error(`PATCH app: ${patched.status} ${await patched.text()}`);
+  await page.reload(); // the page shows the app as changed
+  await page.click('#apps-table button[data-app="helpdesk"][data-action="edit"]');
+  await page.fill("#app-display-name", "Help desk");
+  await page.click("#app-save");
+  await page.waitForSelector("#app-saved");
+  const saved = await (await fetch(appUrl, { headers: auth })).json();
+  if (saved.displayName !== "Help desk" || !saved.retrieval.rerank || saved.retrieval.rerankTopN !== 7) {
+    throw new Error(`the console's save lost settings it does not show: ${JSON.stringify(saved)}`);
+  }
+
   // Tasks: submit one from the page; it runs (in-process worker) and lists as done.
   await open(page, "tasks");
   await page.click("summary >> text=Submit a task");

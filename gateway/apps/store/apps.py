@@ -125,9 +125,10 @@ def _app_row(app: App, created_ms: int, updated_ms: int) -> dict[str, Any]:
     return {
         "tenant": app.tenant, "id": app.id, "display_name": app.display_name,
         "model": app.model, "prompt_template": app.prompt_template,
-        "retrieval": json.dumps(
-            {"collections": list(r.collections), "k": r.k, "score_threshold": r.score_threshold}
-        ),
+        "retrieval": json.dumps({
+            "collections": list(r.collections), "k": r.k, "score_threshold": r.score_threshold,
+            "rerank": r.rerank, "rerank_top_n": r.rerank_top_n,
+        }),
         "params": json.dumps(dict(app.params), sort_keys=True),
         "created_ms": created_ms, "updated_ms": updated_ms,
     }  # fmt: skip
@@ -140,10 +141,15 @@ def _audited(row: dict[str, Any]) -> dict[str, Any]:
 
 def _app_from(row: dict[str, Any]) -> App:
     r = json.loads(row["retrieval"])
+    # Apps saved before rerank existed have no rerank keys: they do not rerank.
+    retrieval = Retrieval(
+        tuple(r["collections"]), r["k"], r["score_threshold"],
+        r.get("rerank", False), r.get("rerank_top_n", 0),
+    )  # fmt: skip
     return App(
         tenant=row["tenant"], id=row["id"], model=row["model"],
         display_name=row["display_name"], prompt_template=row["prompt_template"],
-        retrieval=Retrieval(tuple(r["collections"]), r["k"], r["score_threshold"]),
+        retrieval=retrieval,
         params=json.loads(row["params"]), created_ms=row["created_ms"],
         updated_ms=row["updated_ms"],
     )  # fmt: skip

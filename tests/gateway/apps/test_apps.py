@@ -4,8 +4,9 @@ and the audit trail of app changes."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -36,8 +37,10 @@ class KeywordRetriever:
     the Dataset layer (another tenant's collection is NotFound)."""
 
     async def search(
-        self, tenant: str, collections: Sequence[str], query: str, k: int, score_threshold: float
-    ) -> list[Passage]:
+        self, tenant: str, collections: Sequence[str], query: str, k: int, score_threshold: float,
+        *, mode: str = "", filter: Mapping[str, Any] | None = None,
+        rerank: bool = False, rerank_top_n: int = 0,
+    ) -> list[Passage]:  # fmt: skip
         words = {w.strip("?.,").lower() for w in query.split()}
         found = []
         for name in collections:
@@ -129,6 +132,38 @@ async def test_crud(stub: app_pb2_grpc.AppStub, acme: object) -> None:
     assert gone.code() is grpc.StatusCode.NOT_FOUND
 
 
+async def test_rerank_settings_are_stored_and_returned(
+    stub: app_pb2_grpc.AppStub, acme: object
+) -> None:
+    plain = await create(stub, acme, "plain")
+    assert (plain.retrieval.rerank, plain.retrieval.rerank_top_n) == (False, 0)
+    reranking = pb.Retrieval(collections=["collections/handbook"], k=2, rerank=True,
+                             rerank_top_n=1000)  # fmt: skip
+    created = await create(stub, acme, retrieval=reranking)
+    assert created.retrieval == reranking
+    got = await stub.GetApp(pb.GetAppRequest(name="apps/helpdesk"), metadata=acme)
+    assert got.retrieval == reranking
+    renamed = await stub.UpdateApp(
+        pb.UpdateAppRequest(app=pb.AppSpec(name="apps/helpdesk", display_name="Desk"),
+                            update_mask=["display_name"]),
+        metadata=acme,
+    )  # fmt: skip
+    assert renamed.retrieval == reranking  # a mask without retrieval keeps it
+    fewer = pb.Retrieval(collections=["collections/handbook"], k=2, rerank=True, rerank_top_n=0)
+    updated = await stub.UpdateApp(
+        pb.UpdateAppRequest(app=pb.AppSpec(name="apps/helpdesk", retrieval=fewer),
+                            update_mask=["retrieval"]),
+        metadata=acme,
+    )  # fmt: skip
+    assert (updated.retrieval.rerank, updated.retrieval.rerank_top_n) == (True, 0)
+    listed = await stub.ListApps(pb.ListAppsRequest(), metadata=acme)
+    assert [(a.name, a.retrieval.rerank) for a in listed.apps] == [
+        ("apps/helpdesk", True), ("apps/plain", False),
+    ]  # fmt: skip
+    off = await stub.UpdateApp(pb.UpdateAppRequest(app=spec(name="apps/helpdesk")), metadata=acme)
+    assert (off.retrieval.rerank, off.retrieval.rerank_top_n) == (False, 0)
+
+
 @pytest.mark.parametrize(
     ("fields", "field"),
     [
@@ -137,6 +172,8 @@ async def test_crud(stub: app_pb2_grpc.AppStub, acme: object) -> None:
         ({"model": "no-such-model"}, "app.model"),
         ({"retrieval": pb.Retrieval(collections=["handbook"])}, "app.retrieval.collections[0]"),
         ({"retrieval": pb.Retrieval(k=500)}, "app.retrieval.k"),
+        ({"retrieval": pb.Retrieval(rerank=True, rerank_top_n=-1)}, "app.retrieval.rerank_top_n"),
+        ({"retrieval": pb.Retrieval(rerank_top_n=1001)}, "app.retrieval.rerank_top_n"),
         ({"params": router_pb2.GenerationParams(temperature=3)}, "app.params.temperature"),
     ],
 )

@@ -5,6 +5,7 @@ fails these tests instead of skipping them)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
@@ -15,12 +16,12 @@ import asyncpg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Connection
+from sqlalchemy import Connection, update
 
 from gateway.apps import keys
 from gateway.apps.model import App, Retrieval, Tenant, Turn, UsageQuery, UsageRecord
 from gateway.apps.store import Store
-from gateway.apps.tables import metadata
+from gateway.apps.tables import apps, metadata
 from gateway.apps.usage import UsageRecorder
 from gateway.errors import AlreadyExists, InvalidArgument, NotFound
 from gateway.identity import Role
@@ -177,6 +178,19 @@ async def test_apps_are_scoped_by_tenant(store: Store) -> None:
         await store.apps.delete("gamma", "helpdesk", "tester")
     await store.apps.delete("acme", "helpdesk", "tester")
     assert (await store.apps.get("beta", "helpdesk")).tenant == "beta"
+
+
+async def test_rerank_settings_are_kept_and_apps_saved_before_them_do_not_rerank(
+    store: Store,
+) -> None:
+    reranking = Retrieval(("collections/docs",), 3, 0.0, rerank=True, rerank_top_n=200)
+    await store.apps.create(app(retrieval=reranking), "tester")
+    assert (await store.apps.get("acme", "helpdesk")).retrieval == reranking
+    old = json.dumps({"collections": ["collections/docs"], "k": 3, "score_threshold": 0.2})
+    async with store.engine.begin() as conn:
+        await conn.execute(update(apps).values(retrieval=old))
+    loaded = (await store.apps.get("acme", "helpdesk")).retrieval
+    assert loaded == Retrieval(("collections/docs",), 3, 0.2, rerank=False, rerank_top_n=0)
 
 
 async def test_conversations_keep_history_per_tenant_and_app(store: Store) -> None:

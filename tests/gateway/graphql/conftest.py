@@ -1,6 +1,7 @@
 """A gateway with auth, the App, Dataset and task layers on, and two tenants:
 acme owns a collection (the handbook), an app over it and a workflow; beta owns
-an app of its own."""
+an app of its own. Its Dataset layer has the tiny embedding model and the tiny
+hand-set cross-encoder, so searches can rerank."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from google.protobuf import struct_pb2
 
 from gateway.pb import app_pb2, app_pb2_grpc, dataset_pb2, dataset_pb2_grpc
 from gateway.server import Gateway
+from indexer.testmodel import build_tiny_cross_encoder
 from tests.conftest import MODELS, StartGateway
 from tests.gateway.apps.test_auth import bearer, new_key, secure_top
 
@@ -50,10 +52,20 @@ class Keys:
     beta_dev: str
 
 
+@pytest.fixture(scope="session")
+def cross_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_cross_encoder(tmp_path_factory.mktemp("cross-encoder"))
+
+
 @pytest.fixture
-async def gateway(start_gateway: StartGateway, tmp_path: Path, tiny_model: Path) -> Gateway:
+async def gateway(
+    start_gateway: StartGateway, tmp_path: Path, tiny_model: Path, cross_encoder: Path
+) -> Gateway:
     top = secure_top(tmp_path)
-    top["dataset"] = {"snapshot_interval_s": 0, "embedder": {"model_dir": str(tiny_model)}}
+    top["dataset"] = {
+        "snapshot_interval_s": 0, "embedder": {"model_dir": str(tiny_model)},
+        "reranker": {"kind": "onnx", "model_dir": str(cross_encoder), "threads": 1},
+    }  # fmt: skip
     top["tasks"] = {"backoff_base_s": 30}
     return await start_gateway(GRAPH_MODELS, top=top)
 

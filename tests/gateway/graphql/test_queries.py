@@ -1,6 +1,6 @@
 """Queries through /graphql against a real gateway: the dashboard question in
 one query (and one call per kind of data, however many apps), pagination over
-the RPCs' page tokens, collection search."""
+the RPCs' page tokens, collection search (reranked too)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import grpc
+import pytest
 from prometheus_client import REGISTRY
 
 from gateway.pb import app_pb2, app_pb2_grpc
@@ -187,3 +188,37 @@ async def test_a_collection_lists_its_documents_and_searches(gateway: Gateway, k
     reply = await query(gateway.http_port, SEARCH, both, keys.acme_user)
     assert codes(reply) == ["INVALID_ARGUMENT"]
     assert "filter[0]: give exactly one of eq, in, or range bounds" in reply["errors"][0]["message"]
+
+
+RERANKED = """
+query Reranked($rerank: Boolean!, $topN: Int!) {
+  collection(name: "collections/handbook") {
+    search(query: "paid vacation leave", k: 3, rerank: $rerank, rerankTopN: $topN) {
+      score rerankScore chunk { documentId }
+    }
+  }
+}
+"""
+
+
+async def test_a_search_with_rerank_returns_rerank_scores_best_first(
+    gateway: Gateway, keys: Keys
+) -> None:
+    plain = await query(gateway.http_port, RERANKED, {"rerank": False, "topN": 0}, keys.acme_user)
+    assert "errors" not in plain, plain
+    assert [h["rerankScore"] for h in plain["data"]["collection"]["search"]] == [None] * 3
+
+    reply = await query(gateway.http_port, RERANKED, {"rerank": True, "topN": 3}, keys.acme_user)
+    assert "errors" not in reply, reply
+    hits = reply["data"]["collection"]["search"]
+    scores = [h["rerankScore"] for h in hits]
+    assert len(hits) == 3 and all(isinstance(s, float) for s in scores)
+    assert scores == sorted(scores, reverse=True) and scores[0] > scores[-1]
+    assert hits[0]["chunk"]["documentId"] == "leave"  # it shares the query's words
+    unranked = plain["data"]["collection"]["search"]
+    retrieval = {h["chunk"]["documentId"]: h["score"] for h in unranked}
+    assert {h["chunk"]["documentId"]: h["score"] for h in hits} == pytest.approx(retrieval)
+
+    bad = await query(gateway.http_port, RERANKED, {"rerank": True, "topN": 1001}, keys.acme_user)
+    assert codes(bad) == ["INVALID_ARGUMENT"], bad
+    assert "rerank_top_n" in bad["errors"][0]["message"]

@@ -88,9 +88,12 @@ function Editor({ app, models, collections, onSaved, onClose }) {
     const params = { ...((app && app.params) || {}) }; // keeps params this form does not show
     if (fieldNumber(f.temperature) === undefined) delete params.temperature;
     else params.temperature = fieldNumber(f.temperature);
-    const retrieval = { collections: f.collections };
-    if (fieldNumber(f.k) !== undefined) retrieval.k = fieldNumber(f.k);
-    if (fieldNumber(f.scoreThreshold) !== undefined) retrieval.scoreThreshold = fieldNumber(f.scoreThreshold);
+    // Keeps the retrieval settings this form does not show (rerank, rerankTopN).
+    const retrieval = { ...((app && app.retrieval) || {}), collections: f.collections };
+    for (const name of ["k", "scoreThreshold"]) {
+      if (fieldNumber(f[name]) === undefined) delete retrieval[name];
+      else retrieval[name] = fieldNumber(f[name]);
+    }
     const body = { displayName: f.displayName, model: f.model, promptTemplate: f.promptTemplate, retrieval, params };
     try {
       const done = editing
