@@ -28,7 +28,11 @@ def build_provider(deployment: DeploymentConfig) -> Provider:
         from adapters.onnx import OnnxProvider
 
         return OnnxProvider(deployment.model, deployment.options)
+    if deployment.provider == "cohere":
+        from adapters.rerank_http import RerankHttpProvider
+
+        return RerankHttpProvider(deployment.model, deployment.options)
     raise ValueError(
         f"deployment {deployment.name!r}: provider {deployment.provider!r} is not available "
-        "(available: mock, openai, anthropic, triton, onnx)"
+        "(available: mock, openai, anthropic, triton, onnx, cohere)"
     )

@@ -1,4 +1,4 @@
-"""What the HTTP adapters (openai, anthropic) share: vendor errors -> router
+"""What the HTTP adapters (openai, anthropic, rerank_http) share: vendor errors -> router
 errors (once, here), Retry-After, deadlines, API keys, extra parameters and
 the upstream call's trace span.
 
@@ -111,13 +111,31 @@ def translate(exc: BaseException, sdk: SdkErrors, vendor: str, *, started: bool)
         message = getattr(exc, "message", str(exc))
         kind = kind_for_status(status) if status >= 300 else _in_stream(exc)
         return status_error(vendor, status, headers, message, kind)
-    if isinstance(exc, sdk.timeout | httpx2.TimeoutException):
-        return ProviderError(ErrorKind.TIMEOUT, f"{vendor}: no answer before the deadline")
-    if isinstance(exc, sdk.connection | httpx2.TransportError):
-        kind = ErrorKind.INTERRUPTED if started else ErrorKind.UNAVAILABLE
-        cause = exc.__cause__ or exc
-        return ProviderError(kind, f"{vendor}: connection failed: {type(cause).__name__}: {cause}")
+    if isinstance(exc, sdk.timeout):
+        return _timed_out(vendor)
+    if isinstance(exc, sdk.connection):
+        return _connection_failed(exc, vendor, started)
+    return transport_error(exc, vendor, started=started)
+
+
+def transport_error(exc: BaseException, vendor: str, *, started: bool) -> ProviderError:
+    """The router error for an httpx2 exception, for adapters that speak HTTP
+    without a vendor SDK."""
+    if isinstance(exc, httpx2.TimeoutException):
+        return _timed_out(vendor)
+    if isinstance(exc, httpx2.TransportError):
+        return _connection_failed(exc, vendor, started)
     return ProviderError(ErrorKind.UPSTREAM_5XX, f"{vendor}: {type(exc).__name__}: {exc}")
+
+
+def _timed_out(vendor: str) -> ProviderError:
+    return ProviderError(ErrorKind.TIMEOUT, f"{vendor}: no answer before the deadline")
+
+
+def _connection_failed(exc: BaseException, vendor: str, started: bool) -> ProviderError:
+    kind = ErrorKind.INTERRUPTED if started else ErrorKind.UNAVAILABLE
+    cause = exc.__cause__ or exc
+    return ProviderError(kind, f"{vendor}: connection failed: {type(cause).__name__}: {cause}")
 
 
 def status_error(
@@ -138,11 +156,15 @@ def status_error(
 
 def error_message(body: bytes) -> str:
     """The message of an error answer: `error.message` of a JSON body (OpenAI's
-    and Anthropic's shape), else the start of the text."""
+    and Anthropic's shape), a top-level `message` (Cohere's) or `detail`
+    (Jina's, FastAPI's), else the start of the text."""
     try:
-        error = json.loads(body).get("error")
-        message = error.get("message") if isinstance(error, dict) else None
-        if isinstance(message, str):
+        answer = json.loads(body)
+        error = answer.get("error")
+        found = [error.get("message")] if isinstance(error, dict) else []
+        found += [answer.get("message"), answer.get("detail")]
+        message = next((m for m in found if isinstance(m, str)), None)
+        if message is not None:
             return message
     except (ValueError, AttributeError):
         pass

@@ -40,6 +40,7 @@ from adapters import _http
 from adapters._options import parse_options
 from router.config import Frozen
 from router.errors import ErrorKind, ProviderError
+from router.provider import Provider
 from router.types import (
     STARTED,
     Chunk,
@@ -81,7 +82,7 @@ class AnthropicSettings(Frozen):
     max_connections: int = Field(default=256, ge=1)
 
 
-class AnthropicProvider:
+class AnthropicProvider(Provider):
     """One deployment on the Anthropic Messages API (or a compatible server)."""
 
     def __init__(self, model: str, options: Mapping[str, Any] | None = None) -> None:

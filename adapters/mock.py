@@ -6,7 +6,7 @@ name, which may carry presets and query-style settings:
     model: echo                          # answer with the last user message's words
     model: slow                          # 1 s before the first token
     model: error                         # every call fails (upstream_5xx)
-    model: flaky                         # half the calls fail
+    model: flaky                         # half the calls fail (generate, stream, rerank)
     model: echo?tokens=20&tokens_per_second=50&fail_after_tokens=5
 
 Settings: latency_ms (before the first token), tokens_per_second (0: as fast as
@@ -33,7 +33,17 @@ from urllib.parse import parse_qsl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from router.errors import ErrorKind, ProviderError
-from router.types import Chunk, Embeddings, Message, Request, Response, Usage
+from router.provider import Provider
+from router.types import (
+    Chunk,
+    Embeddings,
+    Message,
+    Ranking,
+    Request,
+    Response,
+    Usage,
+    ranked,
+)
 
 _PRESETS: dict[str, dict[str, Any]] = {
     "echo": {},
@@ -76,7 +86,7 @@ class MockSettings(BaseModel):
             raise ValueError(f"mock: {problems}") from None
 
 
-class MockProvider:
+class MockProvider(Provider):
     """Answers with the last user message's words, paced and failing as configured."""
 
     def __init__(self, model: str, options: Mapping[str, Any] | None = None) -> None:
@@ -160,6 +170,22 @@ class MockProvider:
     async def embed(self, texts: Sequence[str]) -> Embeddings:
         vectors = [_vector(t, self.settings.dimensions) for t in texts]
         return Embeddings(vectors, Usage(sum(len(t.split()) for t in texts), 0))
+
+    async def rerank(
+        self, query: str, documents: Sequence[str], top_n: int, deadline: float | None
+    ) -> Ranking:
+        """Scores each document by the share of the query's words it holds
+        (case-folded): deterministic, so tests can assert orderings. Paced and
+        failing as configured, like generate."""
+        self.calls += 1
+        self._check_open()
+        await _sleep(self.settings.latency_ms / 1000.0, deadline)
+        self._maybe_fail()
+        words = set(query.lower().split())
+        share = 1 / max(len(words), 1)
+        scores = [len(words & set(d.lower().split())) * share for d in documents]
+        tokens = len(query.split()) * len(documents) + sum(len(d.split()) for d in documents)
+        return Ranking(ranked(scores, top_n), Usage(tokens, 0))
 
     async def probe(self) -> None:
         if self.settings.error_rate >= 1.0:

@@ -41,6 +41,7 @@ from adapters._options import parse_options
 from router import spans
 from router.config import Frozen
 from router.errors import ErrorKind, ProviderError
+from router.provider import Provider
 from router.types import (
     STARTED,
     Chunk,
@@ -70,7 +71,7 @@ class OpenAISettings(Frozen):
     max_connections: int = Field(default=256, ge=1)
 
 
-class OpenAIProvider:
+class OpenAIProvider(Provider):
     """One deployment on an OpenAI-compatible upstream."""
 
     def __init__(self, model: str, options: Mapping[str, Any] | None = None) -> None:

@@ -11,6 +11,9 @@ Two kinds of model, chosen by the deployment's `task`:
   response (`stream: false`) on the same RPC, as decoupled models require.
 - embed: an encoder model served by `ModelInfer`: BYTES `text` [N] in,
   FP32 `embedding` [N, D] out (names configurable).
+- rerank: a cross-encoder served by `ModelInfer`: BYTES `query` [N] (the
+  query, once per document) and `text` [N] (the documents) in, FP32 `score`
+  [N] or [N, 1] out, one relevance score per pair (names configurable).
 
 Tools, response_format and images have no tensor in these models: requests
 that use them fail with BAD_REQUEST naming the field, rather than silently
@@ -20,11 +23,13 @@ metadata, which must declare the input the task needs.
 Deployment options:
 
     url: triton:8001              # required
-    task: generate                # or embed
+    task: generate                # or embed, or rerank
     prompt_template: chatml       # or plain ("role: text" lines)
     params: {top_k: 40}           # extra sampling_parameters; request fields win
-    input_name: text              # embed: the BYTES input
+    input_name: text              # embed, rerank: the BYTES texts input
     output_name: embedding        # embed: the FP32 output
+    query_name: query             # rerank: the BYTES query input
+    score_name: score             # rerank: the FP32 score output
     timeout_s: 60                 # embed() and probe(), which carry no deadline
     report_usage: true            # ask for finish_reason and token counts; false for
                                   # models without the return_* inputs (older backends)
@@ -49,7 +54,8 @@ from adapters._options import parse_options
 from router import spans
 from router.config import Frozen
 from router.errors import ErrorKind, ProviderError
-from router.types import Chunk, Embeddings, Message, Request, Response, Usage
+from router.provider import Provider
+from router.types import Chunk, Embeddings, Message, Ranking, Request, Response, Usage, ranked
 
 VENDOR = "triton"
 _SERVICE = "inference.GRPCInferenceService"  # KServe v2, as tritonclient speaks it
@@ -72,16 +78,18 @@ _USAGE_INPUTS = ("return_finish_reason", "return_num_input_tokens", "return_num_
 
 class TritonSettings(Frozen):
     url: str = Field(min_length=1)
-    task: Literal["generate", "embed"] = "generate"
+    task: Literal["generate", "embed", "rerank"] = "generate"
     prompt_template: Literal["chatml", "plain"] = "chatml"
     params: dict[str, Any] = Field(default_factory=dict)
     input_name: str = "text"
     output_name: str = "embedding"
+    query_name: str = "query"
+    score_name: str = "score"
     timeout_s: float = Field(default=60.0, gt=0)
     report_usage: bool = True
 
 
-class TritonProvider:
+class TritonProvider(Provider):
     """One model on a Triton server; one gRPC channel per deployment."""
 
     def __init__(self, model: str, options: Mapping[str, Any] | None = None) -> None:
@@ -102,7 +110,8 @@ class TritonProvider:
     def _infer_request(self, request: Request, *, stream: bool) -> dict[str, Any]:
         if self.settings.task != "generate":
             raise ProviderError(
-                ErrorKind.BAD_REQUEST, f"triton model {self.model!r} serves embeddings only"
+                ErrorKind.BAD_REQUEST,
+                f"triton model {self.model!r} serves {self.settings.task} only",
             )
         params = request.params
         for field, used in (
@@ -208,17 +217,43 @@ class TritonProvider:
             raise ProviderError(
                 ErrorKind.BAD_REQUEST, f"triton model {self.model!r} is not an embedding model"
             )
-        data = np.array([t.encode() for t in texts], dtype=np.object_)
-        tensor = triton.InferInput(self.settings.input_name, [len(texts)], "BYTES")
-        tensor.set_data_from_numpy(data)
+        vectors = await self._infer([(self.settings.input_name, texts)], self.settings.output_name)
+        if vectors is None or vectors.shape[0] != len(texts):
+            raise ProviderError(ErrorKind.UPSTREAM_5XX, "triton: embedding count mismatch")
+        return Embeddings(vectors.astype(np.float64).tolist(), Usage())
+
+    async def rerank(
+        self, query: str, documents: Sequence[str], top_n: int, deadline: float | None
+    ) -> Ranking:
+        """One ModelInfer call scoring every (query, document) pair, within
+        `timeout_s`: the query repeated in `query_name`, the documents in
+        `input_name`, one FP32 score each out of `score_name`."""
+        if self.settings.task != "rerank":
+            raise ProviderError(
+                ErrorKind.UNIMPLEMENTED, f"triton model {self.model!r} is not a reranker model"
+            )
+        pairs = [(self.settings.query_name, [query] * len(documents)),
+                 (self.settings.input_name, documents)]  # fmt: skip
+        scores = await self._infer(pairs, self.settings.score_name)
+        if scores is None or scores.size != len(documents):
+            raise ProviderError(ErrorKind.UPSTREAM_5XX, "triton: one score per document expected")
+        return Ranking(ranked(scores.reshape(-1).tolist(), top_n), Usage())
+
+    async def _infer(self, inputs: Sequence[tuple[str, Sequence[str]]], output: str) -> Any:
+        """One ModelInfer call with BYTES [N] inputs; the output's array (or None)."""
+        tensors = []
+        for name, texts in inputs:
+            tensor = triton.InferInput(name, [len(texts)], "BYTES")
+            tensor.set_data_from_numpy(np.array([t.encode() for t in texts], dtype=np.object_))
+            tensors.append(tensor)
         headers: dict[str, str] = {}
         span = spans.start_upstream(self._infer_span, headers)
         code = "OK"
         try:
             result = await self._client.infer(
                 self.model,
-                [tensor],
-                outputs=[triton.InferRequestedOutput(self.settings.output_name)],
+                tensors,
+                outputs=[triton.InferRequestedOutput(output)],
                 client_timeout=self.settings.timeout_s,
                 headers=headers or None,
             )
@@ -230,10 +265,7 @@ class TritonProvider:
             raise
         finally:
             _ended(span, code)
-        vectors = result.as_numpy(self.settings.output_name)
-        if vectors is None or vectors.shape[0] != len(texts):
-            raise ProviderError(ErrorKind.UPSTREAM_5XX, "triton: embedding count mismatch")
-        return Embeddings(vectors.astype(np.float64).tolist(), Usage())
+        return result.as_numpy(output)
 
     async def probe(self) -> None:
         """ServerLive, then ModelReady, then (first time) the model's metadata."""

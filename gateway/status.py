@@ -33,6 +33,7 @@ _KIND_CODES = {
     ErrorKind.UPSTREAM_5XX: grpc.StatusCode.UNAVAILABLE,
     ErrorKind.INTERRUPTED: grpc.StatusCode.UNAVAILABLE,
     ErrorKind.CANCELLED: grpc.StatusCode.CANCELLED,
+    ErrorKind.UNIMPLEMENTED: grpc.StatusCode.UNIMPLEMENTED,
 }
 
 

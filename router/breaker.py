@@ -20,7 +20,7 @@ from router.config import BreakerConfig
 from router.errors import ErrorKind
 
 # The caller's mistakes, not the upstream's: they say nothing about its health.
-_NOT_COUNTED = frozenset({ErrorKind.BAD_REQUEST, ErrorKind.CANCELLED})
+_NOT_COUNTED = frozenset({ErrorKind.BAD_REQUEST, ErrorKind.CANCELLED, ErrorKind.UNIMPLEMENTED})
 _NEVER = -(1 << 62)
 
 

@@ -16,6 +16,9 @@ class ErrorKind(StrEnum):
     UPSTREAM_5XX = "upstream_5xx"
     INTERRUPTED = "interrupted"  # the upstream stream broke after it started
     CANCELLED = "cancelled"
+    # The deployment's backend cannot do this kind of call at all (rerank on a
+    # chat API): another deployment may, the same one never will.
+    UNIMPLEMENTED = "unimplemented"
 
 
 class RouterError(Exception):

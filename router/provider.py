@@ -1,11 +1,15 @@
-"""The interface every backend in adapters/ implements."""
+"""The interface every backend in adapters/ implements.
+
+Adapters subclass `Provider` explicitly, so that a capability most backends
+lack (rerank) has one default here, not a copy in each adapter."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Sequence
 from typing import Any, Protocol
 
-from router.types import Chunk, Embeddings, Request, Response
+from router.errors import ErrorKind, ProviderError
+from router.types import Chunk, Embeddings, Ranking, Request, Response
 
 
 class Provider(Protocol):
@@ -26,6 +30,17 @@ class Provider(Protocol):
         ...
 
     async def embed(self, texts: Sequence[str]) -> Embeddings: ...
+
+    async def rerank(
+        self, query: str, documents: Sequence[str], top_n: int, deadline: float | None
+    ) -> Ranking:
+        """The `top_n` documents (0: all) most relevant to `query`, best first,
+        each with its index in `documents` and its score. Idempotent. The
+        default (a backend with no reranker) raises ProviderError(UNIMPLEMENTED),
+        which the router answers by trying the alias's other deployments."""
+        raise ProviderError(
+            ErrorKind.UNIMPLEMENTED, f"{type(self).__name__} has no rerank: use a reranker model"
+        )
 
     async def probe(self) -> None:
         """A cheap health call; raises ProviderError when the upstream is unhealthy."""

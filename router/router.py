@@ -12,8 +12,9 @@ import asyncio
 import os
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 from router import spans
 from router.cache import CachedAnswer
@@ -26,12 +27,13 @@ from router.provider import Provider
 from router.request_cache import NOT_CACHED, CacheHit, Lookup, RequestCache, fingerprint
 from router.state import DeploymentState
 from router.stream import RoutedStream, answer
-from router.types import Embeddings, Request, Response
-from router.validate import validate
+from router.types import Embeddings, Ranking, Request, Response
+from router.validate import validate, validate_rerank
 from router.walk import WalkContext, first_success, log_debug, log_plan
 from router.watchdog import Watchdogs
 
 _OVER = "estimated cost $"  # router/plan.py's reason for a deployment above the ceiling
+T = TypeVar("T")
 ProviderFactory = Callable[[DeploymentConfig], Provider]
 Clock = Callable[[], float]
 
@@ -47,6 +49,12 @@ class Routed:
 @dataclass(frozen=True, slots=True)
 class RoutedEmbeddings:
     embeddings: Embeddings
+    deployment: str
+
+
+@dataclass(frozen=True, slots=True)
+class RoutedRanking:
+    ranking: Ranking
     deployment: str
 
 
@@ -288,20 +296,38 @@ class Router:
             raise InvalidRequest("model", "is required")
         if not texts:
             raise InvalidRequest("inputs", "must not be empty")
+        deployment, result = await self._walk(model, deadline, lambda d: d.provider.embed(texts))
+        return RoutedEmbeddings(result, deployment.name)
+
+    async def rerank(
+        self,
+        model: str,
+        query: str,
+        documents: Sequence[str],
+        top_n: int = 0,
+        deadline: float | None = None,
+    ) -> RoutedRanking:
+        """The `top_n` documents (0: all) most relevant to `query`, best first,
+        from the first of the alias's deployments that can rerank (one that
+        answers UNIMPLEMENTED is passed over, and not counted against its
+        breaker). Retries, fallbacks and the deadline as for `embed`."""
+        validate_rerank(model, query, documents, top_n)
+        deployment, result = await self._walk(
+            model, deadline, lambda d: d.provider.rerank(query, documents, top_n, deadline)
+        )
+        return RoutedRanking(result, deployment.name)
+
+    async def _walk(
+        self, model: str, deadline: float | None, call: Callable[[Deployment], Awaitable[T]]
+    ) -> tuple[Deployment, T]:
+        """A unary call that is not a chat (no cache, no token pacing) through
+        the alias's plan."""
         plan = self.plan(Request(model, ()), stream=False)
         self.enter()
         try:
-            deployment, result = await first_success(
-                self.walk_context,
-                plan,
-                deadline,
-                "",
-                lambda d: d.provider.embed(texts),
-                lambda _: 0,
-            )
+            return await first_success(self.walk_context, plan, deadline, "", call, lambda _: 0)
         finally:
             self.leave()
-        return RoutedEmbeddings(result, deployment.name)
 
     async def probe(self, limit_s: float) -> None:
         """Run every deployment's probe() once, concurrently; record the verdicts."""

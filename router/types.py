@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,3 +120,25 @@ class Response:
 class Embeddings:
     vectors: list[list[float]]
     usage: Usage
+
+
+@dataclass(frozen=True, slots=True)
+class Ranked:
+    index: int  # into the documents as given
+    score: float  # higher is more relevant; comparable within one model only
+
+
+@dataclass(frozen=True, slots=True)
+class Ranking:
+    """A rerank's answer: the best documents first, at most `top_n` of them."""
+
+    results: list[Ranked]
+    usage: Usage  # input_tokens where the upstream counts tokens
+    search_units: int = 0  # where it bills by search unit (Cohere) instead
+
+
+def ranked(scores: Sequence[float], top_n: int) -> list[Ranked]:
+    """The `top_n` best of one score per document (0: all), best first; ties
+    keep the documents' order."""
+    order = sorted(range(len(scores)), key=lambda i: -scores[i])
+    return [Ranked(i, float(scores[i])) for i in order[: top_n or None]]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from router.errors import InvalidRequest
 from router.types import ROLES, Message, Params, Request
@@ -12,6 +13,7 @@ from router.types import ROLES, Message, Params, Request
 MAX_TOKENS_LIMIT = 1 << 20
 RESPONSE_FORMATS = frozenset({"text", "json_object", "json_schema"})
 TOOL_CHOICES = frozenset({"", "auto", "none", "required"})
+MAX_RERANK_DOCUMENTS = 1000  # Cohere's own limit per call
 _TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
@@ -23,6 +25,21 @@ def validate(request: Request) -> None:
     for i, message in enumerate(request.messages):
         _message(message, f"messages[{i}]")
     _params(request.params)
+
+
+def validate_rerank(model: str, query: str, documents: Sequence[str], top_n: int) -> None:
+    if not model:
+        raise InvalidRequest("model", "is required")
+    if not query.strip():
+        raise InvalidRequest("query", "must not be empty")
+    if not 1 <= len(documents) <= MAX_RERANK_DOCUMENTS:
+        raise InvalidRequest(
+            "documents", f"must hold 1 to {MAX_RERANK_DOCUMENTS} texts, got {len(documents)}"
+        )
+    if not 0 <= top_n <= len(documents):
+        raise InvalidRequest(
+            "top_n", f"must be in [0, {len(documents)}] (the number of documents), got {top_n}"
+        )
 
 
 def _message(message: Message, where: str) -> None:

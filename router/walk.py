@@ -95,6 +95,9 @@ class Walk:
         self._next = 0
         self.attempts: list[tuple[str, ProviderError]] = []
         self._skipped = {d.name: why for d, why in plan.skipped}
+        # Answered UNIMPLEMENTED: never asked again (by identity: a fallback
+        # alias may have a deployment of the same name).
+        self._unable: set[int] = set()
         self._retryable = True
         self.span = spans.NO_SPAN  # the current attempt's (tracing on)
 
@@ -123,12 +126,14 @@ class Walk:
             if self._next == len(plan.candidates):
                 self._round += 1
                 self._next = 0
-                if self._round > plan.retry.retries or not plan.candidates:
+                if self._round > plan.retry.retries or len(self._unable) == len(plan.candidates):
                     return None
                 if not await self._pause():
                     return None
             deployment = plan.candidates[self._next]
             self._next += 1
+            if id(deployment) in self._unable:
+                continue
             if self._deadline is not None and clock() >= self._deadline:
                 return None
             why = deployment.state.skip_reason()
@@ -170,7 +175,11 @@ class Walk:
             and self._deadline is not None
             and self._context.clock() >= self._deadline
         )
-        if caller_gave_up:  # the caller's short deadline says nothing of the upstream
+        if error.kind is ErrorKind.UNIMPLEMENTED:
+            self._unable.add(id(deployment))
+        if caller_gave_up or error.kind is ErrorKind.UNIMPLEMENTED:
+            # The caller's short deadline, or a call the backend cannot serve at
+            # all, says nothing of the upstream's health.
             self.released(deployment)
         else:
             deployment.state.failed(error, self.ticket)

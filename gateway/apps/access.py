@@ -53,7 +53,8 @@ log = logging.getLogger("infergate")
 
 Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]]
 COST_HEADER = "x-infergate-cost"
-_EMBED = "/infergate.v1.Router/Embed"
+# Priced at the deployment's embedding rate: input tokens only, no output.
+_EMBEDDING_RATE = frozenset({"/infergate.v1.Router/Embed", "/infergate.v1.Router/Rerank"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,7 +225,7 @@ class _Meter:
                 price = access.prices().price(call.model, call.deployment)
                 cost = price.cost(
                     call.input_tokens, call.output_tokens, call.cached_input_tokens,
-                    self.method == _EMBED,
+                    self.method in _EMBEDDING_RATE,
                 )  # fmt: skip
             self.cost = cost
         return self.cost

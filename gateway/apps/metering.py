@@ -20,6 +20,7 @@ TOKEN_METHODS = frozenset(
         "/infergate.v1.Router/Generate",
         "/infergate.v1.Router/GenerateStream",
         "/infergate.v1.Router/Embed",
+        "/infergate.v1.Router/Rerank",
         "/infergate.v1.App/Chat",
         "/infergate.v1.App/Completion",
     }
@@ -41,13 +42,19 @@ def estimate_split(request: Any, output_default: int) -> tuple[int, int]:
         return chars // _CHARS_PER_TOKEN + 1, out or output_default
     if isinstance(request, router_pb2.EmbedRequest):
         return sum(len(t) for t in request.inputs) // _CHARS_PER_TOKEN + 1, 0
+    if isinstance(request, router_pb2.RerankRequest):  # a cross-encoder reads the query per doc
+        documents = request.documents
+        chars = len(request.query) * len(documents) + sum(len(d) for d in documents)
+        return chars // _CHARS_PER_TOKEN + 1, 0
     if isinstance(request, app_pb2.ChatRequest):
         return len(request.query) // _CHARS_PER_TOKEN + 1, output_default
     return 0, 0
 
 
 def observe_request(call: Call, request: Any) -> None:
-    if isinstance(request, router_pb2.GenerateRequest | router_pb2.EmbedRequest):
+    if isinstance(
+        request, router_pb2.GenerateRequest | router_pb2.EmbedRequest | router_pb2.RerankRequest
+    ):
         call.model = request.model
     elif isinstance(request, app_pb2.ChatRequest):
         call.app = request.app.removeprefix("apps/")
@@ -75,6 +82,10 @@ def observe_response(call: Call, message: Any) -> None:
     elif kind is router_pb2.EmbedResponse:
         call.deployment = message.deployment
         _take(call, message.usage)
+    elif kind is router_pb2.RerankResponse:
+        call.deployment = message.deployment
+        if message.usage.input_tokens:  # an upstream billing search units counts no tokens
+            _take(call, message.usage)
 
 
 def usage_of(message: Any) -> router_pb2.Usage | None:
@@ -89,7 +100,7 @@ def usage_of(message: Any) -> router_pb2.Usage | None:
 
 _WITH_USAGE = (
     router_pb2.GenerateChunk, router_pb2.GenerateResponse, router_pb2.EmbedResponse,
-    app_pb2.CompletionResponse,
+    router_pb2.RerankResponse, app_pb2.CompletionResponse,
 )  # fmt: skip
 
 

@@ -8,7 +8,7 @@ from gateway.identity import Role
 _U, _D, _A = Role.USER, Role.DEVELOPER, Role.ADMIN
 _BY_SERVICE: dict[str, dict[str, Role]] = {
     "infergate.v1.Router": {
-        "Generate": _U, "GenerateStream": _U, "Embed": _U, "ListModels": _U,
+        "Generate": _U, "GenerateStream": _U, "Embed": _U, "Rerank": _U, "ListModels": _U,
         # Operational detail (deployments, upstream bodies, last errors).
         "GetModelHealth": _D, "Route": _D,
     },

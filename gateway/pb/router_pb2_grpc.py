@@ -49,6 +49,11 @@ class RouterStub:
                 request_serializer=infergate_dot_v1_dot_router__pb2.EmbedRequest.SerializeToString,
                 response_deserializer=infergate_dot_v1_dot_router__pb2.EmbedResponse.FromString,
                 _registered_method=True)
+        self.Rerank = channel.unary_unary(
+                '/infergate.v1.Router/Rerank',
+                request_serializer=infergate_dot_v1_dot_router__pb2.RerankRequest.SerializeToString,
+                response_deserializer=infergate_dot_v1_dot_router__pb2.RerankResponse.FromString,
+                _registered_method=True)
         self.ListModels = channel.unary_unary(
                 '/infergate.v1.Router/ListModels',
                 request_serializer=infergate_dot_v1_dot_router__pb2.ListModelsRequest.SerializeToString,
@@ -86,6 +91,15 @@ class RouterServicer:
 
     def Embed(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Rerank(self, request, context):
+        """Orders documents by their relevance to a query, with a reranker model
+        (a cross-encoder). `POST /v1/rerank` itself is the Cohere/Jina-compatible
+        route, as `GET /v1/models` is OpenAI's.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -129,6 +143,11 @@ def add_RouterServicer_to_server(servicer, server):
                     servicer.Embed,
                     request_deserializer=infergate_dot_v1_dot_router__pb2.EmbedRequest.FromString,
                     response_serializer=infergate_dot_v1_dot_router__pb2.EmbedResponse.SerializeToString,
+            ),
+            'Rerank': grpc.unary_unary_rpc_method_handler(
+                    servicer.Rerank,
+                    request_deserializer=infergate_dot_v1_dot_router__pb2.RerankRequest.FromString,
+                    response_serializer=infergate_dot_v1_dot_router__pb2.RerankResponse.SerializeToString,
             ),
             'ListModels': grpc.unary_unary_rpc_method_handler(
                     servicer.ListModels,
@@ -227,6 +246,33 @@ class Router:
             '/infergate.v1.Router/Embed',
             infergate_dot_v1_dot_router__pb2.EmbedRequest.SerializeToString,
             infergate_dot_v1_dot_router__pb2.EmbedResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Rerank(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/infergate.v1.Router/Rerank',
+            infergate_dot_v1_dot_router__pb2.RerankRequest.SerializeToString,
+            infergate_dot_v1_dot_router__pb2.RerankResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import console
 from gateway.graphql.app import routes as graphql_routes
-from gateway.rest import anthropic, openai
+from gateway.rest import anthropic, openai, rerank
 from gateway.rest.call import CallError
 from gateway.rest.methods import HEALTH_CHECK
 from gateway.rest.openapi import openapi_document
@@ -94,6 +94,7 @@ def build_app(shim: Shim) -> ASGIApp:
             Route("/openapi.json", openapi_json, methods=["GET"]),
             *openai.routes(),
             *anthropic.routes(),
+            *rerank.routes(),
             WebSocketRoute("/v1/ws/generate", generate_socket),
             *(console.routes() if shim.config.console else []),
             *graphql_routes(shim, shim.config.graphql, shim.config.max_body_bytes),

@@ -24,6 +24,7 @@ _ROUTER = router_pb2.DESCRIPTOR.services_by_name["Router"]
 GENERATE = _ROUTER.methods_by_name["Generate"]
 GENERATE_STREAM = _ROUTER.methods_by_name["GenerateStream"]
 EMBED = _ROUTER.methods_by_name["Embed"]
+RERANK = _ROUTER.methods_by_name["Rerank"]
 LIST_MODELS = _ROUTER.methods_by_name["ListModels"]
 HEALTH_CHECK = health_pb2.DESCRIPTOR.services_by_name["Health"].methods_by_name["Check"]
 

@@ -144,6 +144,22 @@ class RouterService(router_pb2_grpc.RouterServicer):
             ),
         )
 
+    async def Rerank(
+        self, request: pb.RerankRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RerankResponse:
+        try:
+            routed = await self._live.router.rerank(
+                request.model,
+                request.query,
+                list(request.documents),
+                request.top_n,
+                deadline(context),
+            )
+        except RouterError as exc:
+            await abort(context, exc)
+        texts = request.documents if request.return_documents else None
+        return wire.ranking_to_pb(request.model, routed.deployment, routed.ranking, texts)
+
     async def ListModels(
         self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListModelsResponse:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 
 from google.protobuf import json_format, struct_pb2
@@ -16,6 +16,7 @@ from router.types import (
     ContentPart,
     Message,
     Params,
+    Ranking,
     Request,
     Response,
     ResponseFormat,
@@ -25,6 +26,27 @@ from router.types import (
 )
 
 _NO_METADATA: Mapping[str, str] = MappingProxyType({})
+
+
+def ranking_to_pb(
+    model: str, deployment: str, ranking: Ranking, texts: Sequence[str] | None
+) -> pb.RerankResponse:
+    """`texts` (the request's documents) fill each result's `document`; None: not asked."""
+    usage = ranking.usage
+    return pb.RerankResponse(
+        model=model,
+        deployment=deployment,
+        results=[
+            pb.RerankResult(
+                index=r.index,
+                relevance_score=r.score,
+                document=texts[r.index] if texts is not None else "",
+            )
+            for r in ranking.results
+        ],
+        usage=pb.Usage(input_tokens=usage.input_tokens, total_tokens=usage.total_tokens),
+        search_units=ranking.search_units,
+    )
 
 
 def request_from_pb(

@@ -77,3 +77,66 @@ async def test_router_embed_over_grpc(start_gateway: StartGateway, tiny_model: P
             await stub.Generate(pb.GenerateRequest(model="tiny", messages=[hello]), timeout=10)
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "embedding-only" in (caught.value.details() or "")
+
+
+@pytest.fixture(scope="module")
+def cross_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from indexer.testmodel import build_tiny_cross_encoder
+
+    return build_tiny_cross_encoder(tmp_path_factory.mktemp("tiny-cross-encoder"))
+
+
+DOCS = ["the weather is cold", "dogs chase cats", "cats chase mice"]
+
+
+async def test_rerank_with_the_cross_encoder_orders_by_overlap(cross_encoder: Path) -> None:
+    from indexer.rerank import OnnxCrossEncoder
+
+    provider = OnnxProvider("tiny-rerank", {"cross_encoder_dir": str(cross_encoder), "threads": 1})
+    ranking = await provider.rerank("cats chase mice", DOCS, 2, None)
+    assert [r.index for r in ranking.results] == [2, 1]
+    reference = OnnxCrossEncoder(cross_encoder, threads=1)  # the same model, read directly
+    scores = await reference.score("cats chase mice", DOCS)
+    assert [r.score for r in ranking.results] == pytest.approx([scores[2], scores[1]], abs=1e-5)
+    await reference.aclose()
+    await provider.probe()
+    with pytest.raises(ProviderError) as refused:  # no model_dir: no embeddings
+        await provider.embed(["x"])
+    assert refused.value.kind is ErrorKind.UNIMPLEMENTED
+    assert "model_dir" in str(refused.value)
+    await provider.aclose()
+
+
+async def test_an_embedding_deployment_answers_rerank_unimplemented(tiny_model: Path) -> None:
+    provider = OnnxProvider("tiny", {"model_dir": str(tiny_model)})
+    with pytest.raises(ProviderError) as refused:
+        await provider.rerank("q", ["x"], 0, None)
+    assert refused.value.kind is ErrorKind.UNIMPLEMENTED
+    assert "cross_encoder_dir" in str(refused.value)
+    await provider.aclose()
+
+
+def test_a_missing_cross_encoder_is_a_config_error(tmp_path: Path) -> None:
+    options = {"cross_encoder_dir": str(tmp_path)}
+    with pytest.raises(ValueError, match=r"options\.cross_encoder_dir.*no cross-encoder model"):
+        build_provider(DeploymentConfig(name="r", provider="onnx", model="m", options=options))
+
+
+async def test_router_rerank_over_grpc(
+    start_gateway: StartGateway, tiny_model: Path, cross_encoder: Path
+) -> None:
+    both = {"model_dir": str(tiny_model), "cross_encoder_dir": str(cross_encoder)}
+    deployment = {"name": "local", "provider": "onnx", "model": "tiny", "options": both}
+    gateway = await start_gateway({"tiny": {"deployments": [deployment]}})
+    async with grpc.aio.insecure_channel(gateway.address) as channel:
+        stub = router_pb2_grpc.RouterStub(channel)
+        ask = pb.RerankRequest(model="tiny", query="cats chase mice", documents=DOCS,
+                               return_documents=True)  # fmt: skip
+        reply = await stub.Rerank(ask, timeout=10)
+        assert reply.deployment == "local"
+        assert [r.index for r in reply.results] == [2, 1, 0]
+        assert [r.document for r in reply.results] == [DOCS[2], DOCS[1], DOCS[0]]
+        scores = [r.relevance_score for r in reply.results]
+        assert scores == sorted(scores, reverse=True)
+        embedded = await stub.Embed(pb.EmbedRequest(model="tiny", inputs=["x"]), timeout=10)
+        assert len(embedded.embeddings[0].values) == 64  # one deployment serves both

@@ -13,7 +13,7 @@ from router.cache import MemoryCache, ResponseCache
 from router.config import CacheConfig, DeploymentConfig, RouterConfig, parse_config
 from router.errors import ErrorKind, ProviderError
 from router.request_cache import RequestCache
-from router.types import Chunk, Embeddings, Message, Request, Response, Usage
+from router.types import Chunk, Embeddings, Message, Ranking, Request, Response, Usage, ranked
 
 # A unary step: what `generate` does on one call.
 Step = Callable[[Request], Awaitable[Response]]
@@ -78,6 +78,7 @@ class Scripted:
     steps: list[Step] = field(default_factory=list)
     streams: list[Sequence[StreamItem]] = field(default_factory=list)
     embeddings: list[Step] = field(default_factory=list)
+    rerankings: list[Step] = field(default_factory=list)
     probe_step: Callable[[], Awaitable[None]] | None = None
     requests: list[Request] = field(default_factory=list)
     deadlines: list[float | None] = field(default_factory=list)
@@ -110,6 +111,16 @@ class Scripted:
         if self.embeddings:
             await self.embeddings.pop(0)(self.requests[-1])
         return Embeddings([[float(len(t)), 1.0] for t in texts], Usage(len(texts), 0))
+
+    async def rerank(
+        self, query: str, documents: Sequence[str], top_n: int, deadline: float | None
+    ) -> Ranking:
+        """Longer documents rank higher (scores: their lengths)."""
+        self.requests.append(Request("", (Message("user", query),)))
+        self.deadlines.append(deadline)
+        if self.rerankings:
+            await self.rerankings.pop(0)(self.requests[-1])
+        return Ranking(ranked([float(len(d)) for d in documents], top_n), Usage(len(documents)))
 
     async def probe(self) -> None:
         if self.probe_step is not None:

@@ -333,6 +333,12 @@ async def test_usage_totals_match_the_mock_token_counts_exactly(
         router_pb2.EmbedRequest(model="embed", inputs=["x y"]), metadata=beta
     )
     add("beta", "embed", embedded.usage)
+    ranked = await router.Rerank(  # metered like Embed: its tokens are recorded
+        router_pb2.RerankRequest(model="embed", query="leave days", documents=["leave", "x"]),
+        metadata=beta,
+    )
+    assert ranked.usage.input_tokens == 2 * 2 + 2  # the mock: query words per document + docs
+    add("beta", "embed", ranked.usage)
     assert gateway.apps is not None and gateway.apps.recorder is not None
     await gateway.apps.recorder.flush()
     result = await stub.QueryUsage(
