@@ -35,7 +35,7 @@ logging.getLogger("httpx2").setLevel(logging.WARNING)
 
 def kind_for_status(status: int) -> ErrorKind:
     """The router's kind for an upstream HTTP status (or Anthropic's 529)."""
-    if status in (401, 403):
+    if status in (401, 402, 403):  # 402: the account's billing limit, as bad as a bad key
         return ErrorKind.AUTH
     if status == 404:
         return ErrorKind.NOT_FOUND
@@ -43,7 +43,7 @@ def kind_for_status(status: int) -> ErrorKind:
         return ErrorKind.TIMEOUT
     if status == 429:
         return ErrorKind.RATE_LIMITED
-    if status >= 500:
+    if status >= 500 or status == 499:  # 499: the upstream dropped the request (Cohere: retry)
         return ErrorKind.UPSTREAM_5XX
     return ErrorKind.BAD_REQUEST
 

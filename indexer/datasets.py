@@ -286,6 +286,9 @@ class Datasets:
     def _reranker(self, query: Query) -> Reranker | None:
         """The reranker `query` asks for (None: no rerank), once its rerank
         fields are valid."""
+        max_k = self.settings.search.max_k
+        if query.rerank and not 1 <= query.k <= max_k:  # the stage widens k: check it here
+            raise InvalidInput("k", f"must be in [1, {max_k}], got {query.k}")
         if not 0 <= query.rerank_top_n <= MAX_RERANK_TOP_N:
             raise InvalidInput(
                 "rerank_top_n", f"must be in [0, {MAX_RERANK_TOP_N}], got {query.rerank_top_n}"

@@ -77,8 +77,12 @@ class AllProvidersFailed(RouterError):
 
     @property
     def kind(self) -> ErrorKind:
-        """The attempts' common kind, or UNAVAILABLE when they differ or none ran."""
+        """The attempts' common kind, or UNAVAILABLE when they differ or none ran.
+        Deployments that cannot do the call at all (UNIMPLEMENTED) count only
+        when no other one was tried: a reranker's 400 stays a 400 beside them."""
         kinds = {err.kind for _, err in self.attempts}
+        if len(kinds) > 1:
+            kinds.discard(ErrorKind.UNIMPLEMENTED)
         return kinds.pop() if len(kinds) == 1 else ErrorKind.UNAVAILABLE
 
     @property

@@ -36,10 +36,8 @@ def validate_rerank(model: str, query: str, documents: Sequence[str], top_n: int
         raise InvalidRequest(
             "documents", f"must hold 1 to {MAX_RERANK_DOCUMENTS} texts, got {len(documents)}"
         )
-    if not 0 <= top_n <= len(documents):
-        raise InvalidRequest(
-            "top_n", f"must be in [0, {len(documents)}] (the number of documents), got {top_n}"
-        )
+    if top_n < 0:  # above the number of documents: all of them, as Cohere and Jina answer
+        raise InvalidRequest("top_n", f"must not be negative (0: all), got {top_n}")
 
 
 def _message(message: Message, where: str) -> None:

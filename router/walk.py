@@ -126,7 +126,8 @@ class Walk:
             if self._next == len(plan.candidates):
                 self._round += 1
                 self._next = 0
-                if self._round > plan.retry.retries or len(self._unable) == len(plan.candidates):
+                unable = all(id(d) in self._unable for d in plan.candidates)
+                if self._round > plan.retry.retries or unable:
                     return None
                 if not await self._pause():
                     return None

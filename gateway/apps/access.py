@@ -54,7 +54,8 @@ log = logging.getLogger("infergate")
 Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]]
 COST_HEADER = "x-infergate-cost"
 # Priced at the deployment's embedding rate: input tokens only, no output.
-_EMBEDDING_RATE = frozenset({"/infergate.v1.Router/Embed", "/infergate.v1.Router/Rerank"})
+_RERANK = "/infergate.v1.Router/Rerank"
+_EMBEDDING_RATE = frozenset({"/infergate.v1.Router/Embed", _RERANK})
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,7 +219,10 @@ class _Meter:
         """The call's cost from its usage; computed once, when it ends."""
         if self.cost < 0:
             call = self.call
-            if not call.usage_seen and call.chunks:  # a stream cut before its usage
+            # A stream cut before its usage, or a rerank answered by an upstream
+            # that counts no tokens (search units, a local model): the estimate.
+            uncounted = self.method == _RERANK and call.deployment
+            if not call.usage_seen and (call.chunks or uncounted):
                 call.input_tokens, call.output_tokens = self.input_estimate, call.chunks
             cost = 0
             if access.prices is not None and call.deployment and not call.cached:

@@ -87,6 +87,7 @@ async def test_a_jina_answer_reports_its_tokens(
 @pytest.mark.parametrize(
     ("status", "kind"),
     [(400, ErrorKind.BAD_REQUEST), (401, ErrorKind.AUTH), (404, ErrorKind.NOT_FOUND),
+     (402, ErrorKind.AUTH), (499, ErrorKind.UPSTREAM_5XX),  # billing limit; Cohere's "retry"
      (429, ErrorKind.RATE_LIMITED), (500, ErrorKind.UPSTREAM_5XX),
      (503, ErrorKind.UPSTREAM_5XX)],
 )  # fmt: skip

@@ -191,6 +191,9 @@ async def test_datasets_rerank_errors(
     for top_n in (-1, 1001):
         with pytest.raises(InvalidInput, match="rerank_top_n"):
             await ds.search("acme", "docs", Query("cats", rerank=True, rerank_top_n=top_n))
+    for k in (-3, 0, 10_000):  # the stage widens k for its candidates: k is checked first
+        with pytest.raises(InvalidInput, match="k: must be in"):
+            await ds.search("acme", "docs", Query("cats", k=k, rerank=True))
     vector = np.ones(64, np.float32) / 8
     with pytest.raises(InvalidInput, match="rerank: needs query text"):
         await ds.search("acme", "docs", Query(vector=vector, mode=Mode.DENSE, rerank=True))

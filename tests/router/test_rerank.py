@@ -84,7 +84,6 @@ async def test_an_alias_with_no_reranker_answers_unimplemented_at_once() -> None
         ("m", " ", ["x"], 0, "query"),
         ("m", "q", [], 0, "documents"),
         ("m", "q", ["x"] * 1001, 0, "documents"),
-        ("m", "q", ["x", "y"], 3, "top_n"),
         ("m", "q", ["x"], -1, "top_n"),
     ],
 )
@@ -130,3 +129,14 @@ def test_ranked_orders_best_first_and_keeps_ties_in_order() -> None:
         Ranked(3, 0.1),
     ]
     assert ranked([0.5, 0.9], 1) == [Ranked(1, 0.9)]
+
+
+async def test_a_reranker_s_own_error_is_reported_beside_deployments_that_cannot_rerank() -> None:
+    # [chat-only, reranker]: the reranker's 400 stays a 400, not a mixed "unavailable".
+    providers = Providers()
+    router = Router(config({"m": {"deployments": [dep("chat"), dep("rr")]}}), providers)
+    providers["chat"].rerankings.append(fail(ErrorKind.UNIMPLEMENTED, "no rerank here"))
+    providers["rr"].rerankings.append(fail(ErrorKind.BAD_REQUEST, "too many tokens"))
+    with pytest.raises(AllProvidersFailed) as failed:
+        await router.rerank("m", "q", ["a", "b"], 0)
+    assert failed.value.kind is ErrorKind.BAD_REQUEST

@@ -67,7 +67,7 @@ async def test_the_transcoded_rpc_lives_beside_it(http: httpx2.AsyncClient) -> N
         ({"model": "rerank", "query": "q", "documents": ["d"], "top_n": 1.5}, 400, "top_n:"),
         ({"model": "rerank", "query": "", "documents": ["d"]}, 400, "query: must not be empty"),
         ({"model": "rerank", "query": "q", "documents": []}, 400, "documents: must hold"),
-        ({"model": "rerank", "query": "q", "documents": ["d"], "top_n": 5}, 400, "top_n: must"),
+        ({"model": "rerank", "query": "q", "documents": ["d"], "top_n": -1}, 400, "top_n: must"),
         ({"model": "nope", "query": "q", "documents": ["d"]}, 404, "'nope'"),
     ],
 )
@@ -77,6 +77,14 @@ async def test_errors_have_cohere_s_shape(
     answer = await http.post("/v1/rerank", json=body)
     assert answer.status_code == status
     assert message in answer.json()["message"]
+
+
+async def test_a_top_n_above_the_documents_returns_them_all(http: httpx2.AsyncClient) -> None:
+    # What Cohere's and Jina's clients send with a fixed top_n over fewer documents.
+    body = {"model": "rerank", "query": "cats", "documents": ["cats", "dogs"], "top_n": 3}
+    answer = await http.post("/v1/rerank", json=body)
+    assert answer.status_code == 200
+    assert sorted(r["index"] for r in answer.json()["results"]) == [0, 1]
 
 
 async def test_a_body_that_is_not_json_is_a_400(http: httpx2.AsyncClient) -> None:

@@ -61,7 +61,6 @@ async def test_an_alias_without_a_reranker_is_unimplemented(
         ({"model": "rerank", "documents": ["d"]}, "query"),
         ({"model": "rerank", "query": "q"}, "documents"),
         ({"model": "rerank", "query": "q", "documents": ["d"] * 1001}, "documents"),
-        ({"model": "rerank", "query": "q", "documents": ["d"], "top_n": 2}, "top_n"),
         ({"model": "rerank", "query": "q", "documents": ["d"], "top_n": -1}, "top_n"),
     ],
 )
