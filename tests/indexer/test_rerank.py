@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (the exporter fixture, imported from tests/traces.py, is a parameter here)
 """The ONNX cross-encoder on the tiny test model, and the Datasets rerank stage."""
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from indexer.datasets import Datasets
 from indexer.documents import DocumentInput, Mode, Query
@@ -22,6 +24,7 @@ from indexer.testmodel import (
     build_tiny_cross_encoder,
     cross_encoder_vectors,
 )
+from tests.traces import exporter, one, parent_of, span_id  # noqa: F401 (a fixture)
 
 QUERY = "cats chase mice"
 TEXTS = [
@@ -201,3 +204,16 @@ async def test_datasets_rerank_errors(
     with pytest.raises(NotReady, match="no reranker is configured"):
         await bare.search("acme", "docs", Query("cats", rerank=True))
     await bare.aclose()
+
+
+async def test_the_rerank_stage_has_a_span_under_the_search(
+    datasets: tuple[Datasets, ReversingReranker], exporter: InMemorySpanExporter
+) -> None:
+    ds, _ = datasets
+    await ds.search("acme", "docs", Query("cats", k=3, rerank=True, rerank_top_n=5))
+    done = exporter.get_finished_spans()
+    rerank = one(done, "infergate.retrieval.rerank")
+    assert parent_of(rerank) == span_id(one(done, "infergate.retrieval.search"))
+    assert dict(rerank.attributes or {}) == {
+        "infergate.candidates": 5, "infergate.model": "reversing",
+    }  # fmt: skip
