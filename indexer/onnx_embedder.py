@@ -29,7 +29,7 @@ from tokenizers import Tokenizer
 
 from indexer.batching import MicroBatcher
 from indexer.errors import NotReady
-from indexer.onnx_session import open_session, padded, special_token
+from indexer.onnx_session import bert_tokenizer, open_session, padded
 
 Vector = npt.NDArray[np.float32]
 # Tokenizing this many characters takes long enough to leave the event loop for.
@@ -71,13 +71,7 @@ class OnnxEmbedder:
                 f"no embedding model in {directory} (missing {', '.join(missing)}): "
                 "run `infergate model fetch`"
             )
-        self._tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
-        self._tokenizer.no_truncation()
-        self._tokenizer.no_padding()
-        self._cls, self._sep = (
-            special_token(self._tokenizer, t, directory) for t in ("[CLS]", "[SEP]")
-        )
-        self._pad = self._tokenizer.token_to_id("[PAD]") or 0
+        self._tokenizer, self._cls, self._sep, self._pad = bert_tokenizer(directory)
         config = json.loads((directory / "config.json").read_text())
         self._dimensions = int(config["hidden_size"])
         self._max_tokens = _max_tokens(directory, config)

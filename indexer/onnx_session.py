@@ -40,6 +40,17 @@ def open_session(
     )
 
 
+def bert_tokenizer(model_dir: Path) -> tuple[Tokenizer, int, int, int]:
+    """`model_dir`'s tokenizer.json with no truncation and no padding (the
+    caller counts and pads), and its [CLS], [SEP] and [PAD] ids ([PAD]: 0 if
+    absent); NotReady without [CLS] or [SEP]."""
+    tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    cls, sep = (special_token(tokenizer, t, model_dir) for t in ("[CLS]", "[SEP]"))
+    return tokenizer, cls, sep, tokenizer.token_to_id("[PAD]") or 0
+
+
 def special_token(tokenizer: Tokenizer, token: str, model_dir: Path) -> int:
     """The id of a BERT special token ([CLS], [SEP]); NotReady when the
     tokenizer has none."""

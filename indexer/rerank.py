@@ -24,11 +24,10 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-from tokenizers import Tokenizer
 
 from indexer.batching import MicroBatcher
 from indexer.errors import NotReady
-from indexer.onnx_session import open_session, padded, special_token
+from indexer.onnx_session import bert_tokenizer, open_session, padded
 
 Pair = tuple[list[int], list[int]]  # token ids and token type ids
 # Tokenizing this many characters takes long enough to leave the event loop for.
@@ -79,13 +78,7 @@ class OnnxCrossEncoder:
         missing = [n for n in ("model.onnx", "tokenizer.json") if not (directory / n).is_file()]
         if missing:
             raise NotReady(f"no cross-encoder model in {directory} (missing {', '.join(missing)})")
-        self._tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
-        self._tokenizer.no_truncation()
-        self._tokenizer.no_padding()
-        self._cls, self._sep = (
-            special_token(self._tokenizer, t, directory) for t in ("[CLS]", "[SEP]")
-        )
-        self._pad = self._tokenizer.token_to_id("[PAD]") or 0
+        self._tokenizer, self._cls, self._sep, self._pad = bert_tokenizer(directory)
         self._max_tokens = min(max_tokens, _positions(directory))
         if self._max_tokens < 8:
             raise NotReady(f"{directory}: max_tokens {self._max_tokens} leaves no room for a pair")
