@@ -32,10 +32,9 @@ class AnthropicFake:
     async def handle(self, request: HttpRequest, reply: Reply) -> None:
         script = self.script
         body = request.json()
-        self.observed.paths.append(f"{request.method} {request.path}")
-        self.observed.headers.append(request.headers)
-        if body is not None:
-            self.observed.saw(body, request.body)
+        self.observed.called(
+            f"{request.method} {request.path}", request.headers, body, request.body
+        )
         if script.delay_s:
             await asyncio.sleep(script.delay_s)
         headers = {"request-id": "req_fake"}

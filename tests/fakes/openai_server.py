@@ -33,10 +33,9 @@ class OpenAIFake:
     async def handle(self, request: HttpRequest, reply: Reply) -> None:
         script = self.script
         body = request.json()
-        self.observed.paths.append(f"{request.method} {request.path}")
-        self.observed.headers.append(request.headers)
-        if body is not None:
-            self.observed.saw(body, request.body)
+        self.observed.called(
+            f"{request.method} {request.path}", request.headers, body, request.body
+        )
         if script.delay_s:
             await asyncio.sleep(script.delay_s)
         if script.status != 200:

@@ -44,6 +44,16 @@ class Observed:
     disconnects: int = 0  # responses the client closed or cancelled before their end
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
+    def called(
+        self, path: str, headers: dict[str, str], body: dict[str, Any] | None, raw: bytes = b""
+    ) -> None:
+        """One call: what it asked for (method and path, or RPC and model), its
+        headers or metadata, and its body when it has one."""
+        self.paths.append(path)
+        self.headers.append(headers)
+        if body is not None:
+            self.saw(body, raw)
+
     def saw(self, body: dict[str, Any], raw: bytes = b"") -> None:
         self.requests.append(body)
         self.bodies.append(raw)

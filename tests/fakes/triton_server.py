@@ -115,9 +115,9 @@ class TritonFake(service_pb2_grpc.GRPCInferenceServiceServicer):
             await context.abort(code, f"fake error {script.status}")
 
     async def ModelInfer(self, request: Any, context: Any) -> pb.ModelInferResponse:
-        self.observed.paths.append(f"ModelInfer {request.model_name}")
-        self.observed.headers.append(_metadata(context))
-        self.observed.saw(decode(request))
+        self.observed.called(
+            f"ModelInfer {request.model_name}", _metadata(context), decode(request)
+        )
         try:
             await self._fail_or_wait(context)
         except asyncio.CancelledError:
@@ -131,10 +131,8 @@ class TritonFake(service_pb2_grpc.GRPCInferenceServiceServicer):
 
     async def ModelStreamInfer(self, request_iterator: Any, context: Any) -> Any:
         request = await anext(aiter(request_iterator))
-        self.observed.paths.append(f"ModelStreamInfer {request.model_name}")
-        self.observed.headers.append(_metadata(context))
         body = decode(request)
-        self.observed.saw(body)
+        self.observed.called(f"ModelStreamInfer {request.model_name}", _metadata(context), body)
         script, model = self.script, request.model_name
         streaming = next(t["data"][0] for t in body["inputs"] if t["name"] == "stream")
         finish = {"tool_calls": "stop"}.get(script.finish, script.finish)
