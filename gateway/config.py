@@ -49,6 +49,12 @@ class ServerConfig(Frozen):
         default=(700, 10, 10), description="gc.set_threshold once serving (heap.py)"
     )
 
+    @property
+    def address(self) -> str:
+        """host:port as a gRPC target (an IPv6 host in brackets)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
 
 class GatewayConfig(RouterConfig):
     server: ServerConfig = ServerConfig()

@@ -34,9 +34,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"infergate: {args.file}: no such file", file=sys.stderr)
         return 2
     if args.address is None:
-        server = load_config(args.config).server
-        host = f"[{server.host}]" if ":" in server.host else server.host  # IPv6
-        args.address = f"{host}:{server.port}"
+        args.address = load_config(args.config).server.address
     key = args.key or os.environ.get("INFERGATE_API_KEY", "")
     total = sum(1 for _ in read_requests(args.file))
     with tqdm(total=total, desc="warming", unit="req", file=sys.stderr, mininterval=0.5) as bar:

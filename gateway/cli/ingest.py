@@ -46,9 +46,7 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.address is None:
-        server = load_config(args.config).server
-        host = f"[{server.host}]" if ":" in server.host else server.host  # IPv6
-        args.address = f"{host}:{server.port}"
+        args.address = load_config(args.config).server.address
     files = list(found(args.paths))
     if not files:
         print("infergate: no files to ingest in " + " ".join(args.paths), file=sys.stderr)
