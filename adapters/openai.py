@@ -3,16 +3,17 @@
 `base_url` points the same adapter at any OpenAI-compatible server (vLLM,
 Ollama, llama.cpp server, another gateway). Per deployment, one
 `openai.AsyncOpenAI` client (its own retries off: the router decides retries)
-and one pooled aiohttp session, the HTTP library of the SDK's own aiohttp
-transport.
+and, for chat completions, one pool of keep-alive connections
+(adapters/http1.py).
 
 The SDK owns the client's configuration: the base URL, the key and every
 header it sends (`default_headers`, `auth_headers`), read once. Embeddings and
-probes go through it. Chat completions, the hot path, are posted on the
-session with those headers, and answers and SSE lines are read as plain JSON:
-the SDK's request path (options model, request building, httpx2 and its
-bridge to aiohttp) cost 0.44 ms CPU of a 1.0 ms gateway call, more than
-everything else on the gateway's side (bench/RESULTS.md, issue 7).
+probes go through it. Chat completions, the hot path, are posted on the lean
+HTTP/1.1 client with those headers, and answers and SSE lines are read as
+plain JSON: the SDK's request path (options model, request building, httpx2
+and its bridge to aiohttp) cost 0.44 ms CPU of a 1.0 ms gateway call (issue
+7), and aiohttp alone 310 µs of client CPU per call against 74 µs for the lean
+client (issue 24; both in bench/RESULTS.md).
 Proxies from the environment are the SDK client's own choice, made once at start.
 
 Deployment options:
@@ -27,16 +28,18 @@ Deployment options:
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import aiohttp
 import httpx2
 import openai
 from pydantic import Field
 
-from adapters import _http
+from adapters import _http, http1
 from adapters._options import parse_options
 from router import spans
 from router.config import Frozen
@@ -98,12 +101,17 @@ class OpenAIProvider(Provider):
         self._embed_span = _http.span_attributes(str(client.base_url.join("embeddings")))
         headers = {**client.default_headers, **client.auth_headers}
         self._headers = {k: v for k, v in headers.items() if isinstance(v, str)}  # not Omit
-        self._proxy = _proxy(http_client, self._chat_url)  # aiohttp's proxy arguments
-        timeout_s = self.settings.timeout_s  # as the SDK's: pool wait, connect, each read
-        self._idle = aiohttp.ClientTimeout(
-            connect=timeout_s, sock_connect=timeout_s, sock_read=timeout_s
+        self._chat_path = urlsplit(self._chat_url).path
+        self._pool = http1.Pool(
+            self._chat_url,
+            max_connections=self.settings.max_connections,
+            # Under the 5 s idle close of uvicorn-based servers (vLLM): an
+            # idle connection is dropped here before the server drops it.
+            keepalive_s=4.0,
+            connect_timeout_s=self.settings.timeout_s,
+            ssl_context=httpx2.create_ssl_context(),  # the SDK's trust store
+            proxy=_proxy(http_client, self._chat_url),
         )
-        self._session: aiohttp.ClientSession | None = None
 
     def upstream_request(self, request: Request) -> dict[str, Any]:
         """The exact Chat Completions body `generate` sends. No I/O."""
@@ -126,7 +134,7 @@ class OpenAIProvider(Provider):
         try:
             async with await self._post(body, deadline) as answer:
                 completion = json.loads(await answer.read())
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except (http1.Disconnected, TimeoutError) as exc:
             raise _failed(exc, started=False) from exc
         except ValueError as exc:  # not JSON: the upstream is not speaking the protocol
             raise ProviderError(ErrorKind.UPSTREAM_5XX, f"openai: bad answer: {exc}") from exc
@@ -184,7 +192,7 @@ class OpenAIProvider(Provider):
                             yield Chunk(delta=delta["content"])
                     if announce:
                         yield STARTED
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except (http1.Disconnected, TimeoutError) as exc:
             raise _failed(exc, started=started) from exc
         except ValueError as exc:  # not JSON: the upstream is not speaking the protocol
             kind = ErrorKind.INTERRUPTED if started else ErrorKind.UPSTREAM_5XX
@@ -194,38 +202,25 @@ class OpenAIProvider(Provider):
         tool_calls = tuple(ToolCall(*calls[i]) for i in sorted(calls))
         yield Chunk(tool_calls=tool_calls, finish_reason=finish, usage=usage)
 
-    async def _post(self, body: dict[str, Any], deadline: float | None) -> Any:
-        """POST /chat/completions; the answer, once its status is 2xx (an async
-        context manager that closes it), else the translated ProviderError."""
-        if self._session is None:  # made on first use: it belongs to the running loop
-            connector = aiohttp.TCPConnector(
-                limit=self.settings.max_connections,
-                ssl=httpx2.create_ssl_context(),  # the SDK's trust store
-                # Under the 5 s idle close of uvicorn-based servers (vLLM): an
-                # idle connection is dropped here before the server drops it.
-                keepalive_timeout=4.0,
-            )
-            self._session = aiohttp.ClientSession(connector=connector)
-        left = _http.remaining(deadline, VENDOR)
-        timeout = self._idle if left is None else aiohttp.ClientTimeout(total=left)
+    async def _post(self, body: dict[str, Any], deadline: float | None) -> http1.Reply:
+        """POST /chat/completions; the answer, once its status is 2xx (close it:
+        `async with`), else the translated ProviderError. With no deadline, each
+        wait (connect, each read) is bounded by `timeout_s`, as the SDK's are."""
+        _http.remaining(deadline, VENDOR)
+        idle = self.settings.timeout_s if deadline is None else None
+        data = _encode(body)
         if not spans.ON:
-            return await _checked(await self._send(self._session, body, self._headers, timeout))
+            answer = await self._pool.request(
+                "POST", self._chat_path, data, self._headers, deadline=deadline, read_timeout=idle
+            )
+            return await _checked(answer)
         headers = dict(self._headers)
         with spans.upstream(self._chat_span, headers) as span:
-            answer = await self._send(self._session, body, headers, timeout)
+            answer = await self._pool.request(
+                "POST", self._chat_path, data, headers, deadline=deadline, read_timeout=idle
+            )
             span.set_attribute(_http.STATUS, answer.status)
             return await _checked(answer)
-
-    async def _send(
-        self,
-        session: aiohttp.ClientSession,
-        body: dict[str, Any],
-        headers: Mapping[str, str],
-        limits: aiohttp.ClientTimeout,
-    ) -> aiohttp.ClientResponse:
-        return await session.post(
-            self._chat_url, data=_encode(body), headers=headers, timeout=limits, **self._proxy
-        )
 
     async def embed(self, texts: Sequence[str]) -> Embeddings:
         """Vectors in input order, within `timeout_s`; cancellation closes the request."""
@@ -249,8 +244,7 @@ class OpenAIProvider(Provider):
             raise _translate(exc, started=False) from exc
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        await self._pool.aclose()
         await self._client.close()
 
 
@@ -267,26 +261,23 @@ def _translate(exc: BaseException, *, started: bool) -> ProviderError:
 
 
 def _failed(exc: BaseException, *, started: bool) -> ProviderError:
-    """An aiohttp failure (or its timeout) as the router's error. A connection
+    """A transport failure (or its timeout) as the router's error. A connection
     refused, dropped or cut mid-body is UNAVAILABLE before any data and
     INTERRUPTED after."""
-    if isinstance(exc, TimeoutError):  # aiohttp's timeouts subclass it too
+    if isinstance(exc, TimeoutError):
         return ProviderError(ErrorKind.TIMEOUT, "openai: no answer before the deadline")
-    if isinstance(
-        exc,
-        aiohttp.ClientConnectionError | aiohttp.ClientPayloadError | aiohttp.ClientHttpProxyError,
-    ):
+    if isinstance(exc, http1.Disconnected | aiohttp.ClientConnectionError):
         kind = ErrorKind.INTERRUPTED if started else ErrorKind.UNAVAILABLE
-        return ProviderError(kind, f"openai: connection failed: {type(exc).__name__}: {exc}")
+        return ProviderError(kind, f"openai: connection failed: {exc}")
     return ProviderError(ErrorKind.UPSTREAM_5XX, f"openai: {type(exc).__name__}: {exc}")
 
 
-async def _lines(answer: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+async def _lines(answer: http1.Reply) -> AsyncIterator[bytes]:
     """The body's lines without their endings (LF, CRLF or CR, as SSE allows),
     from one read per network chunk. A CRLF split across two reads yields an
     extra empty line, which SSE ignores anyway."""
     rest = b""
-    async for data in answer.content.iter_any():
+    async for data in answer.chunks():
         lines = (rest + data).splitlines(keepends=True)
         rest = b"" if lines[-1].endswith((b"\n", b"\r")) else lines.pop()
         for line in lines:
@@ -295,17 +286,20 @@ async def _lines(answer: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
         yield rest
 
 
-def _proxy(http_client: httpx2.AsyncClient, url: str) -> dict[str, Any]:
-    """aiohttp's arguments for the proxy the SDK's own client would use for
-    `url`: httpx2's reading of HTTPS_PROXY/HTTP_PROXY/ALL_PROXY/NO_PROXY
-    (wildcards, CIDRs, ports), at start; none when it goes direct."""
+def _proxy(http_client: httpx2.AsyncClient, url: str) -> http1.Proxy | None:
+    """The proxy the SDK's own client would use for `url`: httpx2's reading of
+    HTTPS_PROXY/HTTP_PROXY/ALL_PROXY/NO_PROXY (wildcards, CIDRs, ports), at
+    start; None when it goes direct."""
     proxy: httpx2.Proxy | None = getattr(
         http_client._transport_for_url(httpx2.URL(url)), "proxy", None
     )
     if proxy is None:
-        return {}
-    auth = aiohttp.BasicAuth(*proxy.auth) if proxy.auth else None
-    return {"proxy": str(proxy.url), "proxy_auth": auth, "proxy_headers": dict(proxy.headers)}
+        return None
+    headers = dict(proxy.headers)
+    if proxy.auth:
+        user = base64.b64encode(f"{proxy.auth[0]}:{proxy.auth[1]}".encode()).decode()
+        headers["Proxy-Authorization"] = f"Basic {user}"
+    return http1.Proxy(str(proxy.url), headers)
 
 
 def _finish(reason: str | None) -> str:
@@ -410,7 +404,7 @@ def _response_format(fmt: ResponseFormat) -> dict[str, Any]:
     }
 
 
-async def _checked(answer: Any) -> Any:
+async def _checked(answer: http1.Reply) -> http1.Reply:
     """`answer` when its status is 2xx, else (read and closed) the ProviderError."""
     if not 200 <= answer.status < 300:
         async with answer:

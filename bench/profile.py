@@ -1,0 +1,188 @@
+"""Where one gateway process spends its CPU, by sampling profile (py-spy).
+
+    python -m bench.profile [--scenario openai-unary openai-stream grpc-stream]
+                            [--concurrency 1 64] [--seconds 10] [--rate 500] [--top 25]
+
+The three paths users load most, each driven at each concurrency while py-spy
+samples the gateway (uvicorn, auth on with a `user`-role key, usage recorded):
+- `openai-unary`: POST /v1/chat/completions -> openai adapter -> the fake
+  OpenAI server in its own process over loopback HTTP (one token at once);
+- `openai-stream`: the same with `stream: true`, 20 tokens, no delay;
+- `grpc-stream`: gRPC GenerateStream on the mock (20 tokens).
+
+For each run: calls/s, then the top frames by self time (the sampled leaf)
+and by cumulative time (a frame anywhere in the stack, counted once per
+sample), as shares of the samples in which the gateway held the GIL
+(`--gil`: idle waits in the event loop's poll are not counted). The raw
+collapsed stacks are kept under bench/out/ for a flame graph.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import datetime
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import grpc
+
+from bench.latency import ROOT, start_gateway
+from bench.rest import CLIENT_CORE, OUT, PROMPT, Process
+from gateway.pb import router_pb2, router_pb2_grpc
+
+NATIVE = ["--native"] if os.environ.get("PROFILE_NATIVE") else []
+
+
+async def _openai(url: str, key: str, stream: bool, seconds: float, concurrency: int) -> int:
+    body = {"model": "gpt", "messages": [{"role": "user", "content": PROMPT}], "stream": stream}
+    done = 0
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    headers = {"authorization": f"Bearer {key}"}
+    async with aiohttp.ClientSession(connector=connector, headers=headers) as http:
+        end = time.perf_counter() + seconds
+
+        async def client() -> None:
+            nonlocal done
+            while time.perf_counter() < end:
+                async with http.post(url, json=body) as reply:
+                    if reply.status != 200:
+                        raise RuntimeError(f"HTTP {reply.status}: {await reply.text()}")
+                    await reply.read()
+                done += 1
+
+        await asyncio.gather(*(client() for _ in range(concurrency)))
+    return done
+
+
+async def _grpc(target: str, key: str, seconds: float, concurrency: int) -> int:
+    request = router_pb2.GenerateRequest(
+        model="m", messages=[router_pb2.Message(role="user", content=PROMPT)]
+    )
+    metadata = (("authorization", f"Bearer {key}"),)
+    done = 0
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = router_pb2_grpc.RouterStub(channel)
+        end = time.perf_counter() + seconds
+
+        async def client() -> None:
+            nonlocal done
+            while time.perf_counter() < end:
+                async for _ in stub.GenerateStream(request, metadata=metadata):
+                    pass
+                done += 1
+
+        await asyncio.gather(*(client() for _ in range(concurrency)))
+    return done
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load(scenario: str, url: str, target: str, key: str, seconds: float, c: int) -> int:
+    os.sched_setaffinity(0, {CLIENT_CORE})
+    if scenario == "grpc-stream":
+        return asyncio.run(_grpc(target, key, seconds, c))
+    return asyncio.run(_openai(url, key, scenario == "openai-stream", seconds, c))
+
+
+def _frame(line: str) -> str:
+    """`function (path/to/file.py:12)` as `function (file.py)`: lines differ
+    within one function, and the share of a function is what is read."""
+    name, _, where = line.partition(" (")
+    path = where.rsplit(":", 1)[0].rstrip(")")
+    for marker in ("/site-packages/", "/work/main/", str(ROOT) + "/"):
+        if marker in path:
+            path = path.split(marker, 1)[1]
+    return f"{name} ({path})"
+
+
+def summarise(collapsed: Path, top: int) -> dict[str, Any]:
+    own: collections.Counter[str] = collections.Counter()
+    cumulative: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in collapsed.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack:
+            continue
+        n = int(count)
+        frames = [_frame(f) for f in stack.split(";")]
+        if frames and frames[0].startswith("process "):
+            frames = frames[1:]
+        if not frames:
+            continue
+        total += n
+        own[frames[-1]] += n
+        for frame in set(frames):
+            cumulative[frame] += n
+
+    def shares(counter: collections.Counter[str]) -> list[tuple[float, str]]:
+        return [(round(100 * n / total, 1), f) for f, n in counter.most_common(top)]
+
+    return {"samples": total, "self": shares(own), "cumulative": shares(cumulative)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--scenario", nargs="+",
+                        default=["openai-unary", "openai-stream", "grpc-stream"])  # fmt: skip
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 64])
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--rate", type=int, default=500, help="py-spy samples per second")
+    parser.add_argument("--top", type=int, default=25)
+    args = parser.parse_args()
+    fake = Process.start(
+        [sys.executable, "-m", "tests.fakes.openai_server", "--port", "0", "--tokens", "20",
+         "--token-delay-ms", "0", "--uvloop"],
+        ["listening on"], CLIENT_CORE,
+    )  # fmt: skip
+    upstream = fake.find(r"listening on (\S+)").rstrip("/")
+    OUT.mkdir(exist_ok=True)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    try:
+        with tempfile.TemporaryDirectory() as data:
+            proc, url, key = start_gateway(ROOT, upstream, Path(data) / "gateway")
+            target = proc.find(r"serving gRPC on (\S+)")
+            try:
+                for scenario in args.scenario:
+                    for c in args.concurrency:
+                        load(scenario, url, target, key, 2, c)  # warm-up
+                        raw = OUT / f"profile-{stamp}-{scenario}-c{c}.txt"
+                        spy = subprocess.Popen(
+                            [str(Path(sys.executable).parent / "py-spy"), "record", "--gil",
+                             *(NATIVE or ["--nonblocking"]), "--format", "raw",
+                             "--rate", str(args.rate),
+                             "--duration", str(int(args.seconds)), "--output", str(raw),
+                             "--pid", str(proc.proc.pid)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                        )  # fmt: skip
+                        used = cpu_seconds(proc.proc.pid)
+                        done = load(scenario, url, target, key, args.seconds + 1, c)
+                        used = cpu_seconds(proc.proc.pid) - used
+                        spy.wait(timeout=60)
+                        report = summarise(raw, args.top)
+                        print(f"\n## {scenario}, c={c}: {done / (args.seconds + 1):.0f} calls/s, "
+                              f"gateway CPU {1e6 * used / done:.0f} µs per call, "
+                              f"{report['samples']} samples with the GIL ({raw.name})")  # fmt: skip
+                        for kind in ("self", "cumulative"):
+                            print(f"\n{kind}:")
+                            for share, frame in report[kind]:
+                                print(f"  {share:5.1f}%  {frame}")
+            finally:
+                proc.stop()
+    finally:
+        fake.stop()
+
+
+if __name__ == "__main__":
+    main()
