@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.pb import router_pb2 as pb
@@ -22,7 +22,7 @@ from gateway.rest import compat
 from gateway.rest.call import STARTED, CallError
 from gateway.rest.compat import STOP_REASONS, CompatError, bad, number, text_of
 from gateway.rest.methods import GENERATE
-from gateway.rest.responses import JSONResponse
+from gateway.rest.responses import JSONResponse, Streamed
 from gateway.rest.shim import Shim
 from gateway.rest.status import response_headers
 
@@ -181,7 +181,7 @@ async def _stream(shim: Shim, message: pb.GenerateRequest, ctx: Any) -> Response
 
     _, headers = response_headers(ctx.initial_metadata, ())
     headers["cache-control"] = "no-cache"
-    return StreamingResponse(events(), headers=headers, media_type="text/event-stream")
+    return Streamed(events(), headers=headers, media_type="text/event-stream")
 
 
 def routes() -> list[Route]:

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.pb import router_pb2 as pb
@@ -26,7 +26,7 @@ from gateway.rest import compat
 from gateway.rest.call import STARTED, CallError
 from gateway.rest.compat import CompatError, bad, number, text_of
 from gateway.rest.methods import EMBED, GENERATE, LIST_MODELS
-from gateway.rest.responses import JSONResponse
+from gateway.rest.responses import JSONResponse, Streamed
 from gateway.rest.shim import Shim
 from gateway.rest.status import response_headers
 
@@ -280,7 +280,7 @@ async def _stream(shim: Shim, message: pb.GenerateRequest, ctx: Any, usage: bool
 
     _, headers = response_headers(ctx.initial_metadata, ())
     headers["cache-control"] = "no-cache"
-    return StreamingResponse(events(), headers=headers, media_type="text/event-stream")
+    return Streamed(events(), headers=headers, media_type="text/event-stream")
 
 
 def _inputs(value: Any) -> list[str]:

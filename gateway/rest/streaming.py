@@ -14,11 +14,11 @@ import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from gateway.rest.call import STARTED, CallError
 from gateway.rest.context import RestContext
-from gateway.rest.responses import error_response
+from gateway.rest.responses import Streamed, error_response
 from gateway.rest.status import response_headers, status_json
 
 
@@ -63,4 +63,4 @@ async def stream_response(
 
     media = "text/event-stream" if sse else "application/x-ndjson"
     headers["cache-control"] = "no-cache"
-    return StreamingResponse(body(), status or 200, headers, media_type=media)
+    return Streamed(body(), status or 200, headers, media_type=media)
