@@ -29,7 +29,6 @@ Deployment options:
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -37,6 +36,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import httpx2
 import openai
+import orjson
 from pydantic import Field
 
 from adapters import _http, http1
@@ -133,7 +133,7 @@ class OpenAIProvider(Provider):
         body = self.upstream_request(request)
         try:
             async with await self._post(body, deadline) as answer:
-                completion = json.loads(await answer.read())
+                completion = orjson.loads(await answer.read())
         except (http1.Disconnected, TimeoutError) as exc:
             raise _failed(exc, started=False) from exc
         except ValueError as exc:  # not JSON: the upstream is not speaking the protocol
@@ -174,7 +174,7 @@ class OpenAIProvider(Provider):
                 async for line in _lines(upstream):
                     if not line.startswith(b"data:") or line.endswith(b"[DONE]"):
                         continue
-                    event = json.loads(line[5:])
+                    event = orjson.loads(line[5:])
                     announce = not started  # the first event: say the stream is good
                     started = True
                     if event.get("error"):
@@ -415,4 +415,4 @@ async def _checked(answer: http1.Reply) -> http1.Reply:
 
 def _encode(body: Mapping[str, Any]) -> bytes:
     """A request body as it goes on the wire (what a dry run shows, byte for byte)."""
-    return json.dumps(body).encode()
+    return orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS)

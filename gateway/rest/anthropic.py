@@ -8,11 +8,11 @@ Authorization header is sent, so the gateway's auth sees it as on gRPC.
 
 from __future__ import annotations
 
-import json
 import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -128,8 +128,8 @@ async def messages(request: Request) -> Response:
 
 
 def _event(kind: str, data: dict[str, Any]) -> bytes:
-    payload = json.dumps({"type": kind, **data}, separators=(",", ":"))
-    return f"event: {kind}\ndata: {payload}\n\n".encode()
+    payload = orjson.dumps({"type": kind, **data})
+    return b"event: " + kind.encode() + b"\ndata: " + payload + b"\n\n"
 
 
 async def _stream(shim: Shim, message: pb.GenerateRequest, ctx: Any) -> Response:
@@ -159,7 +159,7 @@ async def _stream(shim: Shim, message: pb.GenerateRequest, ctx: Any) -> Response
                 out = b""
                 batch = await anext(batches, [])
             while batch:  # one write per batch of chunks that were ready together
-                texts = (json.dumps(c.delta).encode() for c in batch if c.delta)
+                texts = (orjson.dumps(c.delta) for c in batch if c.delta)
                 out += b"".join(head + text + tail for text in texts)
                 last = batch[-1]
                 yield out

@@ -10,13 +10,13 @@ after its first chunk ends with an error event and no [DONE].
 from __future__ import annotations
 
 import base64
-import json
 import secrets
 import struct
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -201,7 +201,7 @@ async def chat_completions(request: Request) -> Response:
 
 
 def _sse(data: Any) -> bytes:
-    return b"data: " + json.dumps(data, separators=(",", ":")).encode() + b"\n\n"
+    return b"data: " + orjson.dumps(data) + b"\n\n"
 
 
 class _Frames:
@@ -226,7 +226,7 @@ class _Frames:
         return _sse(data)
 
     def text(self, delta: str) -> bytes:
-        return self._head + json.dumps(delta).encode() + self._tail
+        return self._head + orjson.dumps(delta) + self._tail
 
     def chunk(self, chunk: pb.GenerateChunk) -> bytes:
         out = self.text(chunk.delta) if chunk.delta else b""

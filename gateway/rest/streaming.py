@@ -10,10 +10,10 @@ failure is the last frame, never a silent clean end.
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import orjson
 from starlette.responses import Response
 
 from gateway.rest.call import STARTED, CallError
@@ -23,12 +23,12 @@ from gateway.rest.status import response_headers, status_json
 
 
 def _ndjson(key: str, value: Any) -> bytes:
-    return json.dumps({key: value}, separators=(",", ":")).encode() + b"\n"
+    return orjson.dumps({key: value}) + b"\n"
 
 
 def _sse(key: str, value: Any) -> bytes:
-    data = json.dumps({key: value} if key == "result" else value, separators=(",", ":"))
-    return (f"data: {data}\n\n" if key == "result" else f"event: error\ndata: {data}\n\n").encode()
+    data = orjson.dumps({key: value} if key == "result" else value)
+    return (b"data: " if key == "result" else b"event: error\ndata: ") + data + b"\n\n"
 
 
 async def stream_response(

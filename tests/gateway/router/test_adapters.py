@@ -71,7 +71,7 @@ async def test_the_dry_run_body_is_the_bytes_the_upstream_receives(
     decision = await stub.Route(request)
     await stub.Generate(request)
     assert decision.upstream_body.encode() == openai_fake.observed.bodies[-1]
-    assert '"max_tokens": 20' in decision.upstream_body  # an integer, not 20.0
+    assert '"max_tokens":20' in decision.upstream_body  # an integer, not 20.0
 
 
 async def test_upstream_rate_limit_reaches_the_client_with_retry_after(
