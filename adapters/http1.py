@@ -3,10 +3,11 @@ keep-alive connections, answers parsed by httptools (the C parser uvicorn
 runs), bodies as bytes.
 
 Why not aiohttp there: on the same request to the same local server, an
-aiohttp session cost 310 µs of client CPU per call and this client 74 µs
-(bench/RESULTS.md, issue 24): aiohttp builds a request, a response, a stream
-reader, timers and trace hooks per call, and the gateway's whole overhead is
-a few hundred microseconds.
+aiohttp session cost 278-295 µs of client CPU per call and this client
+104-106 µs (`python -m bench.http_client`; bench/RESULTS.md, issue 24):
+aiohttp builds a request, a response, a stream reader, timers and trace
+hooks per call, and the gateway's whole overhead is a few hundred
+microseconds.
 
 What it does: a request with a byte body and the given headers; answers with
 Content-Length, chunked, or read to the connection's end; keep-alive reuse

@@ -12,8 +12,8 @@ probes go through it. Chat completions, the hot path, are posted on the lean
 HTTP/1.1 client with those headers, and answers and SSE lines are read as
 plain JSON: the SDK's request path (options model, request building, httpx2
 and its bridge to aiohttp) cost 0.44 ms CPU of a 1.0 ms gateway call (issue
-7), and aiohttp alone 310 µs of client CPU per call against 74 µs for the lean
-client (issue 24; both in bench/RESULTS.md).
+7), and aiohttp alone 278-295 µs of client CPU per call against 104-106 µs
+for the lean client (issue 24; both in bench/RESULTS.md).
 Proxies from the environment are the SDK client's own choice, made once at start.
 
 Deployment options:

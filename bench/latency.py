@@ -56,7 +56,9 @@ def start_gateway(
     path = os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, "BENCH_FAKE_KEY": "sk-fake", "INFERGATE_LOG_LEVEL": "INFO",
            "PYTHONPATH": path, **(extra_env or {})}  # fmt: skip
-    proc = Process.start(argv, ["serving gRPC on", "serving HTTP on"], SERVER_CORE, env)
+    # cwd=root: `python -m` imports from its working directory before PYTHONPATH, so
+    # a baseline started from this checkout's directory would run this checkout's code.
+    proc = Process.start(argv, ["serving gRPC on", "serving HTTP on"], SERVER_CORE, env, root)
     url = "http://" + proc.find(r"serving HTTP on (\S+)")
     admin = proc.find(r"(igk_\S+)")
 

@@ -8,7 +8,9 @@ samples the gateway (uvicorn, auth on with a `user`-role key, usage recorded):
 - `openai-unary`: POST /v1/chat/completions -> openai adapter -> the fake
   OpenAI server in its own process over loopback HTTP (one token at once);
 - `openai-stream`: the same with `stream: true`, 20 tokens, no delay;
-- `grpc-stream`: gRPC GenerateStream on the mock (20 tokens).
+- `grpc-stream`: gRPC GenerateStream on the mock (20 tokens);
+- `grpc-bare`: the same call to a bare grpc.aio server of the same message
+  shapes (bench/bare.py), sampled the same way: the floor of the gRPC path.
 
 For each run: calls/s, then the top frames by self time (the sampled leaf)
 and by cumulative time (a frame anywhere in the stack, counted once per
@@ -35,7 +37,7 @@ import aiohttp
 import grpc
 
 from bench.latency import ROOT, start_gateway
-from bench.rest import CLIENT_CORE, OUT, PROMPT, Process
+from bench.rest import CLIENT_CORE, OUT, PROMPT, SERVER_CORE, Process
 from gateway.pb import router_pb2, router_pb2_grpc
 
 NATIVE = ["--native"] if os.environ.get("PROFILE_NATIVE") else []
@@ -91,7 +93,7 @@ def cpu_seconds(pid: int) -> float:
 
 def load(scenario: str, url: str, target: str, key: str, seconds: float, c: int) -> int:
     os.sched_setaffinity(0, {CLIENT_CORE})
-    if scenario == "grpc-stream":
+    if scenario.startswith("grpc-"):
         return asyncio.run(_grpc(target, key, seconds, c))
     return asyncio.run(_openai(url, key, scenario == "openai-stream", seconds, c))
 
@@ -134,8 +136,8 @@ def summarise(collapsed: Path, top: int) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--scenario", nargs="+",
-                        default=["openai-unary", "openai-stream", "grpc-stream"])  # fmt: skip
+    scenarios = ["openai-unary", "openai-stream", "grpc-stream", "grpc-bare"]
+    parser.add_argument("--scenario", nargs="+", default=scenarios)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 64])
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--rate", type=int, default=500, help="py-spy samples per second")
@@ -151,10 +153,13 @@ def main() -> None:
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     try:
         with tempfile.TemporaryDirectory() as data:
-            proc, url, key = start_gateway(ROOT, upstream, Path(data) / "gateway")
-            target = proc.find(r"serving gRPC on (\S+)")
+            gateway, url, key = start_gateway(ROOT, upstream, Path(data) / "gateway")
+            bare = Process.start([sys.executable, "-m", "bench.bare"], ["serving gRPC on"],
+                                 SERVER_CORE)  # fmt: skip
             try:
                 for scenario in args.scenario:
+                    proc = bare if scenario == "grpc-bare" else gateway
+                    target = proc.find(r"serving gRPC on (\S+)")
                     for c in args.concurrency:
                         load(scenario, url, target, key, 2, c)  # warm-up
                         raw = OUT / f"profile-{stamp}-{scenario}-c{c}.txt"
@@ -179,7 +184,8 @@ def main() -> None:
                             for share, frame in report[kind]:
                                 print(f"  {share:5.1f}%  {frame}")
             finally:
-                proc.stop()
+                gateway.stop()
+                bare.stop()
     finally:
         fake.stop()
 

@@ -87,9 +87,12 @@ class Process:
     lines: list[str] = field(default_factory=list)
 
     @classmethod
-    def start(cls, argv: list[str], wants: list[str], core: int, env: Any = None) -> Process:
+    def start(
+        cls, argv: list[str], wants: list[str], core: int, env: Any = None, cwd: Path = ROOT
+    ) -> Process:
+        """`cwd` is also where `python -m` imports from first, before PYTHONPATH."""
         proc = subprocess.Popen(
-            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT, env=env,
+            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd, env=env,
             start_new_session=True,  # its own process group: stop() ends its workers too
         )  # fmt: skip
         os.sched_setaffinity(proc.pid, {core})
