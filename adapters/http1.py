@@ -19,7 +19,8 @@ that fails, or ends before the whole answer, as `Disconnected`. Nothing is
 retried here: a POST may have reached the upstream, so the router decides.
 
 What it does not do: redirects, compressed answers (it asks for identity and
-refuses others), HTTP/2, cookies, streamed request bodies, https:// proxies.
+refuses others), HEAD, HTTP/2, cookies, streamed request bodies, https://
+proxies.
 """
 
 from __future__ import annotations
@@ -94,6 +95,7 @@ class _Connection(asyncio.Protocol):
         self.paused = False
         self.complete = False
         self.until_eof = False  # no length, not chunked: the body ends with the connection
+        self.keep_alive = False  # the answer lets the connection serve another request
         self.failed: Exception | None = None
         self.closed = False
         self.interim = False
@@ -122,7 +124,7 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         if not self.complete:
-            if self.status and self.until_eof:
+            if self.status and self.until_eof and exc is None:  # a clean close ends it
                 self.on_message_complete()
             else:
                 reason = f": {exc}" if exc else ""
@@ -143,10 +145,19 @@ class _Connection(asyncio.Protocol):
             return
         self.status = status
         chunked = "chunked" in self.headers.get("transfer-encoding", "").lower()
-        self.until_eof = not chunked and "content-length" not in self.headers
+        bodiless = status in (204, 304)
+        self.until_eof = not (chunked or bodiless or "content-length" in self.headers)
+        coding = self.headers.get("content-encoding", "identity").lower()
+        if coding != "identity":
+            self._fail(Disconnected(f"a compressed answer ({coding}); identity was asked for"))
+            self.close()
+            return
+        self.keep_alive = self.parser.should_keep_alive()  # Connection: close, HTTP/1.0
         self._wake()
 
     def on_body(self, data: bytes) -> None:
+        if self.failed is not None:  # refused at its head: the rest is not read
+            return
         self.body.append(data)
         self.buffered += len(data)
         if self.buffered > _READ_HIGH and not self.paused and self.transport is not None:
@@ -157,6 +168,8 @@ class _Connection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         if self.interim:
             self.interim = False
+            return
+        if self.failed is not None:
             return
         self.complete = True
         self._wake()
@@ -183,6 +196,8 @@ class _Connection(asyncio.Protocol):
             self.waiter = None
             if timer is not None:
                 timer.cancel()
+            if waiter.done() and not waiter.cancelled():
+                waiter.exception()  # retrieved: a timeout that lost the race to a cancel
 
     def _wake(self) -> None:
         if self.waiter is not None and not self.waiter.done():
@@ -239,7 +254,8 @@ class Reply:
             return
         self._done = True
         conn = self._conn
-        if conn.complete and not conn.body and not conn.until_eof and conn.failed is None:
+        reusable = conn.keep_alive and not conn.until_eof and conn.failed is None
+        if conn.complete and not conn.body and reusable:
             self._pool._release(conn)
         else:
             conn.close()
@@ -303,6 +319,8 @@ class Pool:
         """Send the request and wait for the answer's head. `deadline`
         (time.monotonic()) bounds the whole exchange, body included;
         `read_timeout` each wait for more of the answer (and the connect)."""
+        if method == "HEAD":  # the parser cannot tell a HEAD answer has no body
+            raise ValueError("HEAD requests are not supported")
         head = self._head(method, path, len(body), headers)
         conn = await self._acquire(self._limit(deadline, read_timeout))
         try:
@@ -314,6 +332,8 @@ class Pool:
                 if conn.failed is not None:
                     raise conn.failed
                 await conn.wait(self._limit(deadline, read_timeout))
+            if conn.failed is not None and not conn.complete:
+                raise conn.failed
         except BaseException:
             conn.close()
             raise
@@ -329,7 +349,10 @@ class Pool:
         if any("\n" in line or "\r" in line for line in lines):
             raise ValueError("a header name or value holds a line break")
         lines += ["Accept-Encoding: identity", f"Content-Length: {length}", "", ""]
-        return "\r\n".join(lines).encode("latin-1")
+        try:
+            return "\r\n".join(lines).encode("latin-1")
+        except UnicodeEncodeError:
+            raise ValueError("a header name or value is not Latin-1 text") from None
 
     def _limit(self, deadline: float | None, read_timeout: float | None) -> float | None:
         """The loop time at which the next wait gives up."""
@@ -342,9 +365,9 @@ class Pool:
         return asyncio.get_running_loop().time() + left
 
     async def _acquire(self, limit_at: float | None) -> _Connection:
-        if self._closing:
-            raise Disconnected("the client is closed")
         while True:
+            if self._closing:
+                raise Disconnected("the client is closed")
             conn = self._reuse()
             if conn is not None:
                 return conn
@@ -370,7 +393,9 @@ class Pool:
         now = time.monotonic()
         while self._idle:
             conn = self._idle.pop()
-            if conn.closed:
+            if conn.closed or conn.failed is not None:
+                continue
+            if conn.transport is None or conn.transport.is_closing():
                 continue
             if now - conn.idle_since > self.keepalive_s:
                 conn.close()
@@ -397,16 +422,18 @@ class Pool:
                 )  # fmt: skip
                 if tunnel:
                     await self._tunnel(conn)
-        except OSError as exc:
+        except BaseException as exc:
             if conn is not None:
                 conn.close()
-            raise Disconnected(f"could not connect to {first.authority}: {exc}") from exc
-        except BaseException:
-            if conn is not None:
-                conn.close()
-            raise
-        finally:
             self._connecting -= 1
+            self._wake_one()  # the slot this connect held is free again
+            if isinstance(exc, OSError):
+                raise Disconnected(f"could not connect to {first.authority}: {exc}") from exc
+            raise
+        self._connecting -= 1
+        if self._closing:
+            conn.close()
+            raise Disconnected("the client is closed")
         self._open.add(conn)
         return conn
 
@@ -455,4 +482,7 @@ class Pool:
         for conn in list(self._open):
             conn.close()
         self._idle.clear()
+        for waiter in self._waiters:  # each wakes, sees the pool closed, and fails
+            if not waiter.done():
+                waiter.set_result(None)
         await asyncio.sleep(0)  # let the transports finish closing

@@ -175,6 +175,8 @@ class OpenAIProvider(Provider):
                     if not line.startswith(b"data:") or line.endswith(b"[DONE]"):
                         continue
                     event = orjson.loads(line[5:])
+                    if not isinstance(event, dict):
+                        raise ValueError(f"not a JSON object: {line[5:60]!r}")
                     announce = not started  # the first event: say the stream is good
                     started = True
                     if event.get("error"):
@@ -210,17 +212,23 @@ class OpenAIProvider(Provider):
         idle = self.settings.timeout_s if deadline is None else None
         data = _encode(body)
         if not spans.ON:
-            answer = await self._pool.request(
-                "POST", self._chat_path, data, self._headers, deadline=deadline, read_timeout=idle
-            )
+            answer = await self._request(data, self._headers, deadline, idle)
             return await _checked(answer)
         headers = dict(self._headers)
         with spans.upstream(self._chat_span, headers) as span:
-            answer = await self._pool.request(
-                "POST", self._chat_path, data, headers, deadline=deadline, read_timeout=idle
-            )
+            answer = await self._request(data, headers, deadline, idle)
             span.set_attribute(_http.STATUS, answer.status)
             return await _checked(answer)
+
+    async def _request(
+        self, data: bytes, headers: Mapping[str, str], deadline: float | None, idle: float | None
+    ) -> http1.Reply:
+        try:
+            return await self._pool.request(
+                "POST", self._chat_path, data, headers, deadline=deadline, read_timeout=idle
+            )
+        except ValueError as exc:  # a header the configuration gave cannot be sent
+            raise ProviderError(ErrorKind.BAD_REQUEST, f"{VENDOR}: {exc}") from None
 
     async def embed(self, texts: Sequence[str]) -> Embeddings:
         """Vectors in input order, within `timeout_s`; cancellation closes the request."""
@@ -415,4 +423,8 @@ async def _checked(answer: http1.Reply) -> http1.Reply:
 
 def _encode(body: Mapping[str, Any]) -> bytes:
     """A request body as it goes on the wire (what a dry run shows, byte for byte)."""
-    return orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS)
+    try:
+        return orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError as exc:  # orjson.JSONEncodeError: a huge integer, a lone surrogate
+        message = f"{VENDOR}: the body is not JSON: {exc}"
+        raise ProviderError(ErrorKind.BAD_REQUEST, message) from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -20,7 +21,10 @@ class JSONResponse(Response):
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
-        return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)
+        try:
+            return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)
+        except TypeError:  # a lone surrogate echoed from the request, a huge integer
+            return json.dumps(content, separators=(",", ":")).encode()  # escapes them
 
 
 def error_response(exc: CallError) -> Response:
@@ -60,8 +64,11 @@ class Streamed(Response):
         state = {"ended": False, "gone": False}
 
         async def watch() -> None:
-            while (await receive())["type"] != "http.disconnect":
-                pass
+            try:
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+            except Exception:  # no disconnect to watch for: the body goes on
+                return
             if not state["ended"]:  # uvicorn also says disconnect once the response is whole
                 state["gone"] = True
                 sender.cancel()

@@ -445,3 +445,32 @@ async def test_the_dry_run_body_is_the_bytes_each_http_upstream_receives(
         assert {k: v for k, v in streamed.items() if k not in ("stream", "stream_options")} == (
             json.loads(provider.upstream_body(request))
         )
+
+
+async def test_openai_a_body_that_is_not_json_is_a_bad_request(openai_fake: OpenAIFake) -> None:
+    """A configured extra field JSON cannot carry (an integer past 64 bits) fails
+    the call as BAD_REQUEST before anything is sent, not as a crash."""
+    options = {"base_url": openai_fake.base_url, "params": {"seed": 2**70}}
+    provider = OpenAIProvider("gpt-fake", options)
+    try:
+        with pytest.raises(ProviderError) as caught:
+            await provider.generate(chat(Message("user", "x")), None)
+        assert caught.value.kind is ErrorKind.BAD_REQUEST
+        assert openai_fake.observed.bodies == []
+    finally:
+        await provider.aclose()
+
+
+async def test_openai_a_stream_event_that_is_not_an_object_fails_the_stream(
+    openai_fake: OpenAIFake, gpt: OpenAIProvider
+) -> None:
+    async def handle(request: object, reply: object) -> None:
+        reply.start_stream()  # type: ignore[attr-defined]
+        reply.send(b"data: [1, 2]\n\n")  # type: ignore[attr-defined]
+        reply.end()  # type: ignore[attr-defined]
+
+    openai_fake.server.handler = handle
+    with pytest.raises(ProviderError) as caught:
+        [c async for c in gpt.stream(chat(Message("user", "x")), None)]
+    assert caught.value.kind is ErrorKind.UPSTREAM_5XX
+    assert "not a JSON object" in str(caught.value)

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import socket
 import ssl
+import struct
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -150,6 +152,24 @@ async def test_chunked_and_read_to_the_end_bodies(serve: Serve, pools: Pools) ->
     pool = pools(server.url)
     assert await post(pool) == (200, b"all of it")
     assert await post(pool) == (200, b"all of it")  # a new connection: that one ended
+    assert server.connections == 2
+
+
+async def test_an_answer_that_says_close_does_not_go_back_to_the_pool(
+    serve: Serve, pools: Pools
+) -> None:
+    closing = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 5\r\n\r\nhello"
+
+    async def script(reader: Reader, writer: Writer, server: Server) -> None:
+        await server.read_request(reader)
+        writer.write(closing)
+        await writer.drain()
+        await asyncio.sleep(1)  # it closes late: a client that reused it would wait here
+
+    server = await serve(script)
+    pool = pools(server.url)
+    assert await post(pool) == (200, b"hello")
+    assert await post(pool, read_timeout=0.5) == (200, b"hello")
     assert server.connections == 2
 
 
@@ -384,3 +404,71 @@ async def test_https_through_a_connect_proxy(serve: Serve, pools: Pools, ca: tru
     refused = pools(upstream.url, ssl_context=trusting, proxy=anonymous)
     with pytest.raises(http1.Disconnected, match="HTTP 407"):
         await post(refused)
+
+
+async def test_a_failed_connect_frees_its_slot_for_a_waiting_caller(pools: Pools) -> None:
+    pool = pools("http://127.0.0.1:9", max_connections=1)  # nothing listens there
+    started = time.monotonic()
+    results = await asyncio.gather(
+        *(post(pool, deadline=time.monotonic() + 3) for _ in range(2)), return_exceptions=True
+    )
+    assert all(isinstance(r, http1.Disconnected) for r in results), results
+    assert time.monotonic() - started < 1.5  # the second did not sit out its deadline
+
+
+async def test_a_body_to_the_end_cut_by_a_reset_is_not_complete(serve: Serve, pools: Pools) -> None:
+    async def script(reader: Reader, writer: Writer, server: Server) -> None:
+        await server.read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\npart")
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        linger = struct.pack("ii", 1, 0)  # close with a reset, not a clean FIN
+        writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+        writer.transport.abort()
+
+    server = await serve(script)
+    async with await pools(server.url).request("POST", "/", b"", {}) as reply:
+        with pytest.raises(http1.Disconnected):
+            await reply.read()
+
+
+async def test_bodiless_answers_keep_the_connection(serve: Serve, pools: Pools) -> None:
+    server = await serve(answering(b"HTTP/1.1 204 No Content\r\n\r\n"))
+    pool = pools(server.url)
+    for _ in range(3):
+        assert await post(pool) == (204, b"")
+    assert server.connections == 1
+
+
+async def test_a_compressed_answer_is_refused(serve: Serve, pools: Pools) -> None:
+    gzipped = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 3\r\n\r\nabc"
+    server = await serve(answering(gzipped))
+    with pytest.raises(http1.Disconnected, match="gzip"):
+        await post(pools(server.url))
+
+
+async def test_head_and_non_latin1_headers_are_refused(pools: Pools) -> None:
+    pool = pools("http://127.0.0.1:9")
+    with pytest.raises(ValueError, match="HEAD"):
+        await pool.request("HEAD", "/", b"", {})
+    with pytest.raises(ValueError, match="Latin-1"):
+        await pool.request("POST", "/", b"", {"X-A": "日本"})
+
+
+async def test_callers_waiting_on_a_closed_pool_fail(serve: Serve, pools: Pools) -> None:
+    gate = asyncio.Event()
+
+    async def script(reader: Reader, writer: Writer, server: Server) -> None:
+        await server.read_request(reader)
+        await gate.wait()
+
+    server = await serve(script)
+    pool = pools(server.url, max_connections=1)
+    first = asyncio.create_task(post(pool))
+    waiting = asyncio.create_task(post(pool))
+    await asyncio.sleep(0.1)
+    await pool.aclose()
+    for task in (first, waiting):
+        with pytest.raises(http1.Disconnected):
+            await asyncio.wait_for(task, 2)
+    gate.set()
