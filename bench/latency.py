@@ -29,6 +29,8 @@ import datetime
 import json
 import os
 import platform
+import re
+import socket
 import statistics
 import sys
 import tempfile
@@ -44,15 +46,23 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def start_gateway(
-    root: Path, upstream: str, data: Path, extra_env: dict[str, str] | None = None
+    root: Path,
+    upstream: str,
+    data: Path,
+    extra_env: dict[str, str] | None = None,
+    workers: int = 1,
 ) -> tuple[Process, str, str]:
-    """A gateway (of the checkout at `root`) and a user-role key for it."""
+    """A gateway (of the checkout at `root`) and a user-role key for it. With
+    `workers` > 1, `serve --workers` on two free fixed ports (it needs them)."""
     data.mkdir(parents=True, exist_ok=True)
     config = data / "gateway.yaml"
-    config.write_text(
-        GATEWAY_YAML.format(server="uvicorn", upstream=upstream, data=str(data), auth="true")
-    )
-    argv = [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config)]
+    text = GATEWAY_YAML.format(server="uvicorn", upstream=upstream, data=str(data), auth="true")
+    if workers > 1:
+        for _ in range(2):  # the gRPC port, then the REST one
+            text = re.sub(r"(?<![_\w])port: 0,", f"port: {_free_port()},", text, count=1)
+    config.write_text(text)
+    argv = [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config),
+            "--workers", str(workers)]  # fmt: skip
     path = os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, "BENCH_FAKE_KEY": "sk-fake", "INFERGATE_LOG_LEVEL": "INFO",
            "PYTHONPATH": path, **(extra_env or {})}  # fmt: skip
@@ -71,6 +81,12 @@ def start_gateway(
                 return str((await reply.json())["secret"])
 
     return proc, url + "/v1/chat/completions", asyncio.run(user_key())
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 async def _calls(

@@ -86,9 +86,17 @@ async def _grpc(target: str, key: str, seconds: float, concurrency: int) -> int:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time the process has used."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU time used by the processes of `pid`'s group (the
+    gateway and, with --workers, its worker processes)."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if int(fields[2]) == pid:  # the process group
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def load(scenario: str, url: str, target: str, key: str, seconds: float, c: int) -> int:
@@ -142,6 +150,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--rate", type=int, default=500, help="py-spy samples per second")
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--workers", type=int, default=1, help="serve --workers N (one core)")
     args = parser.parse_args()
     fake = Process.start(
         [sys.executable, "-m", "tests.fakes.openai_server", "--port", "0", "--tokens", "20",
@@ -153,7 +162,9 @@ def main() -> None:
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     try:
         with tempfile.TemporaryDirectory() as data:
-            gateway, url, key = start_gateway(ROOT, upstream, Path(data) / "gateway")
+            gateway, url, key = start_gateway(
+                ROOT, upstream, Path(data) / "gateway", workers=args.workers
+            )
             bare = Process.start([sys.executable, "-m", "bench.bare"], ["serving gRPC on"],
                                  SERVER_CORE)  # fmt: skip
             try:
@@ -166,6 +177,7 @@ def main() -> None:
                         spy = subprocess.Popen(
                             [str(Path(sys.executable).parent / "py-spy"), "record", "--gil",
                              *(NATIVE or ["--nonblocking"]), "--format", "raw",
+                             *(["--subprocesses"] if args.workers > 1 else []),
                              "--rate", str(args.rate),
                              "--duration", str(int(args.seconds)), "--output", str(raw),
                              "--pid", str(proc.proc.pid)],
