@@ -89,7 +89,7 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-async def _calls(
+async def openai_calls(
     url: str, body: dict[str, Any], key: str, seconds: float, concurrency: int = 1
 ) -> dict[str, Any]:
     """Back-to-back calls for `seconds` from `concurrency` clients: each call's
@@ -144,7 +144,7 @@ def measure(
     url: str, body: dict[str, Any], key: str, seconds: float, concurrency: int = 1
 ) -> dict[str, Any]:
     os.sched_setaffinity(0, {CLIENT_CORE})
-    return _summary(asyncio.run(_calls(url, body, key, seconds, concurrency)))
+    return _summary(asyncio.run(openai_calls(url, body, key, seconds, concurrency)))
 
 
 def main() -> None:

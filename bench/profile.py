@@ -29,81 +29,31 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-import grpc
-
-from bench.latency import ROOT, start_gateway
+from bench import load as bench_load
+from bench.latency import ROOT, openai_calls, start_gateway
 from bench.rest import CLIENT_CORE, OUT, PROMPT, SERVER_CORE, Process
-from gateway.pb import router_pb2, router_pb2_grpc
 
 NATIVE = ["--native"] if os.environ.get("PROFILE_NATIVE") else []
 
 
-async def _openai(url: str, key: str, stream: bool, seconds: float, concurrency: int) -> int:
-    body = {"model": "gpt", "messages": [{"role": "user", "content": PROMPT}], "stream": stream}
-    done = 0
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    headers = {"authorization": f"Bearer {key}"}
-    async with aiohttp.ClientSession(connector=connector, headers=headers) as http:
-        end = time.perf_counter() + seconds
-
-        async def client() -> None:
-            nonlocal done
-            while time.perf_counter() < end:
-                async with http.post(url, json=body) as reply:
-                    if reply.status != 200:
-                        raise RuntimeError(f"HTTP {reply.status}: {await reply.text()}")
-                    await reply.read()
-                done += 1
-
-        await asyncio.gather(*(client() for _ in range(concurrency)))
-    return done
-
-
-async def _grpc(target: str, key: str, seconds: float, concurrency: int) -> int:
-    request = router_pb2.GenerateRequest(
-        model="m", messages=[router_pb2.Message(role="user", content=PROMPT)]
-    )
-    metadata = (("authorization", f"Bearer {key}"),)
-    done = 0
-    async with grpc.aio.insecure_channel(target) as channel:
-        stub = router_pb2_grpc.RouterStub(channel)
-        end = time.perf_counter() + seconds
-
-        async def client() -> None:
-            nonlocal done
-            while time.perf_counter() < end:
-                async for _ in stub.GenerateStream(request, metadata=metadata):
-                    pass
-                done += 1
-
-        await asyncio.gather(*(client() for _ in range(concurrency)))
-    return done
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time used by the processes of `pid`'s group (the
-    gateway and, with --workers, its worker processes)."""
-    total = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:  # gone meanwhile
-            continue
-        if int(fields[2]) == pid:  # the process group
-            total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
-
-
 def load(scenario: str, url: str, target: str, key: str, seconds: float, c: int) -> int:
+    """Calls done in `seconds` from `c` clients: bench.load's gRPC streams on the
+    mock, or bench.latency's OpenAI-route calls."""
     os.sched_setaffinity(0, {CLIENT_CORE})
     if scenario.startswith("grpc-"):
-        return asyncio.run(_grpc(target, key, seconds, c))
-    return asyncio.run(_openai(url, key, scenario == "openai-stream", seconds, c))
+        auth = (("authorization", f"Bearer {key}"),)
+        run = bench_load.run(target, "m", streaming=True, concurrency=c, seconds=seconds,
+                             metadata=auth)  # fmt: skip
+        result = asyncio.run(run)
+        if result.errors:
+            raise RuntimeError(f"{result.errors} gRPC calls failed")
+        return result.calls
+    body = {"model": "gpt", "messages": [{"role": "user", "content": PROMPT}],
+            "stream": scenario == "openai-stream"}  # fmt: skip
+    return int(asyncio.run(openai_calls(url, body, key, seconds, c))["calls"])
 
 
 def _frame(line: str) -> str:
@@ -183,9 +133,9 @@ def main() -> None:
                              "--pid", str(proc.proc.pid)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                         )  # fmt: skip
-                        used = cpu_seconds(proc.proc.pid)
+                        used = proc.cpu_seconds()  # the workers' too, with --workers
                         done = load(scenario, url, target, key, args.seconds + 1, c)
-                        used = cpu_seconds(proc.proc.pid) - used
+                        used = proc.cpu_seconds() - used
                         spy.wait(timeout=60)
                         report = summarise(raw, args.top)
                         print(f"\n## {scenario}, c={c}: {done / (args.seconds + 1):.0f} calls/s, "
