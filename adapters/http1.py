@@ -48,11 +48,12 @@ class Disconnected(ConnectionError):
 
 @dataclass(frozen=True, slots=True)
 class Proxy:
-    """An http:// proxy: its URL (credentials in it become Proxy-Authorization)
-    and headers for it."""
+    """An http:// proxy: its URL, headers for it, and credentials (`auth`, or
+    the URL's own), sent as Proxy-Authorization."""
 
     url: str
     headers: Mapping[str, str] = field(default_factory=dict)
+    auth: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,10 +103,14 @@ class _Connection(asyncio.Protocol):
         self.idle_since = 0.0
 
     def send(self, data: bytes) -> None:
-        self.status, self.headers, self.complete, self.failed = 0, {}, False, None
-        self.body, self.buffered, self.until_eof = [], 0, False
+        self.expect_answer()
         assert self.transport is not None
         self.transport.write(data)
+
+    def expect_answer(self) -> None:
+        """Forget the last answer: what the parser says next is a new one."""
+        self.status, self.headers, self.complete, self.failed = 0, {}, False, None
+        self.body, self.buffered, self.until_eof = [], 0, False
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -294,9 +299,11 @@ class Pool:
         self._proxy_headers = dict(proxy.headers) if proxy else {}
         if proxy is not None:
             parts = urlsplit(proxy.url)
-            if parts.username is not None:
-                user = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
-                basic = base64.b64encode(user.encode()).decode()
+            auth = proxy.auth
+            if auth is None and parts.username is not None:
+                auth = (unquote(parts.username), unquote(parts.password or ""))
+            if auth is not None:
+                basic = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
                 self._proxy_headers.setdefault("Proxy-Authorization", f"Basic {basic}")
         # http:// through a proxy: absolute-form targets and the proxy's headers on each request
         self._absolute = self._proxy is not None and not self.place.tls
@@ -450,7 +457,7 @@ class Pool:
         if conn.status != 200:
             raise Disconnected(f"the proxy refused the tunnel: HTTP {conn.status}")
         conn.parser = httptools.HttpResponseParser(conn)  # the next bytes are the upstream's
-        conn.status, conn.headers, conn.body, conn.until_eof = 0, {}, [], False
+        conn.expect_answer()
         loop = asyncio.get_running_loop()
         assert conn.transport is not None and self._ssl is not None
         tls = await loop.start_tls(conn.transport, conn, self._ssl, server_hostname=self.place.host)

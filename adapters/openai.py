@@ -28,7 +28,6 @@ Deployment options:
 
 from __future__ import annotations
 
-import base64
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -303,11 +302,7 @@ def _proxy(http_client: httpx2.AsyncClient, url: str) -> http1.Proxy | None:
     )
     if proxy is None:
         return None
-    headers = dict(proxy.headers)
-    if proxy.auth:
-        user = base64.b64encode(f"{proxy.auth[0]}:{proxy.auth[1]}".encode()).decode()
-        headers["Proxy-Authorization"] = f"Basic {user}"
-    return http1.Proxy(str(proxy.url), headers)
+    return http1.Proxy(str(proxy.url), dict(proxy.headers), proxy.auth)
 
 
 def _finish(reason: str | None) -> str:

@@ -404,6 +404,8 @@ async def test_https_through_a_connect_proxy(serve: Serve, pools: Pools, ca: tru
     refused = pools(upstream.url, ssl_context=trusting, proxy=anonymous)
     with pytest.raises(http1.Disconnected, match="HTTP 407"):
         await post(refused)
+    given = http1.Proxy(f"http://127.0.0.1:{via.port}", auth=("u", "p w"))  # as httpx2 hands it
+    assert await post(pools(upstream.url, ssl_context=trusting, proxy=given)) == (200, b"hello")
 
 
 async def test_a_failed_connect_frees_its_slot_for_a_waiting_caller(pools: Pools) -> None:
