@@ -8,7 +8,7 @@ import asyncio
 import json
 from typing import Any
 
-from tests.fakes.http import HttpRequest, HttpServer, Reply
+from tests.fakes.http import HttpRequest, HttpServer, Reply, received
 from tests.fakes.script import Observed, Script
 
 _ERROR_TYPES = {
@@ -31,12 +31,7 @@ class AnthropicFake:
 
     async def handle(self, request: HttpRequest, reply: Reply) -> None:
         script = self.script
-        body = request.json()
-        self.observed.called(
-            f"{request.method} {request.path}", request.headers, body, request.body
-        )
-        if script.delay_s:
-            await asyncio.sleep(script.delay_s)
+        body = await received(request, script, self.observed)
         headers = {"request-id": "req_fake"}
         if script.status != 200:
             if script.retry_after:

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
-from tests.fakes.script import Observed
+from tests.fakes.script import Observed, Script
 
 _REASONS = {
     200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
@@ -157,3 +157,13 @@ class HttpServer:
                 transport.abort()
             await self._server.wait_closed()
             await asyncio.sleep(0)  # let connection_lost callbacks run
+
+
+async def received(request: HttpRequest, script: Script, observed: Observed) -> Any:
+    """What an HTTP fake does first with every request: record it as seen (path,
+    headers, body), then wait the scripted delay. The request's JSON body."""
+    body = request.json()
+    observed.called(f"{request.method} {request.path}", request.headers, body, request.body)
+    if script.delay_s:
+        await asyncio.sleep(script.delay_s)
+    return body

@@ -12,7 +12,7 @@ import asyncio
 import json
 from typing import Any
 
-from tests.fakes.http import HttpRequest, HttpServer, Reply
+from tests.fakes.http import HttpRequest, HttpServer, Reply, received
 from tests.fakes.script import Observed, Script, vector
 
 CREATED = 1764000000
@@ -32,12 +32,7 @@ class OpenAIFake:
 
     async def handle(self, request: HttpRequest, reply: Reply) -> None:
         script = self.script
-        body = request.json()
-        self.observed.called(
-            f"{request.method} {request.path}", request.headers, body, request.body
-        )
-        if script.delay_s:
-            await asyncio.sleep(script.delay_s)
+        body = await received(request, script, self.observed)
         if script.status != 200:
             headers = {"retry-after": script.retry_after} if script.retry_after else {}
             error = {
