@@ -81,21 +81,22 @@ end
 
 @dataclass
 class Process:
-    """A server subprocess pinned to one core; its stderr is drained in a thread."""
+    """A server subprocess pinned to one core (or none); its stderr is drained in a thread."""
 
     proc: subprocess.Popen[str]
     lines: list[str] = field(default_factory=list)
 
     @classmethod
     def start(
-        cls, argv: list[str], wants: list[str], core: int, env: Any = None, cwd: Path = ROOT
+        cls, argv: list[str], wants: list[str], core: int | None, env: Any = None, cwd: Path = ROOT
     ) -> Process:
         """`cwd` is also where `python -m` imports from first, before PYTHONPATH."""
         proc = subprocess.Popen(
             argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd, env=env,
             start_new_session=True,  # its own process group: stop() ends its workers too
         )  # fmt: skip
-        os.sched_setaffinity(proc.pid, {core})
+        if core is not None:
+            os.sched_setaffinity(proc.pid, {core})
         me = cls(proc)
         found = threading.Event()
 

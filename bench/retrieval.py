@@ -3,7 +3,7 @@ set in bench/relevance (61 short documents, 36 queries with graded
 judgements: 2 = the answer, 1 = related), so that a change that hurts relevance shows.
 
     python -m bench.retrieval [--data-dir data] [--dense-weight 1] [--lexical-weight 1]
-                              [--fusion rrf|score]
+                              [--fusion rrf|score] [--model all-MiniLM-L6-v2]
 
 Dense search uses all-MiniLM-L6-v2 from `{data-dir}/models/all-MiniLM-L6-v2`
 (`infergate model fetch`); without it the run says so and falls back to the
@@ -41,18 +41,18 @@ def load(name: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (DATA / name).read_text().splitlines() if line.strip()]
 
 
-def embedder_for(data_dir: Path) -> tuple[Embedder, str]:
-    model = data_dir / "models" / "all-MiniLM-L6-v2"
-    if (model / "model.onnx").is_file():
+def embedder_for(data_dir: Path, model: str = "all-MiniLM-L6-v2") -> tuple[Embedder, str]:
+    directory = data_dir / "models" / model
+    if (directory / "model.onnx").is_file():
         from indexer.onnx_embedder import OnnxEmbedder
 
-        return OnnxEmbedder(model), "all-MiniLM-L6-v2 (ONNX)"
-    print(f"NOTE: no model at {model}: dense search uses the hashed bag-of-words embedder")
+        return OnnxEmbedder(directory), f"{model} (ONNX)"
+    print(f"NOTE: no model at {directory}: dense search uses the hashed bag-of-words embedder")
     return HashedEmbedder(dimensions=384), "hashed bag of words (no MiniLM found)"
 
 
 async def run(args: argparse.Namespace) -> dict[str, dict[str, float]]:
-    embedder, name = embedder_for(args.data_dir)
+    embedder, name = embedder_for(args.data_dir, args.model)
     search = SearchParams(
         fusion=args.fusion, dense_weight=args.dense_weight, lexical_weight=args.lexical_weight
     )
@@ -94,6 +94,9 @@ def main() -> None:
     parser.add_argument("--dense-weight", type=float, default=1.0)
     parser.add_argument("--lexical-weight", type=float, default=1.0)
     parser.add_argument("--fusion", choices=["rrf", "score"], default="rrf")
+    parser.add_argument(
+        "--model", default="all-MiniLM-L6-v2", help="a model directory under {data-dir}/models"
+    )
     asyncio.run(run(parser.parse_args()))
 
 

@@ -1,4 +1,5 @@
-"""`infergate model fetch`: obtain, convert and verify the embedded embedding model."""
+"""`infergate model fetch [--int8]`: obtain, convert and verify the embedded embedding model
+(and its int8 copy)."""
 
 from __future__ import annotations
 
@@ -22,12 +23,25 @@ def register(commands: Any) -> None:
     fetch_cmd.add_argument("--config", help="the gateway's YAML config, for its data_dir")
     fetch_cmd.add_argument("--data-dir", type=Path, help="overrides the config's data_dir")
     fetch_cmd.add_argument("--force", action="store_true", help="convert again even if verified")
+    fetch_cmd.add_argument(
+        "--int8",
+        action="store_true",
+        help=f"also write its int8 copy, {MODEL_NAME}-int8 (about 2x faster on CPU), "
+        "and print that path: point dataset.embedder.model_dir at it",
+    )
     fetch_cmd.set_defaults(run=_run_fetch)
 
 
 def _run_fetch(args: argparse.Namespace) -> int:
     try:
-        print(fetch(args.data_dir or _configured_data_dir(args.config), force=args.force))
+        target = fetch(args.data_dir or _configured_data_dir(args.config), force=args.force)
+        if args.int8:
+            from indexer import int8  # onnxruntime's quantizer: only when asked for
+
+            source, target = target, int8.int8_dir(target)
+            if args.force or not int8.is_current(target, source):
+                int8.quantize(source, target)
+        print(target)
     except ConversionError as exc:
         print(f"infergate: {exc}", file=sys.stderr)
         return 1
