@@ -85,6 +85,7 @@ class Process:
 
     proc: subprocess.Popen[str]
     lines: list[str] = field(default_factory=list)
+    reader: threading.Thread | None = None
 
     @classmethod
     def start(
@@ -108,7 +109,8 @@ class Process:
                     found.set()
             found.set()
 
-        threading.Thread(target=drain, daemon=True).start()
+        me.reader = threading.Thread(target=drain, daemon=True)
+        me.reader.start()
         if not found.wait(120) or proc.poll() is not None:
             me.stop()
             raise RuntimeError(f"{argv[:3]} did not start:\n{''.join(me.lines[-20:])}")
@@ -148,6 +150,10 @@ class Process:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
+        if self.reader is not None:
+            self.reader.join(5)  # the pipe's end: then its file can be closed
+        if self.proc.stdout is not None and not (self.reader and self.reader.is_alive()):
+            self.proc.stdout.close()
 
 
 def _children(pid: int) -> list[int]:

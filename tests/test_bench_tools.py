@@ -1,4 +1,5 @@
-"""The load-test tools users run: locust against a real gateway, then the report."""
+"""The bench tools users run: locust against a real gateway, then the report; the
+workflows bench; the BEIR evaluation's smoke version."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from hdrh.histogram import HdrHistogram
 
-from bench import report
+from bench import beir, report
 from gateway.server import Gateway
+from indexer.testmodel import build_tiny_cross_encoder
 
 
 async def test_locustfile_and_report(gateway: Gateway, tmp_path: Path) -> None:
@@ -73,3 +76,51 @@ def test_workflows_bench_prints_its_figures(tmp_path: Path) -> None:
                         and "Generate" not in k)  # fmt: skip
     assert recorded >= workflow_runs > 0  # every run recorded (warm-ups too)
     assert figures["engine"]["template N=20"] > figures["engine"]["template N=1"] > 0
+
+
+def test_the_beir_bench_scores_every_run_through_the_rpcs(
+    tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """bench/beir.py on a small BEIR-format collection (graded judgements), the
+    tiny embedder and the tiny word-overlap cross-encoder: the smoke version of
+    the public evaluation."""
+    topics = {
+        "pets": "cats chase mice and dogs bark at the cats in the garden",
+        "food": "pizza with cheese and bread with apples make good food",
+        "music": "the guitar and the piano play a song in the movie",
+        "weather": "rain and snow and wind in the winter storm",
+        "health": "the doctor at the hospital treats heart disease with medicine",
+        "travel": "trains and planes and boats go from city to city over the sea",
+    }
+    collection = tmp_path / "beir"
+    (collection / "qrels").mkdir(parents=True)
+    docs = [{"_id": f"d-{name}", "title": name, "text": text} for name, text in topics.items()]
+    docs.append({"_id": "d-cats-too", "title": "", "text": "cats sleep in the house"})
+    (collection / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
+    queries = {"q1": "cats and dogs", "q2": "pizza and cheese", "q3": "snow storm", "q4": "piano"}
+    (collection / "queries.jsonl").write_text(
+        "".join(json.dumps({"_id": q, "text": t}) + "\n" for q, t in queries.items())
+    )
+    judged = [("q1", "d-pets", 2), ("q1", "d-cats-too", 1), ("q2", "d-food", 2),
+              ("q3", "d-weather", 1), ("q4", "d-music", 2), ("q4", "d-food", 0)]  # fmt: skip
+    (collection / "qrels" / "dev.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t{s}\n" for q, d, s in judged)
+    )
+    reranker = build_tiny_cross_encoder(tmp_path / "cross-encoder")
+    results = beir.main([
+        str(collection), "--split", "dev", "--model-dir", str(tiny_model),
+        "--reranker", str(reranker),
+    ])  # fmt: skip
+    runs = {"dense", "lexical", "hybrid", "hybrid + rerank"}
+    assert runs | {"reference BM25 (bm25s, stemmed, stop words)"} <= set(results)
+    for name in runs:
+        ndcg, recall = results[name]
+        assert 0.0 <= ndcg <= 1.0 and 0.0 <= recall <= 1.0, (name, results[name])
+    # Every query shares its words with its answer: BM25, ours and the reference, finds each.
+    assert results["lexical"][1] == 1.0
+    assert results["lexical"][0] >= 0.9
+    assert results["reference BM25 (bm25s, stemmed, stop words)"][0] >= 0.9
+    assert results["hybrid + rerank"][0] >= 0.9
+    out = capsys.readouterr().out
+    assert "beir, split dev: 7 documents, 4 judged queries" in out
+    assert re.search(r"^\| hybrid \+ rerank \| \d\.\d{3} \| \d\.\d{3} \|$", out, re.M)
