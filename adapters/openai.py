@@ -4,7 +4,7 @@
 Ollama, llama.cpp server, another gateway). Per deployment, one
 `openai.AsyncOpenAI` client (its own retries off: the router decides retries)
 and, for chat completions, one pool of keep-alive connections
-(adapters/http1.py).
+(adapters/endpoint.py over adapters/http1.py).
 
 The SDK owns the client's configuration: the base URL, the key and every
 header it sends (`default_headers`, `auth_headers`), read once. Embeddings and
@@ -28,9 +28,8 @@ Deployment options:
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 import aiohttp
 import httpx2
@@ -40,7 +39,7 @@ from pydantic import Field
 
 from adapters import _http, http1
 from adapters._options import parse_options
-from router import spans
+from adapters.endpoint import Endpoint, encode, failed, lines, proxy_for
 from router.config import Frozen
 from router.errors import ErrorKind, ProviderError
 from router.provider import Provider
@@ -95,22 +94,17 @@ class OpenAIProvider(Provider):
             timeout=self.settings.timeout_s,
             http_client=http_client,
         )
-        self._chat_url = str(client.base_url.join("chat/completions"))
-        self._chat_span = _http.span_attributes(self._chat_url)
-        self._embed_span = _http.span_attributes(str(client.base_url.join("embeddings")))
+        chat_url = str(client.base_url.join("chat/completions"))
         headers = {**client.default_headers, **client.auth_headers}
-        self._headers = {k: v for k, v in headers.items() if isinstance(v, str)}  # not Omit
-        self._chat_path = urlsplit(self._chat_url).path
-        self._pool = http1.Pool(
-            self._chat_url,
+        self._chat = Endpoint(
+            VENDOR,
+            chat_url,
+            {k: v for k, v in headers.items() if isinstance(v, str)},  # not Omit
             max_connections=self.settings.max_connections,
-            # Under the 5 s idle close of uvicorn-based servers (vLLM): an
-            # idle connection is dropped here before the server drops it.
-            keepalive_s=4.0,
-            connect_timeout_s=self.settings.timeout_s,
-            ssl_context=httpx2.create_ssl_context(),  # the SDK's trust store
-            proxy=_proxy(http_client, self._chat_url),
+            timeout_s=self.settings.timeout_s,
+            proxy=proxy_for(http_client, chat_url),
         )
+        self._embed_span = _http.span_attributes(str(client.base_url.join("embeddings")))
 
     def upstream_request(self, request: Request) -> dict[str, Any]:
         """The exact Chat Completions body `generate` sends. No I/O."""
@@ -124,17 +118,17 @@ class OpenAIProvider(Provider):
 
     def upstream_body(self, request: Request) -> bytes:
         """The exact bytes `generate` posts. No I/O."""
-        return _encode(self.upstream_request(request))
+        return encode(self.upstream_request(request), VENDOR)
 
     async def generate(self, request: Request, deadline: float | None) -> Response:
         """One completion. Cancellation closes the HTTP request; past `deadline`
         it raises ProviderError(TIMEOUT)."""
         body = self.upstream_request(request)
         try:
-            async with await self._post(body, deadline) as answer:
+            async with await self._chat.post(body, deadline) as answer:
                 completion = orjson.loads(await answer.read())
         except (http1.Disconnected, TimeoutError) as exc:
-            raise _failed(exc, started=False) from exc
+            raise failed(exc, VENDOR, started=False) from exc
         except ValueError as exc:  # not JSON: the upstream is not speaking the protocol
             raise ProviderError(ErrorKind.UPSTREAM_5XX, f"openai: bad answer: {exc}") from exc
         choices = completion.get("choices") if isinstance(completion, dict) else None
@@ -166,11 +160,11 @@ class OpenAIProvider(Provider):
         usage: Usage | None = None
         calls: dict[int, list[str]] = {}  # index -> [id, name, arguments so far]
         try:
-            async with await self._post(body, deadline) as upstream:
+            async with await self._chat.post(body, deadline) as upstream:
                 # One read per network chunk, however many SSE lines it holds;
                 # reading on past [DONE] to the body's end keeps the connection
                 # reusable, and leaving early closes it.
-                async for line in _lines(upstream):
+                async for line in lines(upstream):
                     if not line.startswith(b"data:") or line.endswith(b"[DONE]"):
                         continue
                     event = orjson.loads(line[5:])
@@ -194,7 +188,7 @@ class OpenAIProvider(Provider):
                     if announce:
                         yield STARTED
         except (http1.Disconnected, TimeoutError) as exc:
-            raise _failed(exc, started=started) from exc
+            raise failed(exc, VENDOR, started=started) from exc
         except ValueError as exc:  # not JSON: the upstream is not speaking the protocol
             kind = ErrorKind.INTERRUPTED if started else ErrorKind.UPSTREAM_5XX
             raise ProviderError(kind, f"openai: bad stream event: {exc}") from exc
@@ -202,32 +196,6 @@ class OpenAIProvider(Provider):
             raise ProviderError(ErrorKind.INTERRUPTED, "openai: the stream ended without a finish")
         tool_calls = tuple(ToolCall(*calls[i]) for i in sorted(calls))
         yield Chunk(tool_calls=tool_calls, finish_reason=finish, usage=usage)
-
-    async def _post(self, body: dict[str, Any], deadline: float | None) -> http1.Reply:
-        """POST /chat/completions; the answer, once its status is 2xx (close it:
-        `async with`), else the translated ProviderError. With no deadline, each
-        wait (connect, each read) is bounded by `timeout_s`, as the SDK's are."""
-        _http.remaining(deadline, VENDOR)
-        idle = self.settings.timeout_s if deadline is None else None
-        data = _encode(body)
-        if not spans.ON:
-            answer = await self._request(data, self._headers, deadline, idle)
-            return await _checked(answer)
-        headers = dict(self._headers)
-        with spans.upstream(self._chat_span, headers) as span:
-            answer = await self._request(data, headers, deadline, idle)
-            span.set_attribute(_http.STATUS, answer.status)
-            return await _checked(answer)
-
-    async def _request(
-        self, data: bytes, headers: Mapping[str, str], deadline: float | None, idle: float | None
-    ) -> http1.Reply:
-        try:
-            return await self._pool.request(
-                "POST", self._chat_path, data, headers, deadline=deadline, read_timeout=idle
-            )
-        except ValueError as exc:  # a header the configuration gave cannot be sent
-            raise ProviderError(ErrorKind.BAD_REQUEST, f"{VENDOR}: {exc}") from None
 
     async def embed(self, texts: Sequence[str]) -> Embeddings:
         """Vectors in input order, within `timeout_s`; cancellation closes the request."""
@@ -251,7 +219,7 @@ class OpenAIProvider(Provider):
             raise _translate(exc, started=False) from exc
 
     async def aclose(self) -> None:
-        await self._pool.aclose()
+        await self._chat.aclose()
         await self._client.close()
 
 
@@ -263,46 +231,9 @@ def _translate(exc: BaseException, *, started: bool) -> ProviderError:
     while cause is not None and not isinstance(cause, aiohttp.ClientError):
         cause = cause.__cause__
     if isinstance(cause, aiohttp.ClientConnectionError) and not isinstance(cause, TimeoutError):
-        return _failed(cause, started=started)
-    return _http.translate(exc, _ERRORS, VENDOR, started=started)
-
-
-def _failed(exc: BaseException, *, started: bool) -> ProviderError:
-    """A transport failure (or its timeout) as the router's error. A connection
-    refused, dropped or cut mid-body is UNAVAILABLE before any data and
-    INTERRUPTED after."""
-    if isinstance(exc, TimeoutError):
-        return ProviderError(ErrorKind.TIMEOUT, "openai: no answer before the deadline")
-    if isinstance(exc, http1.Disconnected | aiohttp.ClientConnectionError):
         kind = ErrorKind.INTERRUPTED if started else ErrorKind.UNAVAILABLE
-        return ProviderError(kind, f"openai: connection failed: {exc}")
-    return ProviderError(ErrorKind.UPSTREAM_5XX, f"openai: {type(exc).__name__}: {exc}")
-
-
-async def _lines(answer: http1.Reply) -> AsyncIterator[bytes]:
-    """The body's lines without their endings (LF, CRLF or CR, as SSE allows),
-    from one read per network chunk. A CRLF split across two reads yields an
-    extra empty line, which SSE ignores anyway."""
-    rest = b""
-    async for data in answer.chunks():
-        lines = (rest + data).splitlines(keepends=True)
-        rest = b"" if lines[-1].endswith((b"\n", b"\r")) else lines.pop()
-        for line in lines:
-            yield line.rstrip(b"\r\n")
-    if rest:
-        yield rest
-
-
-def _proxy(http_client: httpx2.AsyncClient, url: str) -> http1.Proxy | None:
-    """The proxy the SDK's own client would use for `url`: httpx2's reading of
-    HTTPS_PROXY/HTTP_PROXY/ALL_PROXY/NO_PROXY (wildcards, CIDRs, ports), at
-    start; None when it goes direct."""
-    proxy: httpx2.Proxy | None = getattr(
-        http_client._transport_for_url(httpx2.URL(url)), "proxy", None
-    )
-    if proxy is None:
-        return None
-    return http1.Proxy(str(proxy.url), dict(proxy.headers), proxy.auth)
+        return ProviderError(kind, f"{VENDOR}: connection failed: {cause}")
+    return _http.translate(exc, _ERRORS, VENDOR, started=started)
 
 
 def _finish(reason: str | None) -> str:
@@ -405,21 +336,3 @@ def _response_format(fmt: ResponseFormat) -> dict[str, Any]:
             "schema": dict(fmt.json_schema or {}),
         },
     }
-
-
-async def _checked(answer: http1.Reply) -> http1.Reply:
-    """`answer` when its status is 2xx, else (read and closed) the ProviderError."""
-    if not 200 <= answer.status < 300:
-        async with answer:
-            text = await answer.read()
-        raise _http.status_error(VENDOR, answer.status, answer.headers, _http.error_message(text))
-    return answer
-
-
-def _encode(body: Mapping[str, Any]) -> bytes:
-    """A request body as it goes on the wire (what a dry run shows, byte for byte)."""
-    try:
-        return orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS)
-    except TypeError as exc:  # orjson.JSONEncodeError: a huge integer, a lone surrogate
-        message = f"{VENDOR}: the body is not JSON: {exc}"
-        raise ProviderError(ErrorKind.BAD_REQUEST, message) from None
