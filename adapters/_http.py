@@ -172,9 +172,14 @@ def error_message(body: bytes) -> str:
 
 
 def _in_stream(exc: BaseException) -> ErrorKind:
-    """An error event inside a 200 stream (Anthropic's `event: error`)."""
+    """An SDK's error for an error event inside a 200 stream."""
     body = getattr(exc, "body", None)
-    error = body.get("error") if isinstance(body, dict) else None
+    return stream_error_kind(body.get("error") if isinstance(body, dict) else None)
+
+
+def stream_error_kind(error: Any) -> ErrorKind:
+    """The kind of an error event inside a 200 stream (Anthropic's `event:
+    error`), from its `error` object's type."""
     kind = error.get("type") if isinstance(error, dict) else None
     return _STREAM_ERRORS.get(str(kind), ErrorKind.INTERRUPTED)
 

@@ -4,11 +4,13 @@ Retry-After forms, option validation and what Triton refuses."""
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -22,7 +24,9 @@ from router.errors import ErrorKind, ProviderError
 from router.router import Router
 from router.types import Message, Params, Request, ResponseFormat, Tool, ToolCall
 from tests.fakes.anthropic_server import AnthropicFake
+from tests.fakes.http import HttpRequest, HttpServer, Reply
 from tests.fakes.openai_server import OpenAIFake
+from tests.fakes.script import Observed
 from tests.fakes.triton_server import TritonFake, sampling
 
 KEY = "sk-test-secret-value"
@@ -474,3 +478,69 @@ async def test_openai_a_stream_event_that_is_not_an_object_fails_the_stream(
         [c async for c in gpt.stream(chat(Message("user", "x")), None)]
     assert caught.value.kind is ErrorKind.UPSTREAM_5XX
     assert "not a JSON object" in str(caught.value)
+
+
+@contextlib.asynccontextmanager
+async def anthropic_answering(
+    answer: Callable[[HttpRequest, Reply], None],
+) -> AsyncIterator[AnthropicProvider]:
+    """An Anthropic deployment whose upstream answers every call with `answer`."""
+
+    async def handle(request: HttpRequest, reply: Reply) -> None:
+        answer(request, reply)
+
+    server = HttpServer(handle, Observed())
+    await server.start()
+    provider = AnthropicProvider("claude-fake", {"base_url": server.url})
+    try:
+        yield provider
+    finally:
+        await provider.aclose()
+        await server.close()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        [],  # JSON, but not an object
+        {"type": "message"},  # no content
+        {"content": [{"type": "tool_use", "name": "lookup"}]},  # a tool call without its id
+        {"content": [{"type": "text", "text": "hi"}], "usage": "many"},
+    ],
+)
+async def test_an_anthropic_answer_that_is_not_a_message_is_an_upstream_error(body: Any) -> None:
+    async with anthropic_answering(lambda _, reply: reply.json(200, body)) as provider:
+        with pytest.raises(ProviderError, match="anthropic: bad answer") as caught:
+            await provider.generate(chat(Message("user", "x")), None)
+    assert caught.value.kind is ErrorKind.UPSTREAM_5XX
+
+
+@pytest.mark.parametrize(
+    ("events", "kind"),
+    [
+        ([b'data: ["not", "an", "event"]'], ErrorKind.UPSTREAM_5XX),
+        ([b"data: {not json"], ErrorKind.UPSTREAM_5XX),
+        # After message_start the stream has begun: a broken event interrupts it.
+        ([b'data: {"type":"message_start","message":{"usage":{"input_tokens":3}}}',
+          b'data: {"type":"content_block_delta","index":0,"delta":"text"}'],
+         ErrorKind.INTERRUPTED),
+        ([b'data: {"type":"message_start","message":{"usage":{}}}',
+          b'data: {"type":"content_block_delta","index":0,'
+          b'"delta":{"type":"text_delta","text":"Hi"}}'],
+         ErrorKind.INTERRUPTED),  # no message_stop before the body's end
+    ],
+)  # fmt: skip
+async def test_anthropic_stream_events_outside_the_protocol_end_the_stream(
+    events: list[bytes], kind: ErrorKind
+) -> None:
+    def answer(_: HttpRequest, reply: Reply) -> None:
+        reply.start_stream()
+        for event in events:
+            reply.send(event + b"\n\n")
+        reply.end()
+
+    async with anthropic_answering(answer) as provider:
+        with pytest.raises(ProviderError) as caught:
+            async for _ in provider.stream(chat(Message("user", "x")), None):
+                pass
+    assert caught.value.kind is kind

@@ -91,8 +91,8 @@ CASES = [
     Case("openai-stream", openai_backend, "chat", stream,
          http("/chat/completions", **{HTTP_STATUS: 200})),
     Case("openai-embed", openai_backend, "embed", embed, http("/embeddings")),
-    # The SDK returns a message without its status (it raised for any but 2xx).
-    Case("anthropic-generate", anthropic_backend, "chat", generate, http("/v1/messages")),
+    Case("anthropic-generate", anthropic_backend, "chat", generate,
+         http("/v1/messages", **{HTTP_STATUS: 200})),
     Case("anthropic-stream", anthropic_backend, "chat", stream,
          http("/v1/messages", **{HTTP_STATUS: 200})),
     Case("triton-generate", triton_backend, "chat", generate,

@@ -1,9 +1,14 @@
 """A fake Anthropic Messages API: POST /v1/messages (JSON and SSE events
 message_start, content_block_start/delta/stop, ping, message_delta,
-message_stop) and GET /v1/models/{id}, in the documented shapes."""
+message_stop) and GET /v1/models/{id}, in the documented shapes.
+
+    python -m tests.fakes.anthropic_server [--port 0] [--tokens 20] [--uvloop]
+    # prints "listening on BASE_URL"
+"""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 from typing import Any
@@ -144,3 +149,24 @@ async def stream(body: dict[str, Any], script: Script, reply: Reply) -> None:
     )
     reply.send(_event("message_stop", {"type": "message_stop"}))
     reply.end()
+
+
+async def _main(port: int, tokens: int) -> None:
+    fake = AnthropicFake(Script(tokens=[f" w{i}" for i in range(tokens)]))
+    await fake.server.start(port=port)
+    print(f"listening on {fake.base_url}", flush=True)
+    await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="a fake Anthropic Messages API server")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--tokens", type=int, default=20, help="answer length")
+    parser.add_argument("--uvloop", action="store_true")
+    args = parser.parse_args()
+    if args.uvloop:
+        import uvloop
+
+        uvloop.run(_main(args.port, args.tokens))
+    else:
+        asyncio.run(_main(args.port, args.tokens))
