@@ -52,8 +52,13 @@ class ServerConfig(Frozen):
     @property
     def address(self) -> str:
         """host:port as a gRPC target (an IPv6 host in brackets)."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
+        return host_port(self.host, self.port)
+
+
+def host_port(host: str, port: int) -> str:
+    """`host:port`, an IPv6 host in brackets (`[::1]:50051`), as gRPC targets
+    and URLs write it."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class GatewayConfig(RouterConfig):

@@ -28,7 +28,7 @@ from adapters import build_provider
 from gateway import assembly, cache_warm, heap, tracing
 from gateway.apps.runtime import AppLayer
 from gateway.apps.workflows.tasks import QueueTasks
-from gateway.config import GatewayConfig, ServerConfig
+from gateway.config import GatewayConfig, ServerConfig, host_port
 from gateway.dataset.disabled import DisabledDatasetService, DisabledRetrieval
 from gateway.dataset.retriever import DatasetRetriever
 from gateway.dataset.service import DatasetService
@@ -130,7 +130,7 @@ class Health(HealthServicer):  # type: ignore[misc]  # grpc_health: untyped
 def _bind(server: grpc.aio.Server, cfg: ServerConfig) -> int:
     """The bound port; a taken port (or an address not on this machine) is a
     clear error rather than gRPC's "Failed to bind"."""
-    address = f"{cfg.host}:{cfg.port}"
+    address = cfg.address
     try:
         return int(server.add_insecure_port(address))
     except RuntimeError as exc:
@@ -228,7 +228,7 @@ class Gateway:
 
     @property
     def address(self) -> str:
-        return f"{self.config.server.host}:{self.port}"
+        return host_port(self.config.server.host, self.port)
 
     @property
     def router(self) -> Router:
@@ -355,7 +355,7 @@ class Gateway:
         host = self.config.server.host
         if host in ("0.0.0.0", "::", ""):
             host = "127.0.0.1"
-        address = f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
+        address = host_port(host, self.port)
         key = os.environ.get("INFERGATE_API_KEY", "")
         log.info("cache warm-up from %s started", path)
         try:
@@ -412,7 +412,7 @@ async def serve(
     heap.settle(config.server.gc_thresholds, config.server.gc_freeze)
     log.info("serving gRPC on %s", gateway.address)
     if gateway.rest is not None:
-        log.info("serving HTTP on %s:%d", config.rest.host, gateway.http_port)
+        log.info("serving HTTP on %s", host_port(config.rest.host, gateway.http_port))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, cast
 
-from gateway.config import GatewayConfig, load_config
+from gateway.config import GatewayConfig, host_port, load_config
 from router.config import ConfigError
 
 log = logging.getLogger("infergate")
@@ -78,7 +78,8 @@ def _serve_one(
         from gateway.metrics_server import serve_metrics
 
         serve_metrics(config.server.metrics_port, config.server.host)
-        log.info("serving /metrics on %s:%d", config.server.host, config.server.metrics_port)
+        where = host_port(config.server.host, config.server.metrics_port)
+        log.info("serving /metrics on %s", where)
     uvloop.run(serve(config, reuse_port=reuse_port, config_path=path))
 
 

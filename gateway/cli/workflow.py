@@ -66,10 +66,7 @@ async def _push(args: argparse.Namespace) -> int:
     workflow_id = args.id.removeprefix("workflows/")
     key = args.key or os.environ.get("INFERGATE_API_KEY", "")
     metadata = (("authorization", f"Bearer {key}"),) if key else ()
-    address = args.address
-    if address is None:
-        server = load_config(args.config).server
-        address = f"{server.host}:{server.port}"
+    address = args.address or load_config(args.config).server.address
     async with grpc.aio.insecure_channel(address) as channel:
         stub = app_pb2_grpc.AppStub(channel)  # type: ignore[no-untyped-call]
         spec = pb.Workflow(display_name=args.name, definition=definition)

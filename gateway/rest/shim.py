@@ -48,7 +48,11 @@ class Shim:
             raise HttpError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
         metadata = metadata_from(request.headers.items(), request.state.request_id) + extra
         client = request.client
-        peer = f"ipv4:{client.host}:{client.port}" if client else "unknown"
+        peer = "unknown"
+        if client and ":" in client.host:  # as grpc.aio writes a peer
+            peer = f"ipv6:[{client.host}]:{client.port}"
+        elif client:
+            peer = f"ipv4:{client.host}:{client.port}"
         return RestContext(metadata, deadline_from(timeout), peer)
 
     async def body(self, request: Request) -> bytes:

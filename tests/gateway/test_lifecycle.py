@@ -20,9 +20,10 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from gateway.config import host_port, load_config
 from gateway.metrics_server import serve_metrics
 from gateway.pb import router_pb2_grpc
-from tests.conftest import chat
+from tests.conftest import StartGateway, chat
 
 CONFIG = """
 server: {{drain_delay_s: {drain}, grace_period_s: {grace}}}
@@ -268,3 +269,31 @@ def _has_ipv6_loopback() -> bool:
     except OSError:
         return False
     return True
+
+
+async def test_a_gateway_on_an_ipv6_host_names_and_serves_its_addresses(
+    start_gateway: StartGateway, tmp_path: Path
+) -> None:
+    if not _has_ipv6_loopback():
+        pytest.skip("no IPv6 loopback on this host")
+    gateway = await start_gateway(top={"rest": {"host": "::1", "port": 0}}, host="::1")
+    assert gateway.address == f"[::1]:{gateway.port}"  # a gRPC target, as clients dial it
+    async with grpc.aio.insecure_channel(gateway.address) as channel:
+        reply = await router_pb2_grpc.RouterStub(channel).Generate(chat("chat"), timeout=10)
+        assert reply.text
+    url = f"http://[::1]:{gateway.http_port}/v1/generate"
+    request = urllib.request.Request(
+        url, data=b'{"model": "chat", "messages": [{"role": "user", "content": "hi"}]}',
+        headers={"content-type": "application/json"},
+    )  # fmt: skip
+    with await asyncio.to_thread(urllib.request.urlopen, request, timeout=10) as answer:
+        assert answer.status == 200
+
+
+def test_the_configured_address_brackets_an_ipv6_host(tmp_path: Path) -> None:
+    """What the CLI commands (workflow push, ingest, cache warm) dial."""
+    config = tmp_path / "gateway.yaml"
+    models = "models: {m: {deployments: [{name: m, provider: mock, model: echo}]}}"
+    config.write_text(f"server: {{host: '::1', port: 50999}}\n{models}\n")
+    assert load_config(str(config)).server.address == "[::1]:50999"
+    assert host_port("127.0.0.1", 80) == "127.0.0.1:80"
