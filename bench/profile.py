@@ -1,6 +1,6 @@
 """Where one gateway process spends its CPU, by sampling profile (py-spy).
 
-    python -m bench.profile [--scenario openai-unary openai-stream grpc-stream]
+    python -m bench.profile [--scenario openai-unary openai-stream grpc-stream grpc-unary ...]
                             [--concurrency 1 64] [--seconds 10] [--rate 500] [--top 25]
 
 The three paths users load most, each driven at each concurrency while py-spy
@@ -8,9 +8,11 @@ samples the gateway (uvicorn, auth on with a `user`-role key, usage recorded):
 - `openai-unary`: POST /v1/chat/completions -> openai adapter -> the fake
   OpenAI server in its own process over loopback HTTP (one token at once);
 - `openai-stream`: the same with `stream: true`, 20 tokens, no delay;
-- `grpc-stream`: gRPC GenerateStream on the mock (20 tokens);
-- `grpc-bare`: the same call to a bare grpc.aio server of the same message
-  shapes (bench/bare.py), sampled the same way: the floor of the gRPC path.
+- `grpc-stream`: gRPC GenerateStream on the mock (20 tokens); `grpc-unary`:
+  gRPC Generate on the mock;
+- `grpc-bare`, `grpc-bare-unary`: the same calls to a bare grpc.aio server of
+  the same message shapes (bench/bare.py), sampled the same way: the floor
+  of the gRPC path.
 
 For each run: calls/s, then the top frames by self time (the sampled leaf)
 and by cumulative time (a frame anywhere in the stack, counted once per
@@ -45,7 +47,8 @@ def load(scenario: str, url: str, target: str, key: str, seconds: float, c: int)
     os.sched_setaffinity(0, {CLIENT_CORE})
     if scenario.startswith("grpc-"):
         auth = (("authorization", f"Bearer {key}"),)
-        run = bench_load.run(target, "m", streaming=True, concurrency=c, seconds=seconds,
+        streaming = not scenario.endswith("unary")
+        run = bench_load.run(target, "m", streaming=streaming, concurrency=c, seconds=seconds,
                              metadata=auth)  # fmt: skip
         result = asyncio.run(run)
         if result.errors:
@@ -95,6 +98,7 @@ def summarise(collapsed: Path, top: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     scenarios = ["openai-unary", "openai-stream", "grpc-stream", "grpc-bare"]
+    scenarios += ["grpc-unary", "grpc-bare-unary"]
     parser.add_argument("--scenario", nargs="+", default=scenarios)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 64])
     parser.add_argument("--seconds", type=float, default=10)
@@ -119,7 +123,7 @@ def main() -> None:
                                  SERVER_CORE)  # fmt: skip
             try:
                 for scenario in args.scenario:
-                    proc = bare if scenario == "grpc-bare" else gateway
+                    proc = bare if scenario.startswith("grpc-bare") else gateway
                     target = proc.find(r"serving gRPC on (\S+)")
                     for c in args.concurrency:
                         load(scenario, url, target, key, 2, c)  # warm-up
