@@ -43,7 +43,7 @@ from pydantic import Field
 
 from adapters import _http, http1
 from adapters._options import parse_options
-from adapters.endpoint import Endpoint, encode, failed, lines, proxy_for
+from adapters.endpoint import encode, failed, lines, sdk_endpoint
 from router.config import Frozen
 from router.errors import ErrorKind, ProviderError
 from router.provider import Provider
@@ -107,16 +107,10 @@ class AnthropicProvider(Provider):
             timeout=self.settings.timeout_s,
             http_client=http_client,
         )
-        url = str(client.base_url.join("v1/messages"))
-        headers = {**client.default_headers, **client.auth_headers}
-        self._messages = Endpoint(
-            VENDOR,
-            url,
-            {k: v for k, v in headers.items() if isinstance(v, str)},  # not Omit
-            max_connections=self.settings.max_connections,
-            timeout_s=self.settings.timeout_s,
-            proxy=proxy_for(http_client, url),
-        )
+        self._messages = sdk_endpoint(
+            VENDOR, client, http_client, "v1/messages",
+            max_connections=self.settings.max_connections, timeout_s=self.settings.timeout_s,
+        )  # fmt: skip
 
     def upstream_request(self, request: Request) -> dict[str, Any]:
         """The exact Messages body `generate` sends. No I/O; a tool call whose
@@ -137,13 +131,7 @@ class AnthropicProvider(Provider):
         """One message. Cancellation closes the HTTP request; past `deadline`
         it raises ProviderError(TIMEOUT)."""
         body = self.upstream_request(request)
-        try:
-            async with await self._messages.post(body, deadline) as answer:
-                message = orjson.loads(await answer.read())
-        except (http1.Disconnected, TimeoutError) as exc:
-            raise failed(exc, VENDOR, started=False) from exc
-        except ValueError as exc:  # not JSON: the upstream is not speaking the protocol
-            raise ProviderError(ErrorKind.UPSTREAM_5XX, f"anthropic: bad answer: {exc}") from exc
+        message = await self._messages.answer(body, deadline)
         try:
             return _response(message, body)
         except (KeyError, TypeError, AttributeError) as exc:  # not the protocol's message

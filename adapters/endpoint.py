@@ -4,13 +4,13 @@ paths of the openai and anthropic adapters share.
 `Endpoint.post` encodes the body (orjson: the bytes a dry run shows), sends it
 with the deployment's headers and the upstream trace span, and returns the
 answer once its status is 2xx, else the router's error for the status
-(`_http.status_error`). `failed` turns a transport failure into the router's
-error, `lines` splits a streamed body into SSE lines, `proxy_for` reads the
-proxy the vendor SDK's own client would use.
+(`_http.status_error`). `sdk_endpoint` makes one with a vendor SDK client's
+URL, headers and proxy; `failed` turns a transport failure into the router's
+error; `lines` splits a streamed body into SSE lines.
 
-The SDKs stay for what is not on the hot path (embeddings, probes): for
-a chat call, their typed models and httpx transport cost 5-20x the client
-CPU of this path (bench/RESULTS.md, issues 15 and 24).
+The SDKs stay for what is not on the hot path (embeddings, probes): for a
+chat call, their typed models and transports cost up to 20x the client CPU of
+this path (bench/RESULTS.md, issues 7, 15 and 24).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ KEEPALIVE_S = 4.0
 class Endpoint:
     """POSTs to one URL through a keep-alive pool of `max_connections`. With
     no deadline, each wait (connect, each read) is bounded by `timeout_s`, as
-    the SDKs' are; `proxy` as `proxy_for` reads it."""
+    the SDKs' are."""
 
     def __init__(
         self,
@@ -73,6 +73,19 @@ class Endpoint:
             answer = await self._request(data, headers, deadline, idle)
             span.set_attribute(_http.STATUS, answer.status)
             return await self._checked(answer)
+
+    async def answer(self, body: Mapping[str, Any], deadline: float | None) -> Any:
+        """`post`, then the whole answer parsed as JSON: a unary call. A
+        transport failure is translated (`failed`), an answer that is not JSON
+        is UPSTREAM_5XX."""
+        try:
+            async with await self.post(body, deadline) as reply:
+                return orjson.loads(await reply.read())
+        except (http1.Disconnected, TimeoutError) as exc:
+            raise failed(exc, self.vendor, started=False) from exc
+        except ValueError as exc:  # not JSON: the upstream is not speaking the protocol
+            message = f"{self.vendor}: bad answer: {exc}"
+            raise ProviderError(ErrorKind.UPSTREAM_5XX, message) from exc
 
     async def _request(
         self, data: bytes, headers: Mapping[str, str], deadline: float | None, idle: float | None
@@ -123,7 +136,31 @@ async def lines(answer: http1.Reply) -> AsyncIterator[bytes]:
         yield rest
 
 
-def proxy_for(http_client: httpx2.AsyncClient, url: str) -> http1.Proxy | None:
+def sdk_endpoint(
+    vendor: str,
+    client: Any,
+    http_client: httpx2.AsyncClient,
+    path: str,
+    *,
+    max_connections: int,
+    timeout_s: float,
+) -> Endpoint:
+    """The Endpoint at `path` under a vendor SDK client's base URL, sending
+    every header that client sends (its defaults and its auth, read once) and
+    going through the proxy its own `http_client` would use."""
+    url = str(client.base_url.join(path))
+    headers = {**client.default_headers, **client.auth_headers}
+    return Endpoint(
+        vendor,
+        url,
+        {k: v for k, v in headers.items() if isinstance(v, str)},  # not the SDK's Omit
+        max_connections=max_connections,
+        timeout_s=timeout_s,
+        proxy=_proxy_for(http_client, url),
+    )
+
+
+def _proxy_for(http_client: httpx2.AsyncClient, url: str) -> http1.Proxy | None:
     """The proxy the SDK's own client would use for `url`: httpx2's reading of
     HTTPS_PROXY/HTTP_PROXY/ALL_PROXY/NO_PROXY (wildcards, CIDRs, ports), at
     start; None when it goes direct."""

@@ -39,7 +39,7 @@ from pydantic import Field
 
 from adapters import _http, http1
 from adapters._options import parse_options
-from adapters.endpoint import Endpoint, encode, failed, lines, proxy_for
+from adapters.endpoint import encode, failed, lines, sdk_endpoint
 from router.config import Frozen
 from router.errors import ErrorKind, ProviderError
 from router.provider import Provider
@@ -94,16 +94,10 @@ class OpenAIProvider(Provider):
             timeout=self.settings.timeout_s,
             http_client=http_client,
         )
-        chat_url = str(client.base_url.join("chat/completions"))
-        headers = {**client.default_headers, **client.auth_headers}
-        self._chat = Endpoint(
-            VENDOR,
-            chat_url,
-            {k: v for k, v in headers.items() if isinstance(v, str)},  # not Omit
-            max_connections=self.settings.max_connections,
-            timeout_s=self.settings.timeout_s,
-            proxy=proxy_for(http_client, chat_url),
-        )
+        self._chat = sdk_endpoint(
+            VENDOR, client, http_client, "chat/completions",
+            max_connections=self.settings.max_connections, timeout_s=self.settings.timeout_s,
+        )  # fmt: skip
         self._embed_span = _http.span_attributes(str(client.base_url.join("embeddings")))
 
     def upstream_request(self, request: Request) -> dict[str, Any]:
@@ -124,13 +118,7 @@ class OpenAIProvider(Provider):
         """One completion. Cancellation closes the HTTP request; past `deadline`
         it raises ProviderError(TIMEOUT)."""
         body = self.upstream_request(request)
-        try:
-            async with await self._chat.post(body, deadline) as answer:
-                completion = orjson.loads(await answer.read())
-        except (http1.Disconnected, TimeoutError) as exc:
-            raise failed(exc, VENDOR, started=False) from exc
-        except ValueError as exc:  # not JSON: the upstream is not speaking the protocol
-            raise ProviderError(ErrorKind.UPSTREAM_5XX, f"openai: bad answer: {exc}") from exc
+        completion = await self._chat.answer(body, deadline)
         choices = completion.get("choices") if isinstance(completion, dict) else None
         if not choices:
             raise ProviderError(ErrorKind.UPSTREAM_5XX, "openai: the answer has no choices")

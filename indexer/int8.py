@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -32,7 +31,7 @@ import onnxruntime as ort
 from onnx import TensorProto
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
-from indexer.minilm import MARKER, ConversionError, _publish, _sha256, is_verified
+from indexer.minilm import MARKER, ConversionError, file_sha256, is_verified, staged
 from indexer.onnx_session import bert_tokenizer, padded
 
 log = logging.getLogger("infergate.indexer")
@@ -59,16 +58,13 @@ def is_current(target: Path, source: Path) -> bool:
     if not is_verified(target):
         return False
     marker = json.loads((target / MARKER).read_text())
-    return bool(marker.get("quantized_from") == _sha256(source / "model.onnx"))
+    return bool(marker.get("quantized_from") == file_sha256(source / "model.onnx"))
 
 
 def quantize(source: Path, target: Path) -> Path:
     """Write the verified int8 copy of the model directory `source` at
     `target`, replacing a previous one only once the new one has passed."""
-    staging = target.with_name(f".{target.name}.partial-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
+    with staged(target) as (staging, marker):
         for name in _COPIED:
             if (source / name).is_file():
                 shutil.copyfile(source / name, staging / name)
@@ -84,16 +80,11 @@ def quantize(source: Path, target: Path) -> Path:
                 f"{target}: the int8 model's vectors differ from the float model's "
                 f"(lowest cosine {cosine:.4f}, at least {MIN_COSINE} needed)"
             )
-        marker = {
-            "model_sha256": _sha256(staging / "model.onnx"),
-            "quantized_from": _sha256(source / "model.onnx"),
-            "min_cosine": cosine,
-            "reference": f"the float model in {source.name}, on {len(_SAMPLES)} sample texts",
-        }
-        (staging / MARKER).write_text(json.dumps(marker, indent=2))
-        _publish(staging, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        marker.update(
+            quantized_from=file_sha256(source / "model.onnx"),
+            min_cosine=cosine,
+            reference=f"the float model in {source.name}, on {len(_SAMPLES)} sample texts",
+        )
     log.info("quantized %s to %s (lowest cosine %.4f)", source, target, cosine)
     return target
 

@@ -30,7 +30,8 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from importlib import metadata
 from pathlib import Path
@@ -123,7 +124,7 @@ def is_verified(directory: Path) -> bool:
     """Whether `directory` holds a converted model whose verification still matches it."""
     try:
         marker = json.loads((directory / MARKER).read_text())
-        return bool(marker["model_sha256"] == _sha256(directory / "model.onnx"))
+        return bool(marker["model_sha256"] == file_sha256(directory / "model.onnx"))
     except (OSError, ValueError, KeyError, TypeError):
         return False
 
@@ -137,10 +138,7 @@ def convert(source: Path, target: Path) -> Path:
     weights = {
         k.removeprefix("bert."): v for k, v in load_file(source / "model.safetensors").items()
     }
-    staging = target.with_name(f".{target.name}.partial-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
+    with staged(target) as (staging, marker):
         try:
             graph = bert_graph(weights, config)
         except KeyError as exc:
@@ -156,16 +154,11 @@ def convert(source: Path, target: Path) -> Path:
             json.dumps({"max_seq_length": max_tokens}, indent=2)
         )
         diff = verify(staging, weights, config)
-        marker = {
-            "model_sha256": _sha256(staging / "model.onnx"),
-            "max_abs_diff": diff,
-            "tolerance": TOLERANCE,
-            "reference": "numpy float64 forward pass of the same safetensors",
-        }
-        (staging / MARKER).write_text(json.dumps(marker, indent=2))
-        _publish(staging, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        marker.update(
+            max_abs_diff=diff,
+            tolerance=TOLERANCE,
+            reference="numpy float64 forward pass of the same safetensors",
+        )
     log.info("converted %s to %s (max abs diff %.2e)", source, target, diff)
     return target
 
@@ -343,16 +336,31 @@ def _max_tokens(source: Path, config: BertConfig) -> int:
         return config.max_position_embeddings
 
 
-def _publish(staging: Path, target: Path) -> None:
-    """Swap the new directory in with renames, so a reader sees the old or the new model."""
-    retired = target.with_name(f".{target.name}.old-{os.getpid()}")
-    if target.exists():
-        target.rename(retired)
-    staging.rename(target)
-    shutil.rmtree(retired, ignore_errors=True)
+@contextmanager
+def staged(target: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """A fresh directory beside `target` to build a model in, and the fields
+    of its verified.json to fill. On a clean exit the marker is written (the
+    model's sha256 first) and the directory swapped in for `target`, so that
+    a reader sees the old model or the new one; either way nothing staged is
+    left behind."""
+    staging = target.with_name(f".{target.name}.partial-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    fields: dict[str, Any] = {}
+    try:
+        yield staging, fields
+        marker = {"model_sha256": file_sha256(staging / "model.onnx"), **fields}
+        (staging / MARKER).write_text(json.dumps(marker, indent=2))
+        retired = target.with_name(f".{target.name}.old-{os.getpid()}")
+        if target.exists():
+            target.rename(retired)
+        staging.rename(target)
+        shutil.rmtree(retired, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     with path.open("rb") as file:
         return hashlib.file_digest(file, "sha256").hexdigest()
 
