@@ -150,13 +150,19 @@ class AnthropicProvider(Provider):
             async with await self._messages.post({**body, "stream": True}, deadline) as upstream:
                 # Reading on past message_stop to the body's end keeps the
                 # connection reusable; leaving early closes it.
+                name = ""  # the last `event:` line's: the type, where the data omits it
                 async for line in lines(upstream):
-                    if not line.startswith(b"data:"):
-                        continue  # an `event:` line names the type the data repeats
-                    event = orjson.loads(line[5:])
+                    if line.startswith(b"event:"):
+                        name = line[6:].strip().decode("ascii", "replace")
+                        continue
+                    payload = line[5:].strip() if line.startswith(b"data:") else b""
+                    if not payload:
+                        continue
+                    event = orjson.loads(payload)
                     if not isinstance(event, dict):
-                        raise ValueError(f"not a JSON object: {line[5:60]!r}")
-                    if event.get("type") == "error":
+                        raise ValueError(f"not a JSON object: {payload[:60]!r}")
+                    event.setdefault("type", name)
+                    if event["type"] == "error":
                         raise _stream_error(event, upstream)
                     chunk = events.take(event)
                     if chunk is not None:

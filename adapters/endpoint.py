@@ -163,13 +163,22 @@ def sdk_endpoint(
 def _proxy_for(http_client: httpx2.AsyncClient, url: str) -> http1.Proxy | None:
     """The proxy the SDK's own client would use for `url`: httpx2's reading of
     HTTPS_PROXY/HTTP_PROXY/ALL_PROXY/NO_PROXY (wildcards, CIDRs, ports), at
-    start; None when it goes direct."""
-    proxy: httpx2.Proxy | None = getattr(
-        http_client._transport_for_url(httpx2.URL(url)), "proxy", None
-    )
-    if proxy is None:
+    start; None when it goes direct. The openai SDK's aiohttp transport keeps
+    it as `proxy`; httpx2's own transport (the anthropic SDK's) in its
+    httpcore proxy pool, with the URL's credentials already in its headers."""
+    transport = http_client._transport_for_url(httpx2.URL(url))
+    proxy: httpx2.Proxy | None = getattr(transport, "proxy", None)
+    if proxy is not None:
+        return http1.Proxy(str(proxy.url), dict(proxy.headers), proxy.auth)
+    pool: Any = getattr(transport, "_pool", None)
+    where = getattr(pool, "_proxy_url", None)
+    if where is None:
         return None
-    return http1.Proxy(str(proxy.url), dict(proxy.headers), proxy.auth)
+    scheme, host = where.scheme.decode("ascii"), where.host.decode("ascii")
+    host = f"[{host}]" if ":" in host else host
+    port = f":{where.port}" if where.port else ""
+    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in pool._proxy_headers}
+    return http1.Proxy(f"{scheme}://{host}{port}", headers)
 
 
 def encode(body: Mapping[str, Any], vendor: str) -> bytes:

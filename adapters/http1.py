@@ -241,10 +241,14 @@ class Reply:
         return b"".join([data async for data in self.chunks()])
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        """The body as it arrives: everything received since the last read, at once."""
+        """The body as it arrives: everything received since the last read, at
+        once. Past the deadline it raises TimeoutError, also when the body is
+        there already (a reader slower than the upstream never waits)."""
         conn = self._conn
         while True:
             if conn.body:
+                if self._deadline is not None and time.monotonic() >= self._deadline:
+                    raise TimeoutError("the deadline passed while the body was read")
                 yield conn.take()
             elif conn.complete:
                 break

@@ -48,15 +48,17 @@ async def measure(adapter: Provider, calls: int) -> dict[str, float]:
         async for _ in adapter.stream(request, None):
             pass
 
-    for name, one in (("generate", generate), ("stream", stream)):
-        for _ in range(100):
-            await one()
-        cpu, wall = time.process_time(), time.perf_counter()
-        for _ in range(calls):
-            await one()
-        figures[f"{name} cpu_us"] = (time.process_time() - cpu) * 1e6 / calls
-        figures[f"{name} wall_us"] = (time.perf_counter() - wall) * 1e6 / calls
-    await adapter.aclose()
+    try:
+        for name, one in (("generate", generate), ("stream", stream)):
+            for _ in range(100):
+                await one()
+            cpu, wall = time.process_time(), time.perf_counter()
+            for _ in range(calls):
+                await one()
+            figures[f"{name} cpu_us"] = (time.process_time() - cpu) * 1e6 / calls
+            figures[f"{name} wall_us"] = (time.perf_counter() - wall) * 1e6 / calls
+    finally:
+        await adapter.aclose()
     return figures
 
 
@@ -68,12 +70,12 @@ def main() -> None:
     args = parser.parse_args()
     os.environ[KEY_ENV] = "sk-fake"
     os.sched_setaffinity(0, {CLIENT_CORE})
-    fakes = {}
-    for vendor in args.vendor:
-        argv = [sys.executable, "-m", f"tests.fakes.{vendor}_server", "--uvloop", "--tokens", "20"]
-        fakes[vendor] = Process.start(argv, ["listening on"], SERVER_CORE)
+    fakes: dict[str, Process] = {}
     rows: list[tuple[str, dict[str, Any]]] = []
     try:
+        for vendor in args.vendor:
+            argv = [sys.executable, "-m", f"tests.fakes.{vendor}_server", "--uvloop"]
+            fakes[vendor] = Process.start([*argv, "--tokens", "20"], ["listening on"], SERVER_CORE)
         for _ in range(args.rounds):
             for vendor, fake in fakes.items():
                 url = fake.find(r"listening on (\S+)")

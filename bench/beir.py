@@ -15,15 +15,18 @@ labelled set (bench/relevance) is used in the same form.
 A gateway is started on a fresh data directory with the given embedder,
 fusion and reranker; every document (title, a blank line, text) goes in
 through `UpsertDocuments` and every judged query of the split is asked through
-`Search` (k 100) in dense, lexical and hybrid mode, and hybrid with `rerank`
-when `--reranker` names a cross-encoder model directory. A ranking is the
-results' documents in order, each at its first chunk. Reported: nDCG@10 (gain
+`Search` in dense, lexical and hybrid mode, and hybrid with `rerank` when
+`--reranker` names a cross-encoder model directory. A ranking is the
+results' documents in order, each at its first chunk, cut to 100 documents
+(300 chunks asked for; 100 when reranking, whose depth is at least its k). Reported: nDCG@10 (gain
 = the judged score, as trec_eval and BEIR compute it) and Recall@100 (a
 document counts as relevant when judged above 0), beside:
 - reference BM25: bm25s (Lucene BM25, k1 1.5, b 0.75) over the same texts with
   English stop words and PyStemmer's English Snowball stemmer;
 - reference dense: sentence-transformers with the same model, exact cosine
-  over whole documents, when it is installed (the `bench` extra), else said so.
+  over each document (truncated at the model's 256 tokens, as
+  sentence-transformers does), when it is installed (the `bench` extra),
+  else said so.
 
 Choose defaults on a dev split, report the test split. Not part of
 `make test`; tests/test_bench_tools.py runs a small smoke version.
@@ -85,7 +88,7 @@ def load_beir(directory: Path, split: str) -> Collection:
                 qrels.setdefault(row[0], {})[row[1]] = int(row[2])
     queries = {}
     for line in (directory / "queries.jsonl").read_text().splitlines():
-        if line.strip() and (query := json.loads(line))["_id"] in qrels:
+        if line.strip() and str((query := json.loads(line))["_id"]) in qrels:
             queries[str(query["_id"])] = str(query["text"])
     return Collection(docs, queries, {q: qrels[q] for q in queries})
 
@@ -117,6 +120,8 @@ def recall_at_100(ranking: Sequence[str], judged: dict[str, int]) -> float:
 
 def score(runs: dict[str, list[str]], collection: Collection) -> tuple[float, float]:
     judged = [q for q in runs if any(g > 0 for g in collection.qrels[q].values())]
+    if not judged:
+        raise SystemExit("no query of the split has a relevant document")
     ndcg = sum(ndcg_at_10(runs[q], collection.qrels[q]) for q in judged) / len(judged)
     recall = sum(recall_at_100(runs[q], collection.qrels[q]) for q in judged) / len(judged)
     return ndcg, recall
@@ -154,10 +159,13 @@ async def gateway_runs(
         for name, fields in modes.items():
             runs[name] = {}
             for query_id, text in collection.queries.items():
-                request = pb.SearchRequest(collection="collections/beir", text=text, k=K, **fields)  # type: ignore[arg-type]
+                # Chunks, not documents, come back: ask for more and keep the first K
+                # documents (a reranked search re-scores its k at least: K there).
+                k = K if fields.get("rerank") else 3 * K
+                request = pb.SearchRequest(collection="collections/beir", text=text, k=k, **fields)  # type: ignore[arg-type]
                 reply = await stub.Search(request, timeout=60)
                 ranking = [r.chunk.document_id for r in reply.results]
-                runs[name][query_id] = list(dict.fromkeys(ranking))
+                runs[name][query_id] = list(dict.fromkeys(ranking))[:K]
         return runs
 
 

@@ -3,7 +3,7 @@
     python -m bench.profile [--scenario openai-unary openai-stream grpc-stream grpc-unary ...]
                             [--concurrency 1 64] [--seconds 10] [--rate 500] [--top 25]
 
-The three paths users load most, each driven at each concurrency while py-spy
+The paths users load most, each driven at each concurrency while py-spy
 samples the gateway (uvicorn, auth on with a `user`-role key, usage recorded):
 - `openai-unary`: POST /v1/chat/completions -> openai adapter -> the fake
   OpenAI server in its own process over loopback HTTP (one token at once);

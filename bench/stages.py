@@ -141,11 +141,11 @@ def main() -> None:
         ["listening on"], CLIENT_CORE,
     )  # fmt: skip
     spinner = None
-    if args.keep_core_busy:
-        spin = [sys.executable, "-c", "while True: pass"]
-        spinner = subprocess.Popen(["nice", "-n", "19", *spin])
-        os.sched_setaffinity(spinner.pid, {SERVER_CORE})
     try:
+        if args.keep_core_busy:
+            spin = [sys.executable, "-c", "while True: pass"]
+            spinner = subprocess.Popen(["nice", "-n", "19", *spin])
+            os.sched_setaffinity(spinner.pid, {SERVER_CORE})
         with tempfile.TemporaryDirectory() as data:
             upstream = fake.find(r"listening on (\S+)").rstrip("/")
             config = Path(data) / "gateway.yaml"
@@ -164,6 +164,8 @@ def main() -> None:
                 asyncio.run(calls(url, key, args.calls))
             finally:
                 gateway.stop()
+            if not out.is_file():
+                raise SystemExit("the gateway did not exit cleanly: no stage timings were written")
             result = json.loads(out.read_text())
     finally:
         fake.stop()

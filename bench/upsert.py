@@ -9,7 +9,7 @@ Each round starts one gateway per model (`{data-dir}/models/NAME`, as
 `dataset.embedder.model_dir`; `infergate model fetch --int8` makes both
 defaults) in a fresh data directory, creates a collection and upserts `--docs`
 abstract-length documents (150-300 words of seeded English-like prose, one
-chunk each, as a public abstract collection has) in calls of `--batch`, one
+or two chunks each, as a public abstract collection has) in calls of `--batch`, one
 call at a time. Reported per model: the median documents/s and chunks/s over
 the rounds (models alternate within a round), the gateway's CPU seconds per
 document, and each row's rate over the first one's. With `--baseline`, the

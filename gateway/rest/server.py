@@ -54,7 +54,8 @@ class HttpServer:
             sock.bind((cfg.host, cfg.port))
         except OSError as exc:
             sock.close()
-            raise OSError(exc.errno, f"REST port {cfg.host}:{cfg.port}: {exc.strerror}") from exc
+            where = f"[{cfg.host}]:{cfg.port}" if ":" in cfg.host else f"{cfg.host}:{cfg.port}"
+            raise OSError(exc.errno, f"REST port {where}: {exc.strerror}") from exc
         self.port = sock.getsockname()[1]
         if cfg.server == "granian":
             # granian binds its own socket; binding here first resolved port 0 and

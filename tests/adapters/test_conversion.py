@@ -22,7 +22,7 @@ from adapters.triton import TritonProvider
 from router.config import ConfigError, DeploymentConfig, parse_config
 from router.errors import ErrorKind, ProviderError
 from router.router import Router
-from router.types import Message, Params, Request, ResponseFormat, Tool, ToolCall
+from router.types import Message, Params, Request, ResponseFormat, Tool, ToolCall, Usage
 from tests.fakes.anthropic_server import AnthropicFake
 from tests.fakes.http import HttpRequest, HttpServer, Reply
 from tests.fakes.openai_server import OpenAIFake
@@ -155,6 +155,11 @@ async def test_anthropic_sends_the_key_header_and_never_echoes_the_key(
     # This SDK generation sends the key as a bearer token (older ones: x-api-key).
     headers = anthropic_fake.observed.headers[-1]
     assert KEY in (headers.get("x-api-key"), headers.get("authorization", "")[len("Bearer ") :])
+    # Every header the SDK sends on its own requests goes with the lean client's too.
+    sdk = claude._client.default_headers
+    assert headers["anthropic-version"] == sdk["anthropic-version"]
+    assert headers["user-agent"] == sdk["User-Agent"]
+    assert headers["content-type"] == "application/json"
     anthropic_fake.script.status = 401
     with pytest.raises(ProviderError) as caught:
         await claude.generate(chat(Message("user", "x")), None)
@@ -213,27 +218,39 @@ async def test_openai_errors_carry_the_vendors_message_and_status(
         assert str(caught.value).endswith("HTTP 400: max_tokens is too large: 999999")
 
 
-async def test_openai_chat_takes_the_sdks_proxy_from_the_environment(
-    monkeypatch: pytest.MonkeyPatch, openai_fake: OpenAIFake
+@pytest.mark.parametrize("vendor", ["openai", "anthropic"])
+async def test_chat_takes_the_sdks_proxy_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+    openai_fake: OpenAIFake,
+    anthropic_fake: AnthropicFake,
+    vendor: str,
 ) -> None:
     """Chat goes where the SDK's own client would: through HTTP_PROXY (the fake
     is the proxy here and sees the absolute URL of an upstream that does not
-    exist), and direct for hosts NO_PROXY names, CIDRs included."""
-    fake = openai_fake
+    exist, with the URL's credentials as Proxy-Authorization), and direct for
+    hosts NO_PROXY names, CIDRs included. The two SDKs keep the proxy in
+    different transports (aiohttp's, httpx2's own)."""
+    fake: OpenAIFake | AnthropicFake = openai_fake if vendor == "openai" else anthropic_fake
+    make, path = (
+        (lambda url: OpenAIProvider("gpt-fake", {"base_url": url + "/v1"}), "/v1/chat/completions")
+        if vendor == "openai"
+        else (lambda url: AnthropicProvider("claude-fake", {"base_url": url}), "/v1/messages")
+    )
     for name in ("NO_PROXY", "no_proxy", "http_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HTTP_PROXY", fake.server.url)
-    proxied = OpenAIProvider("gpt-fake", {"base_url": "http://upstream.invalid/v1"})
+    monkeypatch.setenv("HTTP_PROXY", fake.server.url.replace("http://", "http://user:pw@"))
+    proxied = make("http://upstream.invalid")
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there
     monkeypatch.setenv("NO_PROXY", "127.0.0.0/8")
-    direct = OpenAIProvider("gpt-fake", {"base_url": fake.base_url})
+    direct = make(fake.server.url)
     try:
         response = await proxied.generate(chat(Message("user", "x")), None)
         assert response.text == "Hello from the fake"
-        assert fake.observed.paths == ["POST http://upstream.invalid/v1/chat/completions"]
+        assert fake.observed.paths == [f"POST http://upstream.invalid{path}"]
+        assert fake.observed.headers[-1]["proxy-authorization"] == "Basic dXNlcjpwdw=="
         response = await direct.generate(chat(Message("user", "x")), None)
         assert response.text == "Hello from the fake"
-        assert fake.observed.paths[-1] == "POST /v1/chat/completions"
+        assert fake.observed.paths[-1] == f"POST {path}"
     finally:
         await proxied.aclose()
         await direct.aclose()
@@ -528,6 +545,10 @@ async def test_an_anthropic_answer_that_is_not_a_message_is_an_upstream_error(bo
           b'data: {"type":"content_block_delta","index":0,'
           b'"delta":{"type":"text_delta","text":"Hi"}}'],
          ErrorKind.INTERRUPTED),  # no message_stop before the body's end
+        # The event's name says it is an error where its data does not.
+        ([b'data: {"type":"message_start","message":{"usage":{}}}',
+          b'event: error\ndata: {"error":{"type":"overloaded_error","message":"busy"}}'],
+         ErrorKind.UPSTREAM_5XX),
     ],
 )  # fmt: skip
 async def test_anthropic_stream_events_outside_the_protocol_end_the_stream(
@@ -544,3 +565,29 @@ async def test_anthropic_stream_events_outside_the_protocol_end_the_stream(
             async for _ in provider.stream(chat(Message("user", "x")), None):
                 pass
     assert caught.value.kind is kind
+
+
+async def test_anthropic_stream_skips_empty_data_lines_and_comments() -> None:
+    events = [
+        b": a comment",
+        b'event: message_start\ndata: {"type":"message_start","message":{"usage":'
+        b'{"input_tokens":5,"cache_read_input_tokens":100,"cache_creation_input_tokens":7}}}',
+        b"data: ",
+        b'data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi"}}',
+        b'data: {"type":"message_delta","delta":{"stop_reason":"end_turn"},'
+        b'"usage":{"output_tokens":2}}',
+        b'event: message_stop\ndata: {"type":"message_stop"}',
+    ]
+
+    def answer(_: HttpRequest, reply: Reply) -> None:
+        reply.start_stream()
+        for event in events:
+            reply.send(event + b"\n\n")
+        reply.end()
+
+    async with anthropic_answering(answer) as provider:
+        chunks = [c async for c in provider.stream(chat(Message("user", "x")), None)]
+    assert "".join(c.delta for c in chunks) == "Hi"
+    assert chunks[-1].finish_reason == "stop"
+    # Prompt tokens count the cache's reads and writes; the reads are also "cached".
+    assert chunks[-1].usage == Usage(112, 2, 100)

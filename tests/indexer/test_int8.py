@@ -16,7 +16,7 @@ from gateway.cli import main
 from indexer import int8, minilm
 from indexer.minilm import ConversionError, convert, model_dir
 from indexer.onnx_embedder import OnnxEmbedder
-from indexer.onnx_session import _SLOWER_ON_CPU
+from indexer.onnx_session import _SLOWER_ON_CPU, open_session
 from indexer.testmodel import write_tiny_checkpoint
 
 TEXTS = ["cats chase mice in the barn", "dogs chase cats", "the river floods the valley"]
@@ -106,3 +106,24 @@ def test_cpu_sessions_keep_the_slow_fused_kernels_out(
     )  # fmt: skip
     fused = op_types(tmp_path / "optimized.onnx") & {"SkipLayerNormalization", "BiasGelu"}
     assert fused == (set() if fusion_off else {"BiasGelu"})
+
+
+@pytest.mark.parametrize(
+    ("providers", "unfused"),
+    [
+        (["CPUExecutionProvider"], list(_SLOWER_ON_CPU)),
+        (["CUDAExecutionProvider", "CPUExecutionProvider"], []),  # CUDA's fused kernels are fast
+    ],
+)
+def test_open_session_turns_the_fusions_off_on_cpu_only(
+    float_model: Path, monkeypatch: pytest.MonkeyPatch, providers: list[str], unfused: list[str]
+) -> None:
+    seen: dict[str, object] = {}
+
+    def session(path: str, options: object, **kwargs: object) -> object:
+        seen.update(kwargs)
+        return object()
+
+    monkeypatch.setattr(ort, "InferenceSession", session)
+    open_session(float_model / "model.onnx", providers, None)
+    assert seen == {"providers": providers, "disabled_optimizers": unfused}

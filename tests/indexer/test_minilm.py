@@ -79,6 +79,21 @@ def test_fetch_leaves_a_verified_model_alone(checkpoint: Path, tmp_path: Path) -
     assert (target / "model.onnx").stat().st_mtime_ns == stamp
 
 
+def test_fetch_converts_again_a_model_of_an_older_graph(
+    checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data_dir = tmp_path / "data"
+    target = convert(checkpoint, model_dir(data_dir))
+    marker = json.loads((target / "verified.json").read_text())
+    assert marker["graph"] == minilm.GRAPH_VERSION
+    del marker["graph"]  # as the previous converter wrote it
+    (target / "verified.json").write_text(json.dumps(marker))
+    assert is_verified(target)  # still a sound model, only an older graph
+    monkeypatch.setattr(minilm, "_installed_package", lambda: checkpoint)
+    assert fetch(data_dir) == target
+    assert json.loads((target / "verified.json").read_text())["graph"] == minilm.GRAPH_VERSION
+
+
 def test_the_cli_command_is_idempotent(
     checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

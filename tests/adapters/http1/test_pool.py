@@ -251,6 +251,32 @@ async def test_the_deadline_bounds_the_wait_and_drops_its_connection(
     assert server.connections == 2  # the timed-out exchange's connection was not reused
 
 
+async def test_the_deadline_also_ends_a_body_read_slower_than_it_comes(
+    serve: Serve, pools: Pools
+) -> None:
+    """A reader slower than the upstream always finds data waiting, so it
+    never waits: the deadline must still end it."""
+
+    async def script(reader: Reader, writer: Writer, server: Server) -> None:
+        await server.read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for _ in range(400):
+            writer.write(b"1\r\na\r\n")
+            await writer.drain()
+            await asyncio.sleep(0.005)
+        writer.write(b"0\r\n\r\n")
+        await reader.read()
+
+    server = await serve(script)
+    started = time.monotonic()
+    deadline = started + 0.3
+    async with await pools(server.url).request("POST", "/", b"", {}, deadline=deadline) as reply:
+        with pytest.raises(TimeoutError):
+            async for _ in reply.chunks():
+                await asyncio.sleep(0.02)  # slower than the 5 ms the upstream takes
+    assert time.monotonic() - started < 1.0  # not the 2 s the whole body takes
+
+
 async def test_read_timeout_bounds_each_wait_for_the_body(serve: Serve, pools: Pools) -> None:
     async def script(reader: Reader, writer: Writer, server: Server) -> None:
         await server.read_request(reader)
