@@ -70,17 +70,19 @@ def start_gateway(
     # a baseline started from this checkout's directory would run this checkout's code.
     proc = Process.start(argv, ["serving gRPC on", "serving HTTP on"], SERVER_CORE, env, root)
     url = "http://" + proc.find(r"serving HTTP on (\S+)")
-    admin = proc.find(r"(igk_\S+)")
+    key = asyncio.run(user_key(url, proc.find(r"(igk_\S+)")))
+    return proc, url + "/v1/chat/completions", key
 
-    async def user_key() -> str:
-        async with aiohttp.ClientSession() as http:
-            async with http.post(
-                url + "/v1/tenants/default/keys", json={"role": "user"},
-                headers={"authorization": f"Bearer {admin}"},
-            ) as reply:  # fmt: skip
-                return str((await reply.json())["secret"])
 
-    return proc, url + "/v1/chat/completions", asyncio.run(user_key())
+async def user_key(url: str, admin: str) -> str:
+    """A new `user`-role key of the default tenant, made with the admin key the
+    gateway printed at start."""
+    async with aiohttp.ClientSession() as http:
+        async with http.post(
+            url + "/v1/tenants/default/keys", json={"role": "user"},
+            headers={"authorization": f"Bearer {admin}"},
+        ) as reply:  # fmt: skip
+            return str((await reply.json())["secret"])
 
 
 def _free_port() -> int:

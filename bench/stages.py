@@ -31,6 +31,7 @@ from pathlib import Path
 
 import aiohttp
 
+from bench.latency import user_key
 from bench.rest import CLIENT_CORE, GATEWAY_YAML, PROMPT, ROOT, SERVER_CORE, Process
 
 # Runs in the gateway's process: patches the stages, then serves.
@@ -117,15 +118,6 @@ async def calls(url: str, key: str, count: int) -> None:
             async with http.post(url + "/v1/chat/completions", json=body) as reply:
                 async for _line in reply.content:
                     pass
-
-
-async def user_key(url: str, admin: str) -> str:
-    async with aiohttp.ClientSession() as http:
-        async with http.post(
-            url + "/v1/tenants/default/keys", json={"role": "user"},
-            headers={"authorization": f"Bearer {admin}"},
-        ) as reply:  # fmt: skip
-            return str((await reply.json())["secret"])
 
 
 def main() -> None:

@@ -516,6 +516,18 @@ async def anthropic_answering(
         await server.close()
 
 
+def streaming(events: list[bytes]) -> Callable[[HttpRequest, Reply], None]:
+    """An answer that streams `events`, each ended by a blank line, then ends."""
+
+    def answer(_: HttpRequest, reply: Reply) -> None:
+        reply.start_stream()
+        for event in events:
+            reply.send(event + b"\n\n")
+        reply.end()
+
+    return answer
+
+
 @pytest.mark.parametrize(
     "body",
     [
@@ -554,13 +566,7 @@ async def test_an_anthropic_answer_that_is_not_a_message_is_an_upstream_error(bo
 async def test_anthropic_stream_events_outside_the_protocol_end_the_stream(
     events: list[bytes], kind: ErrorKind
 ) -> None:
-    def answer(_: HttpRequest, reply: Reply) -> None:
-        reply.start_stream()
-        for event in events:
-            reply.send(event + b"\n\n")
-        reply.end()
-
-    async with anthropic_answering(answer) as provider:
+    async with anthropic_answering(streaming(events)) as provider:
         with pytest.raises(ProviderError) as caught:
             async for _ in provider.stream(chat(Message("user", "x")), None):
                 pass
@@ -579,13 +585,7 @@ async def test_anthropic_stream_skips_empty_data_lines_and_comments() -> None:
         b'event: message_stop\ndata: {"type":"message_stop"}',
     ]
 
-    def answer(_: HttpRequest, reply: Reply) -> None:
-        reply.start_stream()
-        for event in events:
-            reply.send(event + b"\n\n")
-        reply.end()
-
-    async with anthropic_answering(answer) as provider:
+    async with anthropic_answering(streaming(events)) as provider:
         chunks = [c async for c in provider.stream(chat(Message("user", "x")), None)]
     assert "".join(c.delta for c in chunks) == "Hi"
     assert chunks[-1].finish_reason == "stop"

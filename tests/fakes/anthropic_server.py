@@ -13,7 +13,7 @@ import asyncio
 import json
 from typing import Any
 
-from tests.fakes.http import HttpRequest, HttpServer, Reply, received
+from tests.fakes.http import HttpRequest, HttpServer, Reply, received, run_from_cli
 from tests.fakes.script import Observed, Script
 
 _ERROR_TYPES = {
@@ -151,22 +151,11 @@ async def stream(body: dict[str, Any], script: Script, reply: Reply) -> None:
     reply.end()
 
 
-async def _main(port: int, tokens: int) -> None:
-    fake = AnthropicFake(Script(tokens=[f" w{i}" for i in range(tokens)]))
-    await fake.server.start(port=port)
-    print(f"listening on {fake.base_url}", flush=True)
-    await asyncio.Event().wait()
-
-
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="a fake Anthropic Messages API server")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--tokens", type=int, default=20, help="answer length")
     parser.add_argument("--uvloop", action="store_true")
     args = parser.parse_args()
-    if args.uvloop:
-        import uvloop
-
-        uvloop.run(_main(args.port, args.tokens))
-    else:
-        asyncio.run(_main(args.port, args.tokens))
+    fake = AnthropicFake(Script(tokens=[f" w{i}" for i in range(args.tokens)]))
+    run_from_cli(fake.server, "", args.port, args.uvloop)

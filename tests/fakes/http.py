@@ -167,3 +167,20 @@ async def received(request: HttpRequest, script: Script, observed: Observed) -> 
     if script.delay_s:
         await asyncio.sleep(script.delay_s)
     return body
+
+
+def run_from_cli(server: HttpServer, path: str, port: int, use_uvloop: bool) -> None:
+    """Serve a fake as its own process (benches do) until it is killed, after
+    printing "listening on BASE_URL" (the server's URL and `path`)."""
+
+    async def serve() -> None:
+        await server.start(port=port)
+        print(f"listening on {server.url}{path}", flush=True)
+        await asyncio.Event().wait()
+
+    if use_uvloop:
+        import uvloop
+
+        uvloop.run(serve())
+    else:
+        asyncio.run(serve())

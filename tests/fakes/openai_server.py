@@ -12,7 +12,7 @@ import asyncio
 import json
 from typing import Any
 
-from tests.fakes.http import HttpRequest, HttpServer, Reply, received
+from tests.fakes.http import HttpRequest, HttpServer, Reply, received, run_from_cli
 from tests.fakes.script import Observed, Script, vector
 
 CREATED = 1764000000
@@ -143,15 +143,6 @@ def embeddings(body: dict[str, Any], script: Script) -> dict[str, Any]:
             "usage": {"prompt_tokens": count, "total_tokens": count}}  # fmt: skip
 
 
-async def _main(port: int, tokens: int, token_delay_s: float) -> None:
-    script = Script(tokens=[f" w{i}" for i in range(tokens)])
-    script.token_delay_s = script.first_token_delay_s = token_delay_s
-    fake = OpenAIFake(script)
-    await fake.server.start(port=port)
-    print(f"listening on {fake.base_url}", flush=True)
-    await asyncio.Event().wait()
-
-
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="a fake OpenAI API server")
     parser.add_argument("--port", type=int, default=0)
@@ -159,10 +150,6 @@ if __name__ == "__main__":
     parser.add_argument("--token-delay-ms", type=float, default=0, help="before each token")
     parser.add_argument("--uvloop", action="store_true")
     args = parser.parse_args()
-    main = _main(args.port, args.tokens, args.token_delay_ms / 1000)
-    if args.uvloop:
-        import uvloop
-
-        uvloop.run(main)
-    else:
-        asyncio.run(main)
+    script = Script(tokens=[f" w{i}" for i in range(args.tokens)])
+    script.token_delay_s = script.first_token_delay_s = args.token_delay_ms / 1000
+    run_from_cli(OpenAIFake(script).server, "/v1", args.port, args.uvloop)
