@@ -39,33 +39,18 @@ import asyncio
 import csv
 import json
 import math
-import os
-import sys
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 
-from bench.rest import ROOT, Process
+from bench.upsert import dataset_gateway
 from gateway.pb import dataset_pb2 as pb
 from gateway.pb import dataset_pb2_grpc
 
 LABELLED = Path(__file__).with_name("relevance")
 K = 100
-CONFIG = """
-server: {{host: 127.0.0.1, port: 0, metrics_port: 0, grace_period_s: 1}}
-rest: {{enabled: false}}
-apps: {{auth: {{enabled: false}}}}
-data_dir: {data}
-models: {{m: {{deployments: [{{name: m, provider: mock, model: echo}}]}}}}
-dataset:
-  snapshot_interval_s: 0
-  embedder: {{model_dir: {model}}}
-  search: {search}
-  reranker: {reranker}
-"""
 
 
 @dataclass(frozen=True)
@@ -237,32 +222,21 @@ def main(argv: Sequence[str] | None = None) -> dict[str, tuple[float, float]]:
             {q: collection.qrels[q] for q in kept},
         )
     model = (args.model_dir or args.data_dir / "models" / args.model).resolve()
-    search = json.dumps(
-        {
-            "fusion": args.fusion,
-            "dense_weight": args.dense_weight,
-            "lexical_weight": args.lexical_weight,
-            "candidates": args.candidates,
-        }
-    )
-    reranker = json.dumps(
+    search = {
+        "fusion": args.fusion, "dense_weight": args.dense_weight,
+        "lexical_weight": args.lexical_weight, "candidates": args.candidates,
+    }  # fmt: skip
+    reranker = (
         {"kind": "onnx", "model_dir": str(args.reranker.resolve())}
         if args.reranker
         else {"kind": "none"}
     )
-    with tempfile.TemporaryDirectory() as data:
-        config = Path(data) / "gateway.yaml"
-        config.write_text(CONFIG.format(data=data, model=model, search=search, reranker=reranker))
-        argv_ = [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config)]
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        gateway = Process.start(argv_, ["serving gRPC on"], None, env)
-        try:
-            address = gateway.find(r"serving gRPC on (\S+)")
-            runs: dict[str, dict[str, list[str]] | str] = dict(
-                asyncio.run(gateway_runs(address, collection, args))
-            )
-        finally:
-            gateway.stop()
+    dataset = {"embedder": {"model_dir": str(model)}, "search": search, "reranker": reranker}
+    with dataset_gateway(dataset) as gateway:
+        address = gateway.find(r"serving gRPC on (\S+)")
+        runs: dict[str, dict[str, list[str]] | str] = dict(
+            asyncio.run(gateway_runs(address, collection, args))
+        )
     runs["reference BM25 (bm25s, stemmed, stop words)"] = reference_bm25(collection)
     runs["reference dense (sentence-transformers, exact)"] = reference_dense(collection, model)
     name = args.collection.name if args.collection else "bench/relevance"

@@ -22,12 +22,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import json
 import os
 import random
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,14 +41,30 @@ from bench.rest import ROOT, Process
 from gateway.pb import dataset_pb2 as pb
 from gateway.pb import dataset_pb2_grpc
 
-CONFIG = """
-server: {{host: 127.0.0.1, port: 0, metrics_port: 0, grace_period_s: 1}}
-rest: {{enabled: false}}
-apps: {{auth: {{enabled: false}}}}
-data_dir: {data}
-dataset: {{embedder: {{model_dir: {model}}}, snapshot_interval_s: 0}}
-models: {{m: {{deployments: [{{name: m, provider: mock, model: echo}}]}}}}
-"""
+
+@contextlib.contextmanager
+def dataset_gateway(dataset: dict[str, Any], root: Path = ROOT) -> Iterator[Process]:
+    """A gateway of the checkout at `root` on a fresh data directory, serving
+    gRPC only, auth off, with the `dataset` section given (snapshots only at
+    stop); stopped on exit. The Dataset benches' own."""
+    with tempfile.TemporaryDirectory() as data:
+        config = Path(data) / "gateway.yaml"
+        config.write_text(json.dumps({  # JSON is YAML
+            "server": {"host": "127.0.0.1", "port": 0, "metrics_port": 0, "grace_period_s": 1},
+            "rest": {"enabled": False},
+            "apps": {"auth": {"enabled": False}},
+            "data_dir": data,
+            "models": {"m": {"deployments": [{"name": "m", "provider": "mock", "model": "echo"}]}},
+            "dataset": {"snapshot_interval_s": 0, **dataset},
+        }))  # fmt: skip
+        argv = [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config)]
+        env = {**os.environ, "PYTHONPATH": str(root)}
+        # cwd=root: `python -m` imports from its working directory first.
+        gateway = Process.start(argv, ["serving gRPC on"], None, env, root)
+        try:
+            yield gateway
+        finally:
+            gateway.stop()
 
 
 def abstracts(count: int, seed: int = 11) -> list[pb.Document]:
@@ -77,20 +96,11 @@ async def upsert(address: str, docs: list[pb.Document], batch: int) -> tuple[flo
 
 
 def one_run(root: Path, model: Path, docs: list[pb.Document], batch: int) -> dict[str, float]:
-    with tempfile.TemporaryDirectory() as data:
-        config = Path(data) / "gateway.yaml"
-        config.write_text(CONFIG.format(data=data, model=model.resolve()))
-        argv = [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config)]
-        env = {**os.environ, "PYTHONPATH": str(root)}
-        # cwd=root: `python -m` imports from its working directory first.
-        gateway = Process.start(argv, ["serving gRPC on"], None, env, root)
-        try:
-            address = gateway.find(r"serving gRPC on (\S+)")
-            before = gateway.cpu_seconds()
-            seconds, chunks = asyncio.run(upsert(address, docs, batch))
-            cpu = gateway.cpu_seconds() - before
-        finally:
-            gateway.stop()
+    with dataset_gateway({"embedder": {"model_dir": str(model.resolve())}}, root) as gateway:
+        address = gateway.find(r"serving gRPC on (\S+)")
+        before = gateway.cpu_seconds()
+        seconds, chunks = asyncio.run(upsert(address, docs, batch))
+        cpu = gateway.cpu_seconds() - before
     return {
         "docs_s": len(docs) / seconds,
         "chunks_s": chunks / seconds,
