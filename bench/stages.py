@@ -1,17 +1,20 @@
-"""Where a streamed OpenAI-route call's time goes before its first byte, stage
-by stage, at concurrency 1.
+"""Where a streamed OpenAI-route call's time goes before its first byte and
+its first token, stage by stage, at concurrency 1.
 
-    python -m bench.stages [--calls 300] [--token-delay-ms 5] [--keep-core-busy]
+    python -m bench.stages [--calls 300] [--token-delay-ms 5] [--keep-core-busy] [--root DIR]
 
 The gateway (uvicorn, auth on with a `user`-role key, usage recorded) runs in
 a subprocess with timestamps patched in at a few stages of each call, each
-measured from the route handler's start: the body parsed; `Calls.batches`
-called (the OpenAI body converted); the interceptor chain's handler; the
-adapter posting upstream; the upstream's headers in; STARTED reaching the
-servicer's context; the Streamed response called; the first body write
-handed to uvicorn and done. The fake OpenAI server (3 tokens, the given
-delay before each) and this client share the other core. Medians over the
-calls after the first 50.
+measured from the route handler's start: the body parsed; the call started
+(the OpenAI body converted); the interceptor chain's handler; the adapter
+posting upstream; the upstream's headers in; STARTED reaching the servicer's
+context; the Streamed response called; the first body write (the headers and
+the role event) handed to uvicorn and done; then the first token: its bytes
+in from the upstream, the adapter's chunk, the call's batch, its write
+handed to uvicorn and done. `--root` runs another checkout's gateway (a git
+worktree) under the same probe. The fake OpenAI server (3
+tokens, the given delay before each) and this client share the other core.
+Medians over the calls after the first 50.
 
 `--keep-core-busy` runs a `nice 19` spinner on the gateway's core, so that it
 never idles between tokens: the difference is what waking an idle core costs
@@ -67,7 +70,7 @@ openai_routes.chat_completions = chat_completions
 after(compat, "json_body", "1 body parsed")
 batches = compat.batches
 def batches_called(*args):
-    mark("2 batches called")
+    mark("2 call started")
     return batches(*args)
 compat.batches = batches_called
 after(call.Calls, "_handler", "3 handler chain")
@@ -78,6 +81,28 @@ async def posted(self, body, deadline):
     mark("5 upstream headers in")
     return answer
 endpoint.Endpoint.post = posted
+import adapters.http1 as http1
+received = http1._Connection.data_received
+def data_received(self, data):
+    if "9 first body written" in current:
+        mark("b token in")
+    return received(self, data)
+http1._Connection.data_received = data_received
+import adapters.openai as openai_adapter
+adapter_stream = openai_adapter.OpenAIProvider.stream
+async def stream(self, *args):
+    async for chunk in adapter_stream(self, *args):
+        if getattr(chunk, "delta", None):
+            mark("c adapter yields it")
+        yield chunk
+openai_adapter.OpenAIProvider.stream = stream
+batched = call.Calls.batches
+async def batch_out(self, *args):
+    async for batch in batched(self, *args):
+        if batch and batch[0].delta:
+            mark("d the call yields it")
+        yield batch
+call.Calls.batches = batch_out
 started = context.RestContext.send_initial_metadata
 async def started_at(self, metadata):
     mark("6 STARTED at the servicer")
@@ -91,7 +116,14 @@ async def streamed_call(self, scope, receive, send):
             mark("8 first body to uvicorn")
             await send(message)
             mark("9 first body written")
-            rows.append(dict(current))
+            return
+        if message["type"] == "http.response.body" and "b token in" in current:
+            mark("e token to uvicorn")
+            await send(message)
+            mark("f token written")
+            if "f token written" in current:
+                rows.append(dict(current))
+                current.clear()
             return
         await send(message)
     return await streamed(self, scope, receive, first_send)
@@ -125,6 +157,9 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=300)
     parser.add_argument("--token-delay-ms", type=float, default=5)
     parser.add_argument("--keep-core-busy", action="store_true")
+    parser.add_argument(
+        "--root", type=Path, default=ROOT, help="the checkout whose gateway runs (a git worktree)"
+    )
     args = parser.parse_args()
     os.sched_setaffinity(0, {CLIENT_CORE})
     fake = Process.start(
@@ -147,7 +182,7 @@ def main() -> None:
             probe, out = Path(data) / "probe.py", Path(data) / "stages.json"
             probe.write_text(PROBE)
             env = {**os.environ, "BENCH_FAKE_KEY": "sk-fake", "INFERGATE_LOG_LEVEL": "INFO",
-                   "PYTHONPATH": str(ROOT)}  # fmt: skip
+                   "PYTHONPATH": str(args.root)}  # fmt: skip
             argv = [sys.executable, str(probe), str(out), "serve", "--config", str(config)]
             gateway = Process.start(argv, ["serving gRPC on", "serving HTTP on"], SERVER_CORE, env)
             try:
