@@ -1,7 +1,8 @@
 """Latency a user feels, at concurrency 1: time to first token and the tail.
 
-    python -m bench.latency [--seconds 10] [--rounds 3] [--token-delay-ms 5]
-                            [--scenario stream unary] [--baseline DIR] [--record]
+    python -m bench.latency [--seconds 10] [--rounds 3] [--token-delay-ms 5] [--tokens 20]
+                            [--scenario stream unary] [--baseline DIR]
+                            [--max-cpu-wakeup-us US] [--record]
 
 The OpenAI route end to end: an asyncio client (aiohttp, one keep-alive
 connection) -> POST /v1/chat/completions on the gateway (uvicorn, auth on
@@ -10,8 +11,9 @@ server (tests/fakes) in its own process over loopback HTTP. The same client
 calls the fake directly in the same rounds: that is the floor, and "added" is
 the gateway's figure minus it.
 
-- `stream`: `stream: true`, 20 tokens, the fake waiting `--token-delay-ms`
-  before each one; TTFT is the arrival of the first non-empty content delta.
+- `stream`: `stream: true`, 20 tokens (`--tokens`), the fake waiting
+  `--token-delay-ms` before each one; TTFT is the arrival of the first
+  non-empty content delta.
 - `unary`: the same call without streaming (the fake answers at once); p50,
   p99 and the slowest call of each run, every run listed (a stall shows as a
   max far above the p99 in some runs only).
@@ -51,12 +53,17 @@ def start_gateway(
     data: Path,
     extra_env: dict[str, str] | None = None,
     workers: int = 1,
+    max_cpu_wakeup_us: int | None = None,
 ) -> tuple[Process, str, str]:
     """A gateway (of the checkout at `root`) and a user-role key for it. With
     `workers` > 1, `serve --workers` on two free fixed ports (it needs them)."""
     data.mkdir(parents=True, exist_ok=True)
     config = data / "gateway.yaml"
     text = GATEWAY_YAML.format(server="uvicorn", upstream=upstream, data=str(data), auth="true")
+    if max_cpu_wakeup_us is not None:
+        text = text.replace(
+            "grace_period_s: 1}", f"grace_period_s: 1, max_cpu_wakeup_us: {max_cpu_wakeup_us}}}"
+        )
     if workers > 1:
         for _ in range(2):  # the gRPC port, then the REST one
             text = re.sub(r"(?<![_\w])port: 0,", f"port: {_free_port()},", text, count=1)
@@ -154,18 +161,27 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--token-delay-ms", type=float, default=5)
+    parser.add_argument(
+        "--tokens", type=int, default=20,
+        help="per stream: fewer make more calls per run, so a tighter TTFT median",
+    )  # fmt: skip
     parser.add_argument("--scenario", nargs="+", default=["stream", "unary", "unary64"])
     parser.add_argument("--baseline", type=Path, help="another checkout's root, measured too")
     parser.add_argument(
         "--traced", type=float, metavar="RATIO",
         help="also this checkout with tracing on (OTEL_* variables), sampling RATIO of calls",
     )  # fmt: skip
+    parser.add_argument(
+        "--max-cpu-wakeup-us", type=int, metavar="US",
+        help="the gateways' server.max_cpu_wakeup_us (needs root; it holds for the whole "
+        "machine while they run, the direct floor included: compare runs with and without)",
+    )  # fmt: skip
     parser.add_argument("--record", action="store_true", help="write bench/out/latency-*.json")
     args = parser.parse_args()
 
     fake = Process.start(
-        [sys.executable, "-m", "tests.fakes.openai_server", "--port", "0", "--tokens", "20",
-         "--token-delay-ms", str(args.token_delay_ms), "--uvloop"],
+        [sys.executable, "-m", "tests.fakes.openai_server", "--port", "0",
+         "--tokens", str(args.tokens), "--token-delay-ms", str(args.token_delay_ms), "--uvloop"],
         ["listening on"], CLIENT_CORE,
     )  # fmt: skip
     upstream = fake.find(r"listening on (\S+)").rstrip("/")
@@ -181,7 +197,11 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as data:
             gateways = {
                 name: start_gateway(
-                    root, upstream, Path(data) / name, traced if name == "traced" else None
+                    root,
+                    upstream,
+                    Path(data) / name,
+                    traced if name == "traced" else None,
+                    max_cpu_wakeup_us=args.max_cpu_wakeup_us,
                 )
                 for name, root in roots.items()
             }

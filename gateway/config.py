@@ -48,6 +48,11 @@ class ServerConfig(Frozen):
     gc_thresholds: tuple[PositiveInt, PositiveInt, PositiveInt] = Field(
         default=(700, 10, 10), description="gc.set_threshold once serving (heap.py)"
     )
+    max_cpu_wakeup_us: int | None = Field(
+        default=None, ge=0, le=2**31 - 1,
+        description="while serving, ask the kernel to keep idle CPUs waking within this many "
+        "µs (PM QoS; 0: they poll; needs root; wakeup.py)",
+    )  # fmt: skip
 
     @property
     def address(self) -> str:

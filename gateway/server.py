@@ -25,7 +25,7 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from adapters import build_provider
-from gateway import assembly, cache_warm, heap, tracing
+from gateway import assembly, cache_warm, heap, tracing, wakeup
 from gateway.apps.runtime import AppLayer
 from gateway.apps.workflows.tasks import QueueTasks
 from gateway.config import GatewayConfig, ServerConfig, host_port
@@ -410,14 +410,15 @@ async def serve(
     """Run until SIGTERM or SIGINT, then shut down gracefully."""
     gateway = await Gateway.start(config, reuse_port=reuse_port, config_path=config_path)
     heap.settle(config.server.gc_thresholds, config.server.gc_freeze)
-    log.info("serving gRPC on %s", gateway.address)
-    if gateway.rest is not None:
-        log.info("serving HTTP on %s", host_port(config.rest.host, gateway.http_port))
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    log.info("shutting down: draining for %.1fs", config.server.drain_delay_s)
-    await gateway.shutdown()
+    with wakeup.bounded(config.server.max_cpu_wakeup_us):
+        log.info("serving gRPC on %s", gateway.address)
+        if gateway.rest is not None:
+            log.info("serving HTTP on %s", host_port(config.rest.host, gateway.http_port))
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("shutting down: draining for %.1fs", config.server.drain_delay_s)
+        await gateway.shutdown()
     log.info("stopped")
