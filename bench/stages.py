@@ -39,7 +39,7 @@ from bench.rest import CLIENT_CORE, GATEWAY_YAML, PROMPT, ROOT, SERVER_CORE, Pro
 
 # Runs in the gateway's process: patches the stages, then serves.
 PROBE = r"""
-import atexit, json, statistics, sys, time
+import atexit, contextlib, json, statistics, sys, time
 import adapters.endpoint as endpoint
 import gateway.rest.call as call
 import gateway.rest.compat as compat
@@ -63,8 +63,9 @@ def after(module, name, stage):
 
 chat = openai_routes.chat_completions
 async def chat_completions(request):
-    current.clear()
-    current["t0"] = now()
+    global current
+    current = {"t0": now()}  # a new row; the last one keeps what it got
+    rows.append(current)
     return await chat(request)
 openai_routes.chat_completions = chat_completions
 after(compat, "json_body", "1 body parsed")
@@ -91,17 +92,19 @@ http1._Connection.data_received = data_received
 import adapters.openai as openai_adapter
 adapter_stream = openai_adapter.OpenAIProvider.stream
 async def stream(self, *args):
-    async for chunk in adapter_stream(self, *args):
-        if getattr(chunk, "delta", None):
-            mark("c adapter yields it")
-        yield chunk
+    async with contextlib.aclosing(adapter_stream(self, *args)) as chunks:
+        async for chunk in chunks:
+            if getattr(chunk, "delta", None):
+                mark("c adapter yields it")
+            yield chunk
 openai_adapter.OpenAIProvider.stream = stream
 batched = call.Calls.batches
 async def batch_out(self, *args):
-    async for batch in batched(self, *args):
-        if batch and batch[0].delta:
-            mark("d the call yields it")
-        yield batch
+    async with contextlib.aclosing(batched(self, *args)) as batches:
+        async for batch in batches:
+            if batch and batch[0].delta:
+                mark("d the call yields it")
+            yield batch
 call.Calls.batches = batch_out
 started = context.RestContext.send_initial_metadata
 async def started_at(self, metadata):
@@ -121,9 +124,6 @@ async def streamed_call(self, scope, receive, send):
             mark("e token to uvicorn")
             await send(message)
             mark("f token written")
-            if "f token written" in current:
-                rows.append(dict(current))
-                current.clear()
             return
         await send(message)
     return await streamed(self, scope, receive, first_send)
@@ -132,10 +132,12 @@ responses.Streamed.__call__ = streamed_call
 def report():
     kept = rows[50:]
     if kept:
-        names = sorted(k for k in kept[0] if k != "t0")
-        medians = {n: statistics.median(r[n] for r in kept if n in r) / 1000 for n in names}
+        names = sorted(set().union(*kept) - {"t0"})
+        seen = {n: [r[n] for r in kept if n in r] for n in names}
+        medians = {n: statistics.median(xs) / 1000 for n, xs in seen.items()}
         with open(sys.argv[1], "w") as out:
-            json.dump({"calls": len(kept), "median_us": medians}, out)
+            json.dump({"calls": len(kept), "median_us": medians,
+                       "seen": {n: len(xs) for n, xs in seen.items()}}, out)
 atexit.register(report)
 from gateway.cli import main
 sys.exit(main(sys.argv[2:]))
@@ -182,7 +184,7 @@ def main() -> None:
             probe, out = Path(data) / "probe.py", Path(data) / "stages.json"
             probe.write_text(PROBE)
             env = {**os.environ, "BENCH_FAKE_KEY": "sk-fake", "INFERGATE_LOG_LEVEL": "INFO",
-                   "PYTHONPATH": str(args.root)}  # fmt: skip
+                   "PYTHONPATH": str(args.root.resolve())}  # fmt: skip
             argv = [sys.executable, str(probe), str(out), "serve", "--config", str(config)]
             gateway = Process.start(argv, ["serving gRPC on", "serving HTTP on"], SERVER_CORE, env)
             try:
@@ -192,7 +194,10 @@ def main() -> None:
             finally:
                 gateway.stop()
             if not out.is_file():
-                raise SystemExit("the gateway did not exit cleanly: no stage timings were written")
+                raise SystemExit(
+                    "no stage timings were written: the gateway did not exit cleanly, "
+                    "or no more than 50 calls (the warm-up) ran"
+                )
             result = json.loads(out.read_text())
     finally:
         fake.stop()
@@ -203,7 +208,9 @@ def main() -> None:
     print(f"{result['calls']} streamed calls, {args.token_delay_ms:g} ms before each token{busy}")
     print("| stage (from the route handler's start) | µs, median |\n|---|---:|")
     for stage, us in result["median_us"].items():
-        print(f"| {stage} | {us:.0f} |")
+        seen = result["seen"][stage]
+        some = "" if seen == result["calls"] else f" ({seen} of the calls)"
+        print(f"| {stage}{some} | {us:.0f} |")
 
 
 if __name__ == "__main__":

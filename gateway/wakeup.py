@@ -10,8 +10,8 @@ the kernel's "CPU latency" QoS, which tuned's latency-performance profile
 also sets) for as long as the process serves: the CPUs then use only idle
 states that wake within that many µs; 0 keeps them polling. The cost is
 power, and on a VM a vCPU that never halts keeps its host CPU busy. Opening
-the device needs root (or a node set up to allow it); without it the
-gateway says so once and serves as it would have.
+the device needs root (or a node set up to allow it); without it each
+serving process says so once and serves as it would have.
 """
 
 from __future__ import annotations
@@ -55,5 +55,5 @@ def bounded(max_us: int | None, device: Path = DEVICE) -> Iterator[bool]:
 def _refused(device: Path, exc: OSError) -> None:
     log.warning(
         "server.max_cpu_wakeup_us: %s refused the request (%s): idle CPUs wake as the "
-        "kernel chooses", device, exc.strerror,
+        "kernel chooses", device, exc.strerror or exc,
     )  # fmt: skip

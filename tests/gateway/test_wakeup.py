@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import struct
+import sys
 from pathlib import Path
 
 import pytest
@@ -35,7 +36,7 @@ def test_the_request_is_written_as_the_kernel_reads_it_and_held_while_inside(
     device.write_bytes(b"")
     with wakeup.bounded(25, device) as held:
         assert held is True
-        assert struct.unpack("=i", device.read_bytes()) == (25,)
+        assert device.read_bytes() == (25).to_bytes(4, sys.byteorder)  # an s32, native order
         assert _open_fds_to(device) == 1  # the request lives as long as its file
     assert _open_fds_to(device) == 0
 
@@ -47,6 +48,17 @@ def test_a_device_that_refuses_is_a_warning_not_a_failure(
     with caplog.at_level(logging.WARNING, "infergate"), wakeup.bounded(0, missing) as held:
         assert held is False
     assert "server.max_cpu_wakeup_us" in caplog.text and str(missing) in caplog.text
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full to refuse a write")
+def test_a_refused_write_is_a_warning_too(caplog: pytest.LogCaptureFixture) -> None:
+    with (
+        caplog.at_level(logging.WARNING, "infergate"),
+        wakeup.bounded(0, Path("/dev/full")) as held,
+    ):
+        assert held is False  # ENOSPC
+    assert "/dev/full refused the request" in caplog.text
+    assert _open_fds_to(Path("/dev/full")) == 0
 
 
 def test_the_bound_is_a_non_negative_32_bit_integer() -> None:
