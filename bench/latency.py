@@ -2,7 +2,7 @@
 
     python -m bench.latency [--seconds 10] [--rounds 3] [--token-delay-ms 5] [--tokens 20]
                             [--scenario stream unary] [--baseline DIR]
-                            [--max-cpu-wakeup-us US] [--record]
+                            [--max-cpu-wakeup-us US] [--stall-probe] [--record]
 
 The OpenAI route end to end: an asyncio client (aiohttp, one keep-alive
 connection) -> POST /v1/chat/completions on the gateway (uvicorn, auth on
@@ -20,7 +20,11 @@ the gateway's figure minus it.
 - `unary64`: the same from 64 concurrent clients: calls/s and the tail.
 
 `--baseline DIR` adds the gateway of another checkout (a `git worktree`) in
-the same rounds. Targets and results: bench/RESULTS.md ("Issue 15").
+the same rounds. `--stall-probe` puts a sleeper on each core and lists, per
+run, each core's longest late wake-up: a slowest call that matches one is the
+machine stalling that core (the gateway runs on one core, the client and the
+fake on the other, so the direct floor alone never sees the gateway core's
+stalls). Targets and results: bench/RESULTS.md ("Issue 15").
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import platform
 import re
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -157,6 +162,50 @@ def measure(
     return _summary(asyncio.run(openai_calls(url, body, key, seconds, concurrency)))
 
 
+# A sleeper pinned to one core: each wake-up later than 3 ms past its 2 ms sleep,
+# with the wall time it happened. What delays it delays any process on that core.
+STALL_PROBE = """
+import sys, time
+out = open(sys.argv[1], "a", buffering=1)
+while True:
+    asked = time.perf_counter()
+    time.sleep(0.002)
+    late = time.perf_counter() - asked - 0.002
+    if late > 0.003:
+        out.write(f"{time.time():.6f} {late * 1000:.1f}\\n")
+"""
+
+
+class StallProbes:
+    """One sleeper per core (--stall-probe); `worst(start, end)` is each core's
+    longest late wake-up in ms between two wall times."""
+
+    def __init__(self, folder: Path) -> None:
+        self.files = {
+            "server core": folder / "stalls-server",
+            "client core": folder / "stalls-client",
+        }
+        self.procs: list[subprocess.Popen[bytes]] = []
+        for path, core in zip(self.files.values(), (SERVER_CORE, CLIENT_CORE), strict=True):
+            path.touch()
+            proc = subprocess.Popen([sys.executable, "-c", STALL_PROBE, str(path)])
+            os.sched_setaffinity(proc.pid, {core})
+            self.procs.append(proc)
+
+    def worst(self, start: float, end: float) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for name, path in self.files.items():
+            rows = (line.split() for line in path.read_text().splitlines())
+            lates = [float(late) for at, late in rows if start <= float(at) <= end]
+            out[name] = max(lates, default=0.0)
+        return out
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.kill()
+            proc.wait()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=10)
@@ -178,6 +227,11 @@ def main() -> None:
         "the whole machine while it runs, the floor and a baseline included: compare runs "
         "with and without)",
     )  # fmt: skip
+    parser.add_argument(
+        "--stall-probe", action="store_true",
+        help="a sleeper on each core reports its worst late wake-up in each run (a stall of "
+        "the machine, not of a process); it wakes the cores every 2 ms: not for TTFT figures",
+    )  # fmt: skip
     parser.add_argument("--record", action="store_true", help="write bench/out/latency-*.json")
     args = parser.parse_args()
     if args.max_cpu_wakeup_us is not None and not os.access(wakeup.DEVICE, os.W_OK):
@@ -197,8 +251,11 @@ def main() -> None:
               "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
               "OTEL_TRACES_SAMPLER_ARG": str(args.traced)}  # fmt: skip
     results: dict[str, Any] = {s: {name: [] for name in ["direct", *roots]} for s in args.scenario}
+    probes = None
     try:
         with tempfile.TemporaryDirectory() as data:
+            if args.stall_probe:
+                probes = StallProbes(Path(data))
             gateways = {
                 name: start_gateway(
                     root,
@@ -223,6 +280,7 @@ def main() -> None:
                         }  # fmt: skip
                         c = 64 if scenario == "unary64" else 1
                         for name in order:
+                            began = time.time()
                             if name == "direct":
                                 row = measure(
                                     upstream + "/chat/completions",
@@ -231,12 +289,16 @@ def main() -> None:
                             else:
                                 _, url, key = gateways[name]
                                 row = measure(url, body, key, args.seconds, c)
+                            if probes is not None:
+                                row["stall_ms"] = probes.worst(began, time.time())
                             results[scenario][name].append(row)
                             print(scenario, name, json.dumps(row), flush=True)
             finally:
                 for proc, _, _ in gateways.values():
                     proc.stop()
     finally:
+        if probes is not None:
+            probes.stop()
         fake.stop()
     report = _report(results)
     print(json.dumps(report, indent=2))
@@ -264,6 +326,8 @@ def _report(results: dict[str, Any]) -> dict[str, Any]:
                     for f in ("p50_us", "p99_us"):
                         row[f"{m}_{f}"] = statistics.median(run[m][f] for run in runs)
                     row[f"{m}_max_us_each_run"] = [run[m]["max_us"] for run in runs]
+            if "stall_ms" in runs[0]:
+                row["machine_stall_ms_each_run"] = [run["stall_ms"] for run in runs]
             rows[name] = row
         for name, row in rows.items():
             if name != "direct":

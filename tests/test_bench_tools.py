@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hdrh.histogram import HdrHistogram
@@ -137,3 +138,34 @@ def test_the_beir_metrics_by_hand() -> None:
     assert beir.ndcg_at_10(ranking, judged) == pytest.approx(dcg / ideal)
     assert beir.recall_at_100(ranking, judged) == pytest.approx(2 / 3)
     assert beir.ndcg_at_10(["x"] * 10 + ["b"], judged) == 0.0  # past the tenth: no gain
+
+
+async def test_a_fake_serving_a_bench_keeps_nothing_of_what_it_sees(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The fake the benches start (`run_from_cli`) answers as in tests but keeps
+    no request: kept, each call's dicts grew its heap, and the collector's full
+    passes over them stalled it 30-170 ms at a time (bench/RESULTS.md, issue 15)."""
+    import httpx2 as httpx
+
+    from tests.fakes import http
+    from tests.fakes.openai_server import OpenAIFake
+
+    def close(coroutine: Any) -> None:  # instead of serving forever
+        coroutine.close()
+
+    monkeypatch.setattr(http.asyncio, "run", close)
+    kept, bench = OpenAIFake(), OpenAIFake()
+    http.run_from_cli(bench.server, "/v1", 0, use_uvloop=False)
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    for fake in (kept, bench):
+        await fake.server.start()
+        try:
+            async with httpx.AsyncClient(base_url=fake.server.url) as client:
+                for _ in range(3):
+                    reply = await client.post("/v1/chat/completions", json=body)
+                    assert reply.json()["choices"][0]["message"]["content"]
+        finally:
+            await fake.server.close()
+    assert len(kept.observed.requests) == len(kept.observed.paths) == 3
+    assert bench.observed.requests == bench.observed.paths == bench.observed.headers == []

@@ -42,6 +42,10 @@ class Observed:
     paths: list[str] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
     disconnects: int = 0  # responses the client closed or cancelled before their end
+    # False for a fake that serves a benchmark: nobody reads what it saw, and
+    # keeping every request's dicts made the collector's full passes over them
+    # stall the fake 30-170 ms at a time (bench/RESULTS.md, issue 15).
+    keep: bool = True
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def called(
@@ -49,12 +53,16 @@ class Observed:
     ) -> None:
         """One call: what it asked for (method and path, or RPC and model), its
         headers or metadata, and its body when it has one."""
+        if not self.keep:
+            return
         self.paths.append(path)
         self.headers.append(headers)
         if body is not None:
             self.saw(body, raw)
 
     def saw(self, body: dict[str, Any], raw: bytes = b"") -> None:
+        if not self.keep:
+            return
         self.requests.append(body)
         self.bodies.append(raw)
         self._changed.set()
