@@ -3,8 +3,9 @@
 Between an upstream's tokens the gateway's CPU idles, and the first code to
 run after the idle pays for the wake. On the 2-core VM of bench/RESULTS.md
 (guest idle state `haltpoll`, no halt polling) the same path to the first
-byte took 816 µs after a 5 ms idle against 326 µs back to back, and the
-first token gained about 300 µs, a unary call about 200 µs (issue 15).
+byte took 816 µs after a 5 ms idle against 326 µs back to back, and this
+bound took 0.18-0.29 ms off what the gateway adds to the first token and
+to a unary call (issue 15).
 `server.max_cpu_wakeup_us` files a PM QoS request (`/dev/cpu_dma_latency`,
 the kernel's "CPU latency" QoS, which tuned's latency-performance profile
 also sets) for as long as the process serves: the CPUs then use only idle
