@@ -28,12 +28,17 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import onnx
-import onnxruntime as ort
 from onnx import TensorProto
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
-from indexer.minilm import MARKER, ConversionError, file_sha256, is_verified, staged
-from indexer.onnx_session import bert_tokenizer, padded
+from indexer.minilm import (
+    MARKER,
+    ConversionError,
+    file_sha256,
+    is_verified,
+    last_hidden_state,
+    staged,
+)
 
 log = logging.getLogger("infergate.indexer")
 
@@ -100,16 +105,7 @@ def lowest_cosine(first: Path, second: Path, texts: Sequence[str]) -> float:
 
 def _sentence_vectors(directory: Path, texts: Sequence[str]) -> npt.NDArray[np.float32]:
     """Mean-pooled, L2-normalised vectors (texts short enough for one window)."""
-    tokenizer, cls, sep, pad = bert_tokenizer(directory)
-    rows = [
-        [cls, *e.ids, sep] for e in tokenizer.encode_batch(list(texts), add_special_tokens=False)
-    ]
-    ids, mask = padded(rows, pad)
-    session = ort.InferenceSession(
-        str(directory / "model.onnx"), providers=["CPUExecutionProvider"]
-    )
-    feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
-    (hidden,) = session.run(["last_hidden_state"], feeds)
+    hidden, _, mask = last_hidden_state(directory, texts)
     sums = np.einsum("bsh,bs->bh", hidden, mask.astype(np.float32))
     vectors = sums / mask.sum(axis=1, keepdims=True)
     normalised: npt.NDArray[np.float32] = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)

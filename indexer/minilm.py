@@ -30,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from importlib import metadata
@@ -179,20 +179,8 @@ def verify(directory: Path, weights: Weights, config: BertConfig) -> float:
     """The largest difference between the ONNX model in `directory` and the numpy
     reference over a padded batch of sample texts; ConversionError at or above
     TOLERANCE."""
-    import onnxruntime as ort
-
-    tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
-    tokenizer.enable_padding(pad_id=tokenizer.token_to_id("[PAD]") or 0)
-    batch = tokenizer.encode_batch(list(_SAMPLES))
-    ids = np.array([e.ids for e in batch], dtype=np.int64)
-    mask = np.array([e.attention_mask for e in batch], dtype=np.int64)
-    types = np.zeros_like(ids)
-    session = ort.InferenceSession(
-        str(directory / "model.onnx"), providers=["CPUExecutionProvider"]
-    )
-    feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
-    (onnx_out,) = session.run(["last_hidden_state"], feeds)
-    expected = reference_forward(weights, config, ids, mask, types)
+    onnx_out, ids, mask = last_hidden_state(directory, _SAMPLES)
+    expected = reference_forward(weights, config, ids, mask, np.zeros_like(ids))
     diff = float(np.max(np.abs(onnx_out.astype(np.float64) - expected)))
     if not diff < TOLERANCE:
         raise ConversionError(
@@ -200,6 +188,27 @@ def verify(directory: Path, weights: Weights, config: BertConfig) -> float:
             f"(tolerance {TOLERANCE})"
         )
     return diff
+
+
+def last_hidden_state(
+    directory: Path, texts: Sequence[str]
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """The ONNX model in `directory` run once on `texts` (one padded batch,
+    [CLS] and [SEP] added by its tokenizer): its last hidden state, the ids
+    and the attention mask."""
+    import onnxruntime as ort
+
+    tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
+    tokenizer.enable_padding(pad_id=tokenizer.token_to_id("[PAD]") or 0)
+    batch = tokenizer.encode_batch(list(texts))
+    ids = np.array([e.ids for e in batch], dtype=np.int64)
+    mask = np.array([e.attention_mask for e in batch], dtype=np.int64)
+    session = ort.InferenceSession(
+        str(directory / "model.onnx"), providers=["CPUExecutionProvider"]
+    )
+    feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+    (hidden,) = session.run(["last_hidden_state"], feeds)
+    return hidden, ids, mask
 
 
 def reference_forward(
